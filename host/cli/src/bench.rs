@@ -1,0 +1,326 @@
+//! `weir bench`: sustained throughput and publish→alert latency of the
+//! shipped pipeline (zscore + shadow + alerts), measured two ways:
+//!
+//! - `--mode engine`: readings handed straight to the engine's queues
+//!   (no sockets), alerts read from an in-process broker link;
+//! - `--mode mqtt`: `--devices` real MQTT connections over loopback
+//!   publishing to a `weir` in the same process, alerts read by an MQTT
+//!   subscriber.
+//!
+//! Each run has two phases: flat out (sustained msgs/s), then paced at
+//! `--rate` msgs/s (latency percentiles of spike → alert).
+
+use crate::rng::Rng;
+use crate::simulate::parse_duration;
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use weir_runtime::engine::Ingest;
+
+#[derive(clap::Args, Clone)]
+pub struct BenchArgs {
+    /// engine (in-process) or mqtt (loopback connections).
+    #[arg(long, default_value = "engine")]
+    pub mode: String,
+    /// Devices (MQTT connections in mqtt mode).
+    #[arg(long, default_value_t = 1000)]
+    pub devices: usize,
+    /// Readings in the flat-out phase.
+    #[arg(long, default_value_t = 500_000)]
+    pub messages: u64,
+    /// Rate of the paced (latency) phase, msgs/s.
+    #[arg(long, default_value_t = 10_000)]
+    pub rate: u64,
+    /// Length of the paced phase.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub paced: Duration,
+    /// Engine workers (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    pub workers: usize,
+}
+
+/// Spikes in flight: (device, value) → when it was published.
+type Sent = Arc<Mutex<HashMap<(usize, u64), Instant>>>;
+
+struct Fleet {
+    rngs: Vec<Rng>,
+    seq: u64,
+}
+
+impl Fleet {
+    fn new(devices: usize) -> Fleet {
+        Fleet {
+            rngs: (0..devices).map(|i| Rng::new(i as u64 + 7)).collect(),
+            seq: 0,
+        }
+    }
+
+    /// The next reading of `device`: ~140 bytes of JSON. Every 1000th
+    /// reading of a warmed-up device is a spike with a unique value.
+    fn reading(&mut self, device: usize, spike: bool) -> (String, Option<u64>) {
+        let rng = &mut self.rngs[device];
+        self.seq += 1;
+        let (temperature, tag) = if spike {
+            // Unique, far outside the baseline: 1000 + seq/1000.
+            let v = 1000.0 + self.seq as f64 / 1000.0;
+            (v, Some(v.to_bits()))
+        } else {
+            (21.0 + 0.3 * rng.normal(), None)
+        };
+        let payload = format!(
+            "{{\"ts\":{},\"temperature\":{temperature},\"humidity\":{:.1},\"pressure\":{:.1},\"battery\":{:.2},\"rssi\":{},\"fw\":\"1.4.2\",\"status\":\"ok\"}}",
+            weir_runtime::clock::now_ms(),
+            40.0 + rng.normal(),
+            1013.0 + rng.normal(),
+            3.7 + 0.01 * rng.normal(),
+            -60 - (rng.uniform() * 10.0) as i64,
+        );
+        (payload, tag)
+    }
+}
+
+fn topic(device: usize) -> String {
+    format!("dt/bench/dev-{device:05}/telemetry")
+}
+
+fn device_of(topic_or_device: &str) -> Option<usize> {
+    topic_or_device
+        .rsplit('/')
+        .next()?
+        .strip_prefix("dev-")?
+        .parse()
+        .ok()
+}
+
+/// Record an alert's latency if it answers a spike we sent.
+fn record_alert(payload: &[u8], sent: &Sent, hist: &Mutex<Histogram<u64>>) {
+    let Ok(doc) = serde_json::from_slice::<serde_json::Value>(payload) else { return };
+    if doc["kind"] != "zscore" || doc["metric"] != "temperature" {
+        return;
+    }
+    let (Some(device), Some(value)) = (doc["device"].as_str().and_then(device_of), doc["value"].as_f64()) else {
+        return;
+    };
+    let started = sent.lock().ok().and_then(|mut m| m.remove(&(device, value.to_bits())));
+    if let (Some(t), Ok(mut h)) = (started, hist.lock()) {
+        let _ = h.record(t.elapsed().as_micros() as u64);
+    }
+}
+
+pub async fn run(args: BenchArgs) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("weir-bench-{}", std::process::id()));
+    let mut config = weir_runtime::Config::default();
+    config.data_dir = dir.clone();
+    config.rules_dir = dir.join("no-rules-dir-use-shipped");
+    config.engine.workers = args.workers;
+    config.listen = "127.0.0.1:0".parse()?;
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let running = weir_runtime::server::start(config, listener).await?;
+    let addr = running.local_addr;
+    println!(
+        "weir bench: mode={} devices={} workers={} cores={}",
+        args.mode,
+        args.devices,
+        if args.workers == 0 { "per-core".to_string() } else { args.workers.to_string() },
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
+
+    let sent: Sent = Arc::new(Mutex::new(HashMap::new()));
+    let hist = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
+
+    // Alert listener.
+    match args.mode.as_str() {
+        "engine" => {
+            let (mut tx, mut rx, _) = running.broker.link("$bench-alerts", true)?;
+            tx.subscribe("weir/alerts/#")?;
+            let (sent, hist) = (sent.clone(), hist.clone());
+            std::thread::spawn(move || loop {
+                match rx.recv() {
+                    Ok(Some(rumqttd::Notification::Forward(f))) => record_alert(&f.publish.payload, &sent, &hist),
+                    Ok(Some(rumqttd::Notification::Unschedule)) => {
+                        if rx.ready().is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+            });
+        }
+        "mqtt" => {
+            let mut opts = MqttOptions::new("bench-alerts", addr.ip().to_string(), addr.port());
+            opts.set_keep_alive(Duration::from_secs(30));
+            opts.set_max_packet_size(1 << 20, 1 << 20);
+            let (client, mut eventloop) = AsyncClient::new(opts, 100);
+            client.subscribe("weir/alerts/#", QoS::AtMostOnce).await?;
+            let (sent, hist) = (sent.clone(), hist.clone());
+            tokio::spawn(async move {
+                loop {
+                    match eventloop.poll().await {
+                        Ok(Event::Incoming(Packet::Publish(p))) => record_alert(&p.payload, &sent, &hist),
+                        Ok(_) => {}
+                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    }
+                }
+            });
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        other => anyhow::bail!("unknown --mode {other:?} (engine or mqtt)"),
+    }
+
+    let fleet = Arc::new(Mutex::new(Fleet::new(args.devices)));
+    let publisher = Publisher::new(&args, &running, addr).await?;
+
+    // Warm up every device's baseline (zscore needs 20 readings).
+    let warm = 25 * args.devices as u64;
+    publisher.send_n(&fleet, warm, None, &sent, 0).await?;
+    wait_processed(&running, warm, Duration::from_secs(120)).await;
+
+    // Phase 1: flat out.
+    let before = running.metrics.messages_processed.load(Relaxed);
+    let started = Instant::now();
+    publisher.send_n(&fleet, args.messages, None, &sent, 0).await?;
+    wait_processed(&running, before + args.messages, Duration::from_secs(600)).await;
+    let elapsed = started.elapsed();
+    let throughput = args.messages as f64 / elapsed.as_secs_f64();
+    println!(
+        "sustained: {} readings in {:.2}s = {:.0} msgs/s",
+        args.messages,
+        elapsed.as_secs_f64(),
+        throughput
+    );
+
+    // Phase 2: paced, with spikes, for latency.
+    if let Ok(mut h) = hist.lock() {
+        h.reset();
+    }
+    let total = args.rate * args.paced.as_secs().max(1);
+    let before = running.metrics.messages_processed.load(Relaxed);
+    publisher.send_n(&fleet, total, Some(args.rate), &sent, 1000).await?;
+    wait_processed(&running, before + total, Duration::from_secs(120)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let h = hist.lock().map(|h| h.clone()).unwrap_or_else(|_| Histogram::new(3).expect("histogram"));
+    let missing = sent.lock().map(|m| m.len()).unwrap_or(0);
+    println!(
+        "latency at {} msgs/s (publish → alert, {} spikes, {} without alert): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        args.rate,
+        h.len(),
+        missing,
+        h.value_at_quantile(0.5) as f64 / 1000.0,
+        h.value_at_quantile(0.99) as f64 / 1000.0,
+        h.max() as f64 / 1000.0
+    );
+    println!("{}", serde_json::to_string(&running.metrics.snapshot()["counters"])?);
+    publisher.close().await;
+    running.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+async fn wait_processed(running: &weir_runtime::server::Running, target: u64, limit: Duration) {
+    let start = Instant::now();
+    while running.metrics.messages_processed.load(Relaxed) < target && start.elapsed() < limit {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// How readings get in: straight into the engine, or over MQTT connections.
+enum Publisher {
+    Engine(weir_runtime::engine::EngineHandle),
+    Mqtt(Vec<AsyncClient>),
+}
+
+impl Publisher {
+    async fn new(args: &BenchArgs, running: &weir_runtime::server::Running, addr: std::net::SocketAddr) -> Result<Publisher> {
+        if args.mode == "engine" {
+            return Ok(Publisher::Engine(running.engine.clone()));
+        }
+        let mut clients = Vec::with_capacity(args.devices);
+        for i in 0..args.devices {
+            let mut opts = MqttOptions::new(format!("dev-{i:05}"), addr.ip().to_string(), addr.port());
+            opts.set_keep_alive(Duration::from_secs(60));
+            opts.set_inflight(200);
+            let (client, mut eventloop) = AsyncClient::new(opts, 1000);
+            tokio::spawn(async move {
+                loop {
+                    if eventloop.poll().await.is_err() {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            });
+            clients.push(client);
+        }
+        // Let the connections come up.
+        let start = Instant::now();
+        while (running.metrics.connections.load(Relaxed) as usize) < args.devices && start.elapsed() < Duration::from_secs(60) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        println!(
+            "{} MQTT connections up in {:.2}s",
+            running.metrics.connections.load(Relaxed),
+            start.elapsed().as_secs_f64()
+        );
+        Ok(Publisher::Mqtt(clients))
+    }
+
+    /// Send `n` readings round-robin over the devices, at `rate` msgs/s if
+    /// given; every `spike_every`-th reading is a spike (0 = none).
+    async fn send_n(&self, fleet: &Mutex<Fleet>, n: u64, rate: Option<u64>, sent: &Sent, spike_every: u64) -> Result<()> {
+        let devices = fleet.lock().map(|f| f.rngs.len()).unwrap_or(1);
+        let start = Instant::now();
+        for i in 0..n {
+            if let Some(rate) = rate {
+                let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+                let now = Instant::now();
+                if due > now {
+                    tokio::time::sleep(due - now).await;
+                }
+            }
+            let device = (i as usize) % devices;
+            let spike = spike_every > 0 && i % spike_every == spike_every / 2;
+            let (payload, tag) = fleet
+                .lock()
+                .map_err(|_| anyhow::anyhow!("fleet lock"))?
+                .reading(device, spike);
+            if let (Some(tag), Ok(mut m)) = (tag, sent.lock()) {
+                m.insert((device, tag), Instant::now());
+            }
+            match self {
+                Publisher::Engine(engine) => {
+                    let ok = engine
+                        .send(Ingest {
+                            topic: topic(device),
+                            payload: Bytes::from(payload),
+                            client_id: Arc::from(format!("dev-{device:05}").as_str()),
+                            received_at: weir_runtime::clock::now_ms(),
+                            hops: 0,
+                        })
+                        .await;
+                    if !ok {
+                        anyhow::bail!("engine stopped");
+                    }
+                }
+                Publisher::Mqtt(clients) => {
+                    clients[device]
+                        .publish(topic(device), QoS::AtLeastOnce, false, payload)
+                        .await
+                        .context("publish")?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn close(&self) {
+        if let Publisher::Mqtt(clients) = self {
+            for c in clients {
+                let _ = c.disconnect().await;
+            }
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! `weir`: the command-line edge of Weir. Parses arguments, sets up
+//! logging, and calls into `weir-runtime` (serve, admin queries) and
+//! `weir-sql` (rule checks); also ships the device simulator and the
+//! benchmark.
+
+mod admin_cmd;
+mod bench;
+mod rng;
+mod rules_cmd;
+mod simulate;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use weir_runtime::Config;
+
+#[derive(Parser)]
+#[command(name = "weir", version, about = "Rules engine for IoT telemetry: MQTT in, SQL rules, WebAssembly plugins")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct DataDirArg {
+    /// Data directory of the instance to ask (default: the config's, or ./weir-data).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Config file, to find its data directory.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+impl DataDirArg {
+    fn resolve(&self) -> Result<PathBuf> {
+        if let Some(d) = &self.data_dir {
+            return Ok(d.clone());
+        }
+        Ok(load_config(self.config.as_deref())?.data_dir)
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve: MQTT listener, rules engine and plugins (embedded defaults without --config).
+    Run {
+        /// Config file (TOML). Unknown keys are errors.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// MQTT listen address (overrides the config).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Data directory (overrides the config).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Rules directory (overrides the config).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+    },
+    /// Counters and state of the running instance.
+    Status {
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+    /// Device shadows.
+    Shadow {
+        #[command(subcommand)]
+        command: ShadowCommand,
+    },
+    /// Plugin state in the key-value store (baselines, windows …).
+    State {
+        #[command(subcommand)]
+        command: StateCommand,
+    },
+    /// Check, evaluate and test rules.
+    Rules {
+        #[command(subcommand)]
+        command: rules_cmd::RulesCommand,
+    },
+    /// Simulate a fleet of devices publishing telemetry over MQTT.
+    Simulate(simulate::SimulateArgs),
+    /// Measure throughput and publish→alert latency of the shipped pipeline.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum ShadowCommand {
+    /// Print a device's shadow document.
+    Get {
+        device: String,
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum StateCommand {
+    /// Print one value (`weir state get zscore dev-1`).
+    Get {
+        bucket: String,
+        key: String,
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+    /// List the keys of a bucket.
+    Keys {
+        bucket: String,
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+    /// Delete one value (a plugin starts that key afresh).
+    Reset {
+        bucket: String,
+        key: String,
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+}
+
+fn load_config(path: Option<&std::path::Path>) -> Result<Config> {
+    match path {
+        Some(p) => Config::from_file(p).map_err(anyhow::Error::from),
+        None => {
+            let default = PathBuf::from("weir.toml");
+            if default.exists() {
+                Config::from_file(&default).map_err(anyhow::Error::from)
+            } else {
+                Ok(Config::default())
+            }
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Run {
+            config,
+            listen,
+            data_dir,
+            rules,
+        } => {
+            let mut config = load_config(config.as_deref())?;
+            if let Some(l) = listen {
+                config.listen = l;
+            }
+            if let Some(d) = data_dir {
+                config.data_dir = d;
+            }
+            if let Some(r) = rules {
+                config.rules_dir = r;
+            }
+            config.validate()?;
+            let listener = tokio::net::TcpListener::bind(config.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", config.listen))?;
+            weir_runtime::run(config, listener, shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { dir } => admin_cmd::print(&dir.resolve()?, weir_runtime::admin::Request::Status).await,
+        Command::Shadow {
+            command: ShadowCommand::Get { device, dir },
+        } => admin_cmd::print(&dir.resolve()?, weir_runtime::admin::Request::Shadow { device }).await,
+        Command::State { command } => match command {
+            StateCommand::Get { bucket, key, dir } => {
+                admin_cmd::print(&dir.resolve()?, weir_runtime::admin::Request::State { bucket, key }).await
+            }
+            StateCommand::Keys { bucket, dir } => {
+                admin_cmd::print(&dir.resolve()?, weir_runtime::admin::Request::StateKeys { bucket }).await
+            }
+            StateCommand::Reset { bucket, key, dir } => {
+                admin_cmd::print(&dir.resolve()?, weir_runtime::admin::Request::StateDelete { bucket, key }).await
+            }
+        },
+        Command::Rules { command } => rules_cmd::run(command),
+        Command::Simulate(args) => simulate::run(args).await.map(|_| ExitCode::SUCCESS),
+        Command::Bench(args) => bench::run(args).await.map(|_| ExitCode::SUCCESS),
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,153 @@
+//! The admin socket: how `weir status`, `weir shadow get` and `weir state`
+//! reach the instance serving a data directory (`<data-dir>/weir.sock`,
+//! one JSON request per line, one JSON response per line).
+//!
+//! When no instance is running, the same queries are answered from the
+//! data directory directly ([`query_offline`]).
+
+use crate::metrics::Metrics;
+use crate::store::KvStore;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::sync::Arc;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::watch;
+
+/// Bucket the shadow plugin keeps device shadows in.
+pub const SHADOW_BUCKET: &str = "shadow";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    Status,
+    Shadow { device: String },
+    State { bucket: String, key: String },
+    StateKeys { bucket: String },
+    StateDelete { bucket: String, key: String },
+}
+
+/// What an instance (or the offline store) can answer.
+pub struct Answerer {
+    pub kv: Arc<KvStore>,
+    pub metrics: Option<Arc<Metrics>>,
+    pub extra_status: Option<Arc<dyn Fn() -> Value + Send + Sync>>,
+}
+
+impl Answerer {
+    pub fn answer(&self, request: &Request) -> Result<Value, String> {
+        let text = |bytes: Vec<u8>| -> Value {
+            match serde_json::from_slice::<Value>(&bytes) {
+                Ok(v) => v,
+                Err(_) => Value::String(String::from_utf8_lossy(&bytes).into_owned()),
+            }
+        };
+        match request {
+            Request::Status => {
+                let mut status = match &self.metrics {
+                    Some(m) => m.snapshot(),
+                    None => json!({"running": false}),
+                };
+                if let (Some(extra), Some(obj)) = (&self.extra_status, status.as_object_mut()) {
+                    if let Some(e) = extra().as_object() {
+                        obj.extend(e.clone());
+                    }
+                }
+                Ok(status)
+            }
+            Request::Shadow { device } => match self.kv.get(SHADOW_BUCKET, device).map_err(|e| e.to_string())? {
+                Some(bytes) => Ok(text(bytes)),
+                None => Err(format!("no shadow for device {device:?}")),
+            },
+            Request::State { bucket, key } => match self.kv.get(bucket, key).map_err(|e| e.to_string())? {
+                Some(bytes) => Ok(text(bytes)),
+                None => Err(format!("no state under {bucket}/{key}")),
+            },
+            Request::StateKeys { bucket } => Ok(json!(self.kv.keys(bucket).map_err(|e| e.to_string())?)),
+            Request::StateDelete { bucket, key } => {
+                self.kv.delete(bucket, key);
+                self.kv.flush().map_err(|e| e.to_string())?;
+                Ok(json!({"deleted": format!("{bucket}/{key}")}))
+            }
+        }
+    }
+}
+
+/// Serve the admin socket until shutdown.
+pub async fn serve(listener: UnixListener, answerer: Arc<Answerer>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let answerer = answerer.clone();
+                tokio::spawn(async move {
+                    let (read, mut write) = stream.into_split();
+                    let mut lines = BufReader::new(read).lines();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        let response = match serde_json::from_str::<Request>(&line) {
+                            Ok(req) => match answerer.answer(&req) {
+                                Ok(v) => json!({"ok": true, "result": v}),
+                                Err(e) => json!({"ok": false, "error": e}),
+                            },
+                            Err(e) => json!({"ok": false, "error": format!("bad request: {e}")}),
+                        };
+                        let mut text = response.to_string();
+                        text.push('\n');
+                        if write.write_all(text.as_bytes()).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+}
+
+/// Errors of the admin client.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("no running weir at {0}")]
+    NotRunning(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Ask the instance serving `data_dir`.
+pub async fn query(data_dir: &Path, request: &Request) -> Result<Value, AdminError> {
+    let path = crate::config::Config::admin_socket(data_dir);
+    let stream = UnixStream::connect(&path)
+        .await
+        .map_err(|_| AdminError::NotRunning(path.display().to_string()))?;
+    let (read, mut write) = stream.into_split();
+    let mut line = serde_json::to_string(request).map_err(|e| AdminError::Failed(e.to_string()))?;
+    line.push('\n');
+    write
+        .write_all(line.as_bytes())
+        .await
+        .map_err(|e| AdminError::Failed(e.to_string()))?;
+    let mut lines = BufReader::new(read).lines();
+    let reply = lines
+        .next_line()
+        .await
+        .map_err(|e| AdminError::Failed(e.to_string()))?
+        .ok_or_else(|| AdminError::Failed("the instance closed the admin socket".into()))?;
+    let reply: Value = serde_json::from_str(&reply).map_err(|e| AdminError::Failed(e.to_string()))?;
+    if reply["ok"] == json!(true) {
+        Ok(reply["result"].clone())
+    } else {
+        Err(AdminError::Failed(reply["error"].as_str().unwrap_or("failed").to_string()))
+    }
+}
+
+/// Answer from the data directory when no instance is running.
+pub fn query_offline(data_dir: &Path, request: &Request) -> Result<Value, AdminError> {
+    let kv = KvStore::open(&crate::server::state_path(data_dir)).map_err(|e| AdminError::Failed(e.to_string()))?;
+    let answerer = Answerer {
+        kv: Arc::new(kv),
+        metrics: None,
+        extra_status: None,
+    };
+    answerer.answer(request).map_err(AdminError::Failed)
+}

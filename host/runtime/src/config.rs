@@ -1,0 +1,249 @@
+//! Typed configuration (`weir.toml`), validated before any I/O.
+//!
+//! Every section rejects unknown keys, so a typo is an error that names the
+//! key rather than a setting silently ignored.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Errors reading or validating a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration. All fields have embedded defaults, so an empty
+/// file (or no file) runs the shipped pipeline.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// MQTT (TCP) listener for devices.
+    pub listen: SocketAddr,
+    /// Where state, journals, the compile cache and the admin socket live.
+    pub data_dir: PathBuf,
+    /// Rule files (`*.toml`) and plugin declarations (`plugins.toml`).
+    pub rules_dir: PathBuf,
+    /// Extra plugin components (`*.wasm`) that declarations may name by path.
+    pub plugins_dir: PathBuf,
+    pub engine: EngineConfig,
+    pub plugins: PluginLimits,
+    pub broker: BrokerConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            data_dir: PathBuf::from("weir-data"),
+            rules_dir: PathBuf::from("rules"),
+            plugins_dir: PathBuf::from("plugins-wasm"),
+            engine: EngineConfig::default(),
+            plugins: PluginLimits::default(),
+            broker: BrokerConfig::default(),
+        }
+    }
+}
+
+/// The rules engine.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// Worker threads; each owns its plugin instances. Readings of one topic
+    /// always go to the same worker, so per-device state stays in one place.
+    /// 0 = one per core.
+    pub workers: usize,
+    /// Most messages one worker takes off its queue per round (and so the
+    /// largest batch a plugin sees).
+    pub max_batch: usize,
+    /// Capacity of each worker's queue. When full, listeners stop reading
+    /// device sockets: back-pressure reaches devices instead of memory growing.
+    pub queue_capacity: usize,
+    /// How often plugins checkpoint state and the store flushes to disk (ms).
+    pub checkpoint_interval_ms: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            workers: 0,
+            max_batch: 256,
+            queue_capacity: 16_384,
+            checkpoint_interval_ms: 1_000,
+        }
+    }
+}
+
+/// Sandbox limits applied to every plugin call.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginLimits {
+    /// Wall-clock budget of one call (a whole batch), in ms.
+    pub call_timeout_ms: u64,
+    /// Linear memory cap per instance, in MiB.
+    pub memory_limit_mib: u64,
+    /// Failures (trap, timeout, memory) within `failure_window_s` after which
+    /// a plugin is quarantined.
+    pub max_failures: u32,
+    pub failure_window_s: u64,
+    /// Where compiled components are cached (default `<data_dir>/cache`).
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        PluginLimits {
+            call_timeout_ms: 50,
+            memory_limit_mib: 64,
+            max_failures: 5,
+            failure_window_s: 60,
+            cache_dir: None,
+        }
+    }
+}
+
+/// The embedded broker (rumqttd's router).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    pub max_connections: usize,
+    /// Largest accepted MQTT packet, bytes.
+    pub max_packet_size: usize,
+    /// Router log segment size (bytes) and count: messages kept for device
+    /// subscribers. Small by default; the engine does not read from this log.
+    pub segment_size: usize,
+    pub segment_count: usize,
+    /// Seconds a new connection has to send CONNECT.
+    pub connect_timeout_s: u64,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            max_connections: 200_000,
+            max_packet_size: 128 * 1024,
+            segment_size: 16 * 1024 * 1024,
+            segment_count: 4,
+            connect_timeout_s: 10,
+        }
+    }
+}
+
+impl Config {
+    /// Read and validate a config file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_toml(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parse and validate config text.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<config>"),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks that need no I/O.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if self.engine.max_batch == 0 {
+            return invalid("engine.max_batch must be at least 1");
+        }
+        if self.engine.queue_capacity < self.engine.max_batch {
+            return invalid("engine.queue_capacity must be at least engine.max_batch");
+        }
+        if self.engine.checkpoint_interval_ms < 10 {
+            return invalid("engine.checkpoint_interval_ms must be at least 10");
+        }
+        if self.plugins.call_timeout_ms == 0 {
+            return invalid("plugins.call_timeout_ms must be at least 1");
+        }
+        if self.plugins.memory_limit_mib == 0 || self.plugins.memory_limit_mib > 4096 {
+            return invalid("plugins.memory_limit_mib must be between 1 and 4096");
+        }
+        if self.plugins.max_failures == 0 {
+            return invalid("plugins.max_failures must be at least 1");
+        }
+        if self.broker.max_packet_size < 1024 {
+            return invalid("broker.max_packet_size must be at least 1024");
+        }
+        if self.broker.segment_count == 0 || self.broker.segment_size < 64 * 1024 {
+            return invalid("broker.segment_size must be at least 65536 and segment_count at least 1");
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return invalid("data_dir must not be empty");
+        }
+        Ok(())
+    }
+
+    /// Worker count with `0` resolved to the number of cores.
+    pub fn workers(&self) -> usize {
+        if self.engine.workers > 0 {
+            return self.engine.workers;
+        }
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    }
+
+    pub fn call_timeout(&self) -> Duration {
+        Duration::from_millis(self.plugins.call_timeout_ms)
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.plugins
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("cache"))
+    }
+
+    /// The admin socket of the instance serving `data_dir`.
+    pub fn admin_socket(data_dir: &Path) -> PathBuf {
+        data_dir.join("weir.sock")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_is_the_embedded_default() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.listen, SocketAddr::from(([127, 0, 0, 1], 1883)));
+        assert_eq!(c.rules_dir, PathBuf::from("rules"));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::from_toml("[engine]\nworkerz = 2\n").unwrap_err();
+        assert!(err.to_string().contains("workerz"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_are_refused() {
+        let err = Config::from_toml("[engine]\nmax_batch = 0\n").unwrap_err();
+        assert!(err.to_string().contains("max_batch"), "{err}");
+    }
+}

@@ -1,0 +1,23 @@
+//! What enters the engine: one published message, stamped on arrival.
+
+use bytes::Bytes;
+use std::sync::Arc;
+
+/// The client id used for messages the host itself makes.
+pub const HOST_CLIENT_ID: &str = "weir";
+
+/// Most times one message may cross the engine (a plugin's output that
+/// matches a rule that feeds a plugin …). Stops loops between rules.
+pub const MAX_HOPS: u8 = 8;
+
+#[derive(Debug, Clone)]
+pub struct Ingest {
+    pub topic: String,
+    pub payload: Bytes,
+    pub client_id: Arc<str>,
+    /// Server receive time (ms since the epoch), stamped when the packet
+    /// was read off the socket.
+    pub received_at: i64,
+    /// 0 for messages from devices; +1 each time a plugin's output re-enters.
+    pub hops: u8,
+}

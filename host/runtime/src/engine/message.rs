@@ -1,0 +1,120 @@
+//! Turning a rule's output into the message a plugin receives, and a failed
+//! message into the document an error action receives.
+
+use super::ingest::Ingest;
+use crate::plugin::bindings::{Message, Metric};
+use crate::rules::{Action, Rule};
+use serde_json::{json, Value};
+
+/// Everything the action's templates and the plugin message need.
+pub struct Context<'a> {
+    pub ingest: &'a Ingest,
+    pub sql: &'a weir_sql::Message<'a>,
+}
+
+/// Numeric fields of `value`, nested objects flattened with `.`.
+pub fn metrics(value: &Value) -> Vec<Metric> {
+    let mut out = Vec::new();
+    flatten(value, &mut String::new(), &mut out);
+    out
+}
+
+fn flatten(value: &Value, prefix: &mut String, out: &mut Vec<Metric>) {
+    match value {
+        Value::Number(n) if !prefix.is_empty() => {
+            if let Some(v) = n.as_f64() {
+                out.push(Metric {
+                    name: prefix.clone(),
+                    value: v,
+                });
+            }
+        }
+        Value::Object(map) => {
+            for (k, v) in map {
+                let len = prefix.len();
+                if !prefix.is_empty() {
+                    prefix.push('.');
+                }
+                prefix.push_str(k);
+                flatten(v, prefix, out);
+                prefix.truncate(len);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn render(t: &Option<weir_sql::Template>, ctx: &Context<'_>) -> Result<Option<String>, String> {
+    match t {
+        None => Ok(None),
+        Some(t) => t.render(ctx.sql).map(Some).map_err(|e| e.to_string()),
+    }
+}
+
+/// Build the plugin message for one action of a rule.
+pub fn for_action(rule: &Rule, action: &Action, output: &Value, ctx: &Context<'_>) -> Result<Message, String> {
+    let device = render(&action.device, ctx)?.unwrap_or_else(|| ctx.ingest.client_id.to_string());
+    let device_type = render(&action.device_type, ctx)?.unwrap_or_default();
+    let device_time = match render(&action.device_time, ctx)? {
+        Some(text) => {
+            let v = text
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map(Value::Number)
+                .unwrap_or(Value::String(text));
+            crate::clock::device_time_ms(&v, ctx.ingest.received_at)
+        }
+        None => ["ts", "timestamp"]
+            .iter()
+            .find_map(|k| output.get(*k))
+            .and_then(|v| crate::clock::device_time_ms(v, ctx.ingest.received_at)),
+    };
+    Ok(Message {
+        rule: rule.name.clone(),
+        topic: ctx.ingest.topic.clone(),
+        client_id: ctx.ingest.client_id.to_string(),
+        device,
+        device_type,
+        received_at: ctx.ingest.received_at,
+        device_time,
+        metrics: metrics(output),
+        payload: serde_json::to_string(output).unwrap_or_default(),
+    })
+}
+
+/// One failed action, AWS IoT's error-action shape.
+pub struct Failure {
+    pub action: String,
+    pub message: String,
+}
+
+/// The document an error action receives (AWS IoT's error action payload,
+/// plus Weir's receive timestamp).
+pub fn error_document(rule: &str, ingest: &Ingest, failures: &[Failure]) -> Value {
+    use base64::Engine as _;
+    json!({
+        "ruleName": rule,
+        "topic": ingest.topic,
+        "clientId": &*ingest.client_id,
+        "receivedAt": ingest.received_at,
+        "base64OriginalPayload": base64::engine::general_purpose::STANDARD.encode(&ingest.payload),
+        "failures": failures.iter().map(|f| json!({
+            "failedAction": f.action,
+            "failedResource": f.action,
+            "errorMessage": f.message,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flattens_numbers_only() {
+        let m = metrics(&json!({"t": 21.5, "ok": true, "env": {"h": 40, "s": "x"}, "id": "d"}));
+        let names: Vec<_> = m.iter().map(|m| (m.name.as_str(), m.value)).collect();
+        assert_eq!(names, vec![("t", 21.5), ("env.h", 40.0)]);
+    }
+}

@@ -1,0 +1,436 @@
+//! One engine worker: a thread that owns its plugin instances, takes
+//! batches of messages off its queue, evaluates the matching rules, hands
+//! each plugin one batch per round, and routes what comes back.
+
+use super::generation::{Current, Generation};
+use super::ingest::{Ingest, HOST_CLIENT_ID, MAX_HOPS};
+use super::message::{self, Context, Failure};
+use crate::metrics::Metrics;
+use crate::plugin::bindings::{Message, Outbound};
+use crate::plugin::{CallError, Instance, Kind, LoadedPlugin, PluginRuntime};
+use bytes::Bytes;
+use rumqttd::local::LinkTx;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Where a message handed to a plugin came from, so a failure can be sent
+/// to the right rule's error action.
+struct Origin {
+    rule: usize,
+    ingest: Arc<Ingest>,
+    /// Index of the action, or `None` when this is an error-action delivery.
+    action: Option<usize>,
+}
+
+/// A plugin's live instance in this worker, with its failure record.
+struct Slot {
+    plugin: Arc<LoadedPlugin>,
+    instance: Option<Instance>,
+    failures: VecDeque<Instant>,
+    quarantined: Option<String>,
+}
+
+pub struct Worker {
+    pub id: usize,
+    pub rx: flume::Receiver<Ingest>,
+    pub current: Arc<Current>,
+    pub rt: Arc<PluginRuntime>,
+    pub metrics: Arc<Metrics>,
+    pub publisher: LinkTx,
+    pub max_batch: usize,
+    pub checkpoint_every: Duration,
+    pub stop: Arc<AtomicBool>,
+}
+
+struct State {
+    generation: Arc<Generation>,
+    slots: BTreeMap<String, Slot>,
+    /// Per plugin: the messages of this round and where each came from.
+    pending: BTreeMap<String, (Vec<Message>, Vec<Origin>)>,
+    /// Plugin outputs that re-enter the engine this round.
+    local: VecDeque<Ingest>,
+    matches: Vec<usize>,
+}
+
+impl Worker {
+    pub fn run(mut self) {
+        let mut state = State {
+            generation: self.current.get(),
+            slots: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            local: VecDeque::new(),
+            matches: Vec::new(),
+        };
+        let mut last_checkpoint = Instant::now();
+        let mut last_tick = Instant::now();
+        let mut batch: Vec<Ingest> = Vec::with_capacity(self.max_batch);
+        loop {
+            let stopping = self.stop.load(Relaxed);
+            match self.rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(first) => {
+                    batch.push(first);
+                    while batch.len() < self.max_batch {
+                        match self.rx.try_recv() {
+                            Ok(m) => batch.push(m),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Err(flume::RecvTimeoutError::Timeout) => {
+                    if stopping {
+                        break;
+                    }
+                }
+                Err(flume::RecvTimeoutError::Disconnected) => break,
+            }
+            if self.current.version() != state.generation.number {
+                self.swap_generation(&mut state);
+            }
+            if !batch.is_empty() {
+                self.round(&mut state, &mut batch);
+            }
+            if last_tick.elapsed() >= Duration::from_secs(1) {
+                last_tick = Instant::now();
+                self.tick(&mut state);
+            }
+            if last_checkpoint.elapsed() >= self.checkpoint_every {
+                last_checkpoint = Instant::now();
+                self.checkpoint_all(&mut state);
+            }
+        }
+        self.checkpoint_all(&mut state);
+        tracing::debug!(worker = self.id, "engine worker stopped");
+    }
+
+    /// Move to the newest generation: checkpoint instances whose plugin
+    /// version changes, so the new version starts from their state.
+    fn swap_generation(&mut self, state: &mut State) {
+        let next = self.current.get();
+        let changed: Vec<String> = state
+            .slots
+            .iter()
+            .filter(|(name, slot)| next.plugins.get(*name).is_none_or(|p| !Arc::ptr_eq(p, &slot.plugin)))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in changed {
+            if let Some(mut slot) = state.slots.remove(&name) {
+                if let Some(instance) = slot.instance.as_mut() {
+                    match instance.checkpoint() {
+                        Ok(out) => self.route_outputs(state, out, 0),
+                        Err(e) => tracing::warn!(plugin = %name, error = %e, "checkpoint before replacing the plugin failed"),
+                    }
+                }
+                self.metrics.note(&format!("plugin.{name}"), None);
+            }
+        }
+        state.generation = next;
+    }
+
+    /// Process one batch of incoming messages and everything they cause.
+    fn round(&mut self, state: &mut State, batch: &mut Vec<Ingest>) {
+        let count = batch.len() as u64;
+        state.local.extend(batch.drain(..));
+        // Plugin outputs may match rules again: keep going until the round is
+        // quiet (MAX_HOPS bounds it).
+        while !state.local.is_empty() {
+            while let Some(ingest) = state.local.pop_front() {
+                self.evaluate(state, ingest);
+            }
+            self.deliver(state);
+        }
+        self.metrics.messages_processed.fetch_add(count, Relaxed);
+    }
+
+    /// Evaluate every matching rule for one message and queue the actions.
+    fn evaluate(&self, state: &mut State, ingest: Ingest) {
+        let generation = state.generation.clone();
+        let rules = &generation.rules;
+        rules.matching(&ingest.topic, &mut state.matches);
+        if state.matches.is_empty() {
+            return;
+        }
+        let ingest = Arc::new(ingest);
+        let parsed: Result<serde_json::Value, String> =
+            serde_json::from_slice(&ingest.payload).map_err(|e| format!("payload is not valid JSON: {e}"));
+        if parsed.is_err() && ingest.hops == 0 {
+            self.metrics.messages_malformed.fetch_add(1, Relaxed);
+        }
+        let matches = std::mem::take(&mut state.matches);
+        for &rule_index in &matches {
+            let Some(rule) = rules.rules.get(rule_index) else { continue };
+            let payload = match &parsed {
+                Ok(v) => weir_sql::Payload::Json(v),
+                Err(e) if rule.statement.reads_payload() => {
+                    self.fail(state, rule_index, &ingest, "sql", e.clone());
+                    continue;
+                }
+                Err(_) => weir_sql::Payload::Binary(&ingest.payload),
+            };
+            let sql_message = weir_sql::Message {
+                topic: &ingest.topic,
+                client_id: &ingest.client_id,
+                payload,
+                timestamp_ms: ingest.received_at,
+                principal: None,
+                trace_id: None,
+                lookup: None,
+            };
+            let output = match rule.statement.eval(&sql_message) {
+                Ok(Some(v)) => v,
+                Ok(None) => continue,
+                Err(e) => {
+                    self.metrics.rule_errors.fetch_add(1, Relaxed);
+                    self.fail(state, rule_index, &ingest, "sql", e.to_string());
+                    continue;
+                }
+            };
+            self.metrics.rule_matches.fetch_add(1, Relaxed);
+            let ctx = Context {
+                ingest: &ingest,
+                sql: &sql_message,
+            };
+            for (action_index, action) in rule.actions.iter().enumerate() {
+                match message::for_action(rule, action, &output, &ctx) {
+                    Ok(m) => {
+                        let (messages, origins) = state.pending.entry(action.plugin.clone()).or_default();
+                        messages.push(m);
+                        origins.push(Origin {
+                            rule: rule_index,
+                            ingest: ingest.clone(),
+                            action: Some(action_index),
+                        });
+                    }
+                    Err(e) => self.fail(state, rule_index, &ingest, &action.plugin, e),
+                }
+            }
+        }
+        state.matches = matches;
+    }
+
+    /// Send a failed message to its rule's error action, or to the
+    /// dead-letter journal when the rule has none.
+    fn fail(&self, state: &mut State, rule_index: usize, ingest: &Arc<Ingest>, action: &str, error: String) {
+        let generation = state.generation.clone();
+        let Some(rule) = generation.rules.rules.get(rule_index) else { return };
+        let doc = message::error_document(
+            &rule.name,
+            ingest,
+            &[Failure {
+                action: action.to_string(),
+                message: error,
+            }],
+        );
+        match &rule.error_action {
+            Some(error_action) => {
+                self.metrics.error_action_messages.fetch_add(1, Relaxed);
+                let sql_message = weir_sql::Message {
+                    topic: &ingest.topic,
+                    client_id: &ingest.client_id,
+                    payload: weir_sql::Payload::Json(&doc),
+                    timestamp_ms: ingest.received_at,
+                    principal: None,
+                    trace_id: None,
+                    lookup: None,
+                };
+                let ctx = Context {
+                    ingest,
+                    sql: &sql_message,
+                };
+                match message::for_action(rule, error_action, &doc, &ctx) {
+                    Ok(m) => {
+                        let (messages, origins) = state.pending.entry(error_action.plugin.clone()).or_default();
+                        messages.push(m);
+                        origins.push(Origin {
+                            rule: rule_index,
+                            ingest: ingest.clone(),
+                            action: None,
+                        });
+                    }
+                    Err(e) => self.dead_letter(&doc, &format!("error action: {e}")),
+                }
+            }
+            None => self.dead_letter(&doc, "rule has no error_action"),
+        }
+    }
+
+    fn dead_letter(&self, doc: &serde_json::Value, why: &str) {
+        self.metrics.dead_letters.fetch_add(1, Relaxed);
+        tracing::warn!(reason = why, failure = %doc, "message sent to the dead-letter journal");
+        let line = doc.to_string();
+        if let Err(e) = self.rt.services.journals.append("dead-letter", &[line]) {
+            tracing::error!(error = %e, "cannot write the dead-letter journal");
+        }
+    }
+
+    /// Hand each plugin its batch for this round.
+    fn deliver(&mut self, state: &mut State) {
+        let pending = std::mem::take(&mut state.pending);
+        for (plugin, (messages, origins)) in pending {
+            let result = self.call(state, &plugin, |instance| instance.process(&messages));
+            self.metrics.plugin_calls.fetch_add(1, Relaxed);
+            self.metrics.plugin_messages.fetch_add(messages.len() as u64, Relaxed);
+            match result {
+                Ok(outputs) => {
+                    let hops = origins.iter().map(|o| o.ingest.hops).max().unwrap_or(0);
+                    self.route_outputs(state, outputs, hops);
+                }
+                Err(error) => {
+                    for origin in origins {
+                        if origin.action.is_none() {
+                            // An error action that fails is not retried.
+                            let generation = state.generation.clone();
+                            let rule = generation.rules.rules.get(origin.rule).map(|r| r.name.clone()).unwrap_or_default();
+                            let doc = message::error_document(
+                                &rule,
+                                &origin.ingest,
+                                &[Failure {
+                                    action: plugin.clone(),
+                                    message: error.clone(),
+                                }],
+                            );
+                            self.dead_letter(&doc, "the error action failed too");
+                        } else {
+                            self.fail(state, origin.rule, &origin.ingest, &plugin, error.clone());
+                        }
+                    }
+                }
+            }
+        }
+        // Error-action deliveries queued by failures above.
+        if !state.pending.is_empty() {
+            self.deliver(state);
+        }
+    }
+
+    /// Call a plugin with its live instance, replacing a trapped instance and
+    /// quarantining a plugin that keeps failing.
+    fn call(
+        &mut self,
+        state: &mut State,
+        plugin: &str,
+        f: impl FnOnce(&mut Instance) -> Result<Vec<Outbound>, CallError>,
+    ) -> Result<Vec<Outbound>, String> {
+        let Some(loaded) = state.generation.plugins.get(plugin).cloned() else {
+            return Err(format!("plugin {plugin} is not loaded"));
+        };
+        let slot = state.slots.entry(plugin.to_string()).or_insert_with(|| Slot {
+            plugin: loaded.clone(),
+            instance: None,
+            failures: VecDeque::new(),
+            quarantined: None,
+        });
+        if let Some(why) = &slot.quarantined {
+            return Err(format!("plugin {plugin} is quarantined: {why}"));
+        }
+        if slot.instance.is_none() {
+            match Instance::new(&self.rt, loaded) {
+                Ok(i) => slot.instance = Some(i),
+                Err(e) => return Err(self.record_failure(slot, plugin, e.to_string())),
+            }
+        }
+        let Some(instance) = slot.instance.as_mut() else {
+            return Err(format!("plugin {plugin} has no instance"));
+        };
+        match f(instance) {
+            Ok(out) => Ok(out),
+            Err(CallError::Plugin(message)) => {
+                self.metrics.count(&format!("plugin.{plugin}.errors"), 1);
+                Err(format!("plugin {plugin} returned an error: {message}"))
+            }
+            Err(CallError::Trap(message)) => {
+                // A trapped store is never reused.
+                slot.instance = None;
+                Err(self.record_failure(slot, plugin, message))
+            }
+        }
+    }
+
+    fn record_failure(&self, slot: &mut Slot, plugin: &str, message: String) -> String {
+        self.metrics.plugin_failures.fetch_add(1, Relaxed);
+        self.metrics.count(&format!("plugin.{plugin}.failures"), 1);
+        tracing::error!(plugin, worker = self.id, error = %message, "plugin call failed; instance replaced");
+        let now = Instant::now();
+        let window = Duration::from_secs(self.rt.limits.failure_window_s);
+        slot.failures.push_back(now);
+        while slot.failures.front().is_some_and(|t| now.duration_since(*t) > window) {
+            slot.failures.pop_front();
+        }
+        if slot.failures.len() >= self.rt.limits.max_failures as usize {
+            let why = format!(
+                "{} failures within {}s, last: {message}",
+                slot.failures.len(),
+                self.rt.limits.failure_window_s
+            );
+            tracing::error!(plugin, reason = %why, "plugin quarantined; its messages go to error actions until it is reloaded");
+            self.metrics.note(&format!("plugin.{plugin}"), Some(format!("quarantined: {why}")));
+            slot.quarantined = Some(why);
+        }
+        format!("plugin {plugin} failed: {message}")
+    }
+
+    /// Publish plugin outputs to the broker and feed them back into the engine.
+    fn route_outputs(&mut self, state: &mut State, outputs: Vec<Outbound>, hops: u8) {
+        for out in outputs {
+            self.metrics.published.fetch_add(1, Relaxed);
+            let payload = Bytes::from(out.payload.into_bytes());
+            if let Err(e) = self.publisher.publish(out.topic.clone(), payload.clone()) {
+                tracing::error!(error = %e, topic = %out.topic, "broker refused a plugin publish");
+            }
+            if hops + 1 >= MAX_HOPS {
+                self.metrics.loops_stopped.fetch_add(1, Relaxed);
+                tracing::warn!(topic = %out.topic, "message crossed the engine {MAX_HOPS} times; not fed back (rule loop?)");
+                continue;
+            }
+            self.metrics.messages_internal.fetch_add(1, Relaxed);
+            state.local.push_back(Ingest {
+                topic: out.topic,
+                payload,
+                client_id: Arc::from(HOST_CLIENT_ID),
+                received_at: crate::clock::now_ms(),
+                hops: hops + 1,
+            });
+        }
+    }
+
+    fn tick(&mut self, state: &mut State) {
+        let now = crate::clock::now_ms();
+        let aggregators: Vec<String> = state
+            .generation
+            .plugins
+            .iter()
+            .filter(|(_, p)| p.kind == Kind::Aggregator)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in aggregators {
+            match self.call(state, &name, |i| i.tick(now)) {
+                Ok(out) => self.route_outputs(state, out, 0),
+                Err(e) => tracing::warn!(plugin = %name, error = %e, "tick failed"),
+            }
+        }
+        if !state.local.is_empty() {
+            let mut empty = Vec::new();
+            self.round(state, &mut empty);
+        }
+    }
+
+    /// Ask every live instance to save its state (processors) or flush (sinks).
+    fn checkpoint_all(&mut self, state: &mut State) {
+        let names: Vec<String> = state.slots.keys().cloned().collect();
+        for name in names {
+            let live = state.slots.get(&name).is_some_and(|s| s.instance.is_some() && s.quarantined.is_none());
+            if !live {
+                continue;
+            }
+            match self.call(state, &name, |i| i.checkpoint()) {
+                Ok(out) => self.route_outputs(state, out, 0),
+                Err(e) => tracing::warn!(plugin = %name, error = %e, "checkpoint failed"),
+            }
+        }
+        if !state.local.is_empty() {
+            let mut empty = Vec::new();
+            self.round(state, &mut empty);
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! The Weir host: everything between a device's socket and a plugin's
+//! output.
+//!
+//! - [`listener`]: device connections (MQTT 3.1.1), identity, lifecycle
+//!   events, arrival timestamps, publish policy, back-pressure.
+//! - [`broker`]: the embedded rumqttd router, reached through in-process links.
+//! - [`rules`]: rule files, checked and compiled into a dispatch trie.
+//! - [`engine`]: worker threads that evaluate rules and batch messages to plugins.
+//! - [`plugin`]: the wasmtime component host, its limits and its capabilities.
+//! - [`store`]: the embedded backends (key-value state, journals).
+//! - [`admin`]: the socket `weir status` / `weir shadow get` talk to.
+//! - [`server`]: `run(config, listener, shutdown)`, which wires it together.
+
+pub mod admin;
+pub mod broker;
+pub mod clock;
+pub mod config;
+pub mod engine;
+pub mod listener;
+pub mod metrics;
+pub mod plugin;
+pub mod rules;
+pub mod server;
+pub mod store;
+
+pub use config::Config;
+pub use server::run;

@@ -1,0 +1,31 @@
+//! What a device may publish. Topics under `$weir/` and AWS's reserved
+//! event topics are the host's alone, so a device cannot forge an alert or
+//! a lifecycle event. (Per-thing policies come with device identity.)
+
+/// Why a publish was refused, or `None` when it is allowed.
+pub fn refuse_publish(topic: &str) -> Option<&'static str> {
+    if topic.is_empty() {
+        return Some("empty topic");
+    }
+    if topic.contains(['+', '#', '\0']) {
+        return Some("wildcards are not allowed in a publish topic");
+    }
+    if topic.starts_with("$weir/") || topic.starts_with("$aws/events/") {
+        return Some("topic is reserved for the host");
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_and_wildcards() {
+        assert!(refuse_publish("dt/t/d/telemetry").is_none());
+        assert!(refuse_publish("$weir/alerts/d").is_some());
+        assert!(refuse_publish("$aws/events/presence/connected/x").is_some());
+        assert!(refuse_publish("a/+/b").is_some());
+        assert!(refuse_publish("$aws/things/d/shadow/update").is_none());
+    }
+}

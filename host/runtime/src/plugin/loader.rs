@@ -1,0 +1,224 @@
+//! Loading a declared plugin: find its component, compile it (cached),
+//! check its world and its imports against its grants, and link exactly the
+//! granted capabilities into an `InstancePre`.
+
+use super::bindings::{aggregator, host, processor, sink};
+use super::capabilities::PluginState;
+use super::manifest::{Grants, PluginDecl};
+use super::{PluginError, PluginRuntime};
+use std::path::Path;
+use std::sync::Arc;
+use wasmtime::component::{Component, HasSelf, Linker};
+
+/// Which world a component implements, told by its exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Processor,
+    Aggregator,
+    Sink,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Processor => "processor",
+            Kind::Aggregator => "aggregator",
+            Kind::Sink => "sink",
+        }
+    }
+}
+
+pub(crate) enum Pre {
+    Processor(processor::ProcessorPluginPre<PluginState>),
+    Aggregator(aggregator::AggregatorPluginPre<PluginState>),
+    Sink(sink::SinkPluginPre<PluginState>),
+}
+
+/// A plugin version ready to instantiate.
+pub struct LoadedPlugin {
+    pub name: Arc<str>,
+    pub kind: Kind,
+    pub decl: PluginDecl,
+    /// SHA-256 of the component bytes.
+    pub digest: String,
+    pub grants: Arc<Grants>,
+    pub settings: Arc<Vec<(String, String)>>,
+    pub(crate) pre: Pre,
+}
+
+/// What a component asks for and offers, for `weir plugin inspect` and for
+/// the grant check.
+#[derive(Debug, Clone)]
+pub struct Surface {
+    pub imports: Vec<String>,
+    pub exports: Vec<String>,
+}
+
+/// Interfaces every plugin gets: settings, logging, shared types, and the
+/// parts of WASI a Rust `std` guest links against (clocks, random, empty
+/// standard streams; no preopens, no sockets, no environment).
+const ALWAYS: &[&str] = &[
+    "wasi:logging/logging",
+    "wasi:config/store",
+    "weir:plugin/types",
+    "wasi:cli/",
+    "wasi:io/",
+    "wasi:clocks/",
+    "wasi:random/",
+    "wasi:filesystem/",
+    "wasi:sockets/",
+];
+
+/// The grant that admits an import, or `None` when no grant can.
+fn grant_for(import: &str) -> Option<&'static str> {
+    let base = import.split('@').next().unwrap_or(import);
+    match base {
+        "wasi:keyvalue/store" | "wasi:keyvalue/batch" => Some("keyvalue"),
+        "weir:plugin/publish" => Some("publish"),
+        "weir:plugin/journal" => Some("journal"),
+        _ => None,
+    }
+}
+
+fn is_always(import: &str) -> bool {
+    let base = import.split('@').next().unwrap_or(import);
+    ALWAYS
+        .iter()
+        .any(|a| if a.ends_with('/') { base.starts_with(a) } else { base == *a })
+}
+
+pub fn surface(component: &Component, rt: &PluginRuntime) -> Surface {
+    let ty = component.component_type();
+    Surface {
+        imports: ty.imports(&rt.engine).map(|(n, _)| n.to_string()).collect(),
+        exports: ty.exports(&rt.engine).map(|(n, _)| n.to_string()).collect(),
+    }
+}
+
+/// The world a component's exports make it.
+pub fn kind_of(surface: &Surface) -> Option<Kind> {
+    let exports = |iface: &str| {
+        surface
+            .exports
+            .iter()
+            .any(|e| e.split('@').next() == Some(iface) && e.contains("@0.1."))
+    };
+    if exports("weir:plugin/sink") {
+        Some(Kind::Sink)
+    } else if exports("weir:plugin/aggregator") && exports("weir:plugin/processor") {
+        Some(Kind::Aggregator)
+    } else if exports("weir:plugin/processor") {
+        Some(Kind::Processor)
+    } else {
+        None
+    }
+}
+
+/// Resolve a declaration's component to bytes.
+pub fn component_bytes(name: &str, decl: &PluginDecl, base_dir: &Path) -> Result<Vec<u8>, PluginError> {
+    if let Some(builtin) = decl.component.strip_prefix("builtin:") {
+        return weir_bundled_plugins::get(builtin)
+            .map(|b| b.to_vec())
+            .ok_or_else(|| {
+                PluginError::load(
+                    name,
+                    format!(
+                        "no shipped plugin {builtin:?} (shipped: {})",
+                        weir_bundled_plugins::names().collect::<Vec<_>>().join(", ")
+                    ),
+                )
+            });
+    }
+    let path = base_dir.join(&decl.component);
+    std::fs::read(&path).map_err(|e| PluginError::load(name, format!("cannot read {}: {e}", path.display())))
+}
+
+/// SHA-256 of component bytes, hex.
+pub fn digest(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Load a declared plugin.
+pub fn load(rt: &PluginRuntime, name: &str, decl: &PluginDecl, base_dir: &Path) -> Result<LoadedPlugin, PluginError> {
+    let bytes = component_bytes(name, decl, base_dir)?;
+    let (component, digest) = rt.compile(name, &bytes)?;
+    let surface = surface(&component, rt);
+    let kind = kind_of(&surface).ok_or_else(|| {
+        PluginError::load(
+            name,
+            format!(
+                "exports none of weir:plugin/processor, aggregator or sink at version 0.1.x (it exports: {})",
+                surface.exports.join(", ")
+            ),
+        )
+    })?;
+
+    // Refuse, at load, any import that is neither always available nor granted.
+    let grants = &decl.grants;
+    for import in &surface.imports {
+        if is_always(import) {
+            continue;
+        }
+        let granted = match grant_for(import) {
+            Some("keyvalue") => !grants.keyvalue.is_empty(),
+            Some("publish") => !grants.publish.is_empty(),
+            Some("journal") => !grants.journal.is_empty(),
+            _ => {
+                return Err(PluginError::load(
+                    name,
+                    format!("imports {import}, which this host does not provide"),
+                ))
+            }
+        };
+        if !granted {
+            let grant = grant_for(import).unwrap_or("?");
+            return Err(PluginError::load(
+                name,
+                format!("imports {import}, but its declaration grants no `{grant}` (add grants.{grant} = [...] in plugins.toml)"),
+            ));
+        }
+    }
+
+    let linker = linker(rt, grants).map_err(|e| PluginError::load(name, format!("{e:#}")))?;
+    let instance_pre = linker
+        .instantiate_pre(&component)
+        .map_err(|e| PluginError::load(name, format!("{e:#}")))?;
+    let pre = match kind {
+        Kind::Processor => processor::ProcessorPluginPre::new(instance_pre).map(Pre::Processor),
+        Kind::Aggregator => aggregator::AggregatorPluginPre::new(instance_pre).map(Pre::Aggregator),
+        Kind::Sink => sink::SinkPluginPre::new(instance_pre).map(Pre::Sink),
+    }
+    .map_err(|e| PluginError::load(name, format!("{e:#}")))?;
+
+    Ok(LoadedPlugin {
+        name: Arc::from(name),
+        kind,
+        decl: decl.clone(),
+        digest,
+        grants: Arc::new(grants.clone()),
+        settings: Arc::new(decl.settings_text()),
+        pre,
+    })
+}
+
+/// A linker with the always-available interfaces plus the granted ones.
+fn linker(rt: &PluginRuntime, grants: &Grants) -> wasmtime::Result<Linker<PluginState>> {
+    let mut linker: Linker<PluginState> = Linker::new(&rt.engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    type Me = HasSelf<PluginState>;
+    host::wasi::logging::logging::add_to_linker::<PluginState, Me>(&mut linker, |s| s)?;
+    host::wasi::config::store::add_to_linker::<PluginState, Me>(&mut linker, |s| s)?;
+    host::weir::plugin::types::add_to_linker::<PluginState, Me>(&mut linker, |s| s)?;
+    if !grants.keyvalue.is_empty() {
+        host::wasi::keyvalue::store::add_to_linker::<PluginState, Me>(&mut linker, |s| s)?;
+        host::wasi::keyvalue::batch::add_to_linker::<PluginState, Me>(&mut linker, |s| s)?;
+    }
+    if !grants.publish.is_empty() {
+        host::weir::plugin::publish::add_to_linker::<PluginState, Me>(&mut linker, |s| s)?;
+    }
+    if !grants.journal.is_empty() {
+        host::weir::plugin::journal::add_to_linker::<PluginState, Me>(&mut linker, |s| s)?;
+    }
+    Ok(linker)
+}

@@ -1,0 +1,107 @@
+//! One wasmtime `Engine` for the process, its epoch ticker, and the on-disk
+//! cache of compiled components.
+
+use super::capabilities::HostServices;
+use super::PluginError;
+use crate::config::PluginLimits;
+use sha2::{Digest, Sha256};
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine};
+
+/// How often the epoch advances; call deadlines are counted in these ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(2);
+
+pub struct PluginRuntime {
+    pub engine: Engine,
+    pub limits: PluginLimits,
+    pub services: Arc<HostServices>,
+    cache_dir: PathBuf,
+    engine_hash: String,
+    stop: Arc<AtomicBool>,
+}
+
+impl PluginRuntime {
+    pub fn new(
+        limits: PluginLimits,
+        cache_dir: PathBuf,
+        services: Arc<HostServices>,
+    ) -> Result<PluginRuntime, PluginError> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(|e| PluginError::load("<engine>", e))?;
+
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let engine_hash = format!("{:016x}", hasher.finish());
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker_engine = engine.clone();
+        let ticker_stop = stop.clone();
+        std::thread::Builder::new()
+            .name("weir-epoch".into())
+            .spawn(move || {
+                while !ticker_stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    ticker_engine.increment_epoch();
+                }
+            })
+            .map_err(|e| PluginError::load("<engine>", e))?;
+
+        Ok(PluginRuntime {
+            engine,
+            limits,
+            services,
+            cache_dir,
+            engine_hash,
+            stop,
+        })
+    }
+
+    /// Epoch ticks a call may run before it is interrupted.
+    pub fn deadline_ticks(&self) -> u64 {
+        let tick = EPOCH_TICK.as_millis() as u64;
+        self.limits.call_timeout_ms.div_ceil(tick) + 1
+    }
+
+    /// Compile a component, or load it from the compile cache (keyed by the
+    /// component's SHA-256 and the engine's compatibility hash).
+    pub fn compile(&self, plugin: &str, bytes: &[u8]) -> Result<(Component, String), PluginError> {
+        let digest = hex::encode(Sha256::digest(bytes));
+        let cached = self
+            .cache_dir
+            .join(format!("{}-{}.cwasm", &digest[..32], self.engine_hash));
+        if cached.exists() {
+            // SAFETY: the cache directory is the host's own; files in it were
+            // written by `Component::serialize` of an engine with the same
+            // compatibility hash (part of the file name).
+            match unsafe { Component::deserialize_file(&self.engine, &cached) } {
+                Ok(c) => return Ok((c, digest)),
+                Err(e) => tracing::warn!(plugin, error = %e, "compile cache entry unusable; recompiling"),
+            }
+        }
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| PluginError::load(plugin, format!("not a valid component: {e:#}")))?;
+        if let Ok(serialized) = component.serialize() {
+            let tmp = cached.with_extension(format!("tmp{}", std::process::id()));
+            let written = std::fs::create_dir_all(&self.cache_dir)
+                .and_then(|_| std::fs::write(&tmp, serialized))
+                .and_then(|_| std::fs::rename(&tmp, &cached));
+            if let Err(e) = written {
+                tracing::warn!(plugin, error = %e, "could not write the compile cache");
+            }
+        }
+        Ok((component, digest))
+    }
+}
+
+impl Drop for PluginRuntime {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,241 @@
+//! Wiring: `run(config, listener, shutdown)` starts the broker, the engine
+//! workers, the listener, the admin socket and the flusher, and on shutdown
+//! stops them in the order that loses nothing (listener, then workers with a
+//! final checkpoint, then the store).
+
+use crate::admin::{self, Answerer};
+use crate::broker::Broker;
+use crate::config::Config;
+use crate::engine::worker::Worker;
+use crate::engine::{Current, EngineHandle, Generation};
+use crate::listener::{self, presence::Presence, Shared};
+use crate::metrics::Metrics;
+use crate::plugin::capabilities::HostServices;
+use crate::plugin::PluginRuntime;
+use crate::rules::RuleProblem;
+use crate::store::{Journals, KvStore, StoreError};
+use serde_json::json;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::watch;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{}", render_problems(.0))]
+    Rules(Vec<RuleProblem>),
+    #[error(transparent)]
+    Plugin(#[from] crate::plugin::PluginError),
+    #[error(transparent)]
+    Broker(#[from] crate::broker::BrokerError),
+    #[error("{0}")]
+    Io(String),
+}
+
+fn render_problems(problems: &[RuleProblem]) -> String {
+    let mut s = format!("{} problem(s) in the rules directory:\n", problems.len());
+    for p in problems {
+        s.push_str(&p.report);
+        s.push('\n');
+    }
+    s
+}
+
+/// Where the embedded key-value store lives.
+pub fn state_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("state.redb")
+}
+
+/// Serve until `shutdown` completes.
+pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+    let running = start(config, listener).await?;
+    shutdown.await;
+    running.shutdown().await;
+    Ok(())
+}
+
+/// A started instance. Tests and the benchmark hold one to reach the engine
+/// and the broker directly.
+pub struct Running {
+    pub local_addr: std::net::SocketAddr,
+    pub engine: EngineHandle,
+    pub broker: Broker,
+    pub metrics: Arc<Metrics>,
+    pub kv: Arc<KvStore>,
+    stop_tx: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    shared: Arc<Shared>,
+    presence: Arc<Presence>,
+    stop: Arc<AtomicBool>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+    journals: Arc<Journals>,
+    socket_path: PathBuf,
+}
+
+/// Start serving on `listener`; returns once everything is up.
+pub async fn start(config: Config, listener: TcpListener) -> Result<Running, ServerError> {
+    config.validate().map_err(|e| ServerError::Io(e.to_string()))?;
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| ServerError::Io(format!("cannot create {}: {e}", config.data_dir.display())))?;
+    let kv = Arc::new(KvStore::open(&state_path(&config.data_dir))?);
+    let journals = Arc::new(Journals::new(config.data_dir.clone()));
+    let metrics = Arc::new(Metrics::default());
+    let services = Arc::new(HostServices {
+        kv: kv.clone(),
+        journals: journals.clone(),
+        metrics: metrics.clone(),
+    });
+    let rt = Arc::new(PluginRuntime::new(config.plugins.clone(), config.cache_dir(), services)?);
+
+    let started = std::time::Instant::now();
+    let generation = Generation::load(&config.rules_dir, &rt, None, 1).map_err(ServerError::Rules)?;
+    tracing::info!(
+        rules = generation.rules.rules.len(),
+        plugins = generation.plugins.len(),
+        rules_dir = %config.rules_dir.display(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "rules and plugins loaded"
+    );
+    let current = Arc::new(Current::new(generation));
+
+    let broker = Broker::start(&config.broker);
+
+    // Engine workers.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut queues = Vec::new();
+    let mut workers = Vec::new();
+    for id in 0..config.workers() {
+        let (tx, rx) = flume::bounded(config.engine.queue_capacity);
+        queues.push(tx);
+        let worker = Worker {
+            id,
+            rx,
+            current: current.clone(),
+            rt: rt.clone(),
+            metrics: metrics.clone(),
+            publisher: broker.publisher(&format!("$weir-engine-{id}"))?,
+            max_batch: config.engine.max_batch,
+            checkpoint_every: Duration::from_millis(config.engine.checkpoint_interval_ms),
+            stop: stop.clone(),
+        };
+        let handle = std::thread::Builder::new()
+            .name(format!("weir-worker-{id}"))
+            .spawn(move || worker.run())
+            .map_err(|e| ServerError::Io(e.to_string()))?;
+        workers.push(handle);
+    }
+    let engine = EngineHandle::new(queues);
+
+    let presence = Arc::new(Presence::new(kv.clone(), broker.publisher("$weir-host")?, engine.clone()));
+    let shared = Arc::new(Shared::new(
+        broker.clone(),
+        engine.clone(),
+        metrics.clone(),
+        presence.clone(),
+        config.broker.clone(),
+    ));
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let local = listener.local_addr().map_err(|e| ServerError::Io(e.to_string()))?;
+    tracing::info!(listen = %local, data_dir = %config.data_dir.display(), "weir is serving MQTT");
+    let listener_task = tokio::spawn(listener::serve(listener, shared.clone(), stop_rx.clone()));
+
+    // Admin socket.
+    let socket_path = Config::admin_socket(&config.data_dir);
+    let _ = std::fs::remove_file(&socket_path);
+    let admin_listener =
+        UnixListener::bind(&socket_path).map_err(|e| ServerError::Io(format!("admin socket {}: {e}", socket_path.display())))?;
+    let status_current = current.clone();
+    let status_engine = engine.clone();
+    let listen_text = local.to_string();
+    let answerer = Arc::new(Answerer {
+        kv: kv.clone(),
+        metrics: Some(metrics.clone()),
+        extra_status: Some(Arc::new(move || {
+            let g = status_current.get();
+            json!({
+                "listen": listen_text,
+                "generation": g.number,
+                "rules": g.rules.rules.iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
+                "plugins": g.plugins.iter().map(|(n, p)| json!({"name": n, "kind": p.kind.name(), "digest": &p.digest[..12]})).collect::<Vec<_>>(),
+                "queued": status_engine.queued(),
+            })
+        })),
+    });
+    let admin_task = tokio::spawn(admin::serve(admin_listener, answerer, stop_rx.clone()));
+
+    // Flusher: store and journals reach disk every checkpoint interval.
+    let flush_kv = kv.clone();
+    let flush_journals = journals.clone();
+    let mut flush_stop = stop_rx.clone();
+    let interval = Duration::from_millis(config.engine.checkpoint_interval_ms);
+    let flusher = tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {
+                    let (kv, journals) = (flush_kv.clone(), flush_journals.clone());
+                    let _ = tokio::task::spawn_blocking(move || flush(&kv, &journals)).await;
+                }
+                _ = flush_stop.changed() => break,
+            }
+        }
+    });
+
+    Ok(Running {
+        local_addr: local,
+        engine,
+        broker,
+        metrics,
+        kv,
+        stop_tx,
+        tasks: vec![listener_task, admin_task, flusher],
+        shared,
+        presence,
+        stop,
+        workers,
+        journals,
+        socket_path,
+    })
+}
+
+impl Running {
+    /// Stop in the order that loses nothing: connections (their disconnect
+    /// events still reach the engine), then the workers with a final
+    /// checkpoint, then the store.
+    pub async fn shutdown(self) {
+        tracing::info!("shutting down: closing connections, checkpointing plugins, flushing state");
+        let _ = self.stop_tx.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        drop(self.shared);
+        drop(self.presence);
+        drop(self.engine);
+        self.stop.store(true, Ordering::Relaxed);
+        let workers = self.workers;
+        let _ = tokio::task::spawn_blocking(move || {
+            for w in workers {
+                let _ = w.join();
+            }
+        })
+        .await;
+        flush(&self.kv, &self.journals);
+        let _ = std::fs::remove_file(&self.socket_path);
+        tracing::info!("stopped");
+    }
+}
+
+fn flush(kv: &KvStore, journals: &Journals) {
+    if let Err(e) = kv.flush() {
+        tracing::error!(error = %e, "state flush failed; will retry");
+    }
+    if let Err(e) = journals.flush() {
+        tracing::error!(error = %e, "journal flush failed");
+    }
+}

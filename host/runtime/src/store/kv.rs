@@ -1,0 +1,161 @@
+//! Key-value store backing the `wasi:keyvalue` capability.
+//!
+//! Keys live in buckets. Writes go to an in-memory overlay and reach disk
+//! (one redb transaction) on `flush`, which the host calls every checkpoint
+//! interval and at shutdown; reads see the overlay first. A crash loses at
+//! most one interval of writes, never a torn value.
+
+use super::StoreError;
+use redb::{Database, TableDefinition};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+const TABLE: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("kv");
+
+/// `None` in the overlay is a pending delete.
+type Overlay = HashMap<(String, String), Option<Vec<u8>>>;
+
+pub struct KvStore {
+    db: Database,
+    pending: Mutex<Overlay>,
+}
+
+impl KvStore {
+    /// Open (or create) the store at `path`.
+    pub fn open(path: &Path) -> Result<KvStore, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let db = match Database::create(path) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(StoreError::Locked(path.to_path_buf()))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let txn = db.begin_write()?;
+        txn.open_table(TABLE)?;
+        txn.commit()?;
+        Ok(KvStore {
+            db,
+            pending: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn overlay(&self) -> std::sync::MutexGuard<'_, Overlay> {
+        // A panic while holding the lock cannot leave the map half-written
+        // (each operation is one insert), so a poisoned lock is still usable.
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(v) = self.overlay().get(&(bucket.to_string(), key.to_string())) {
+            return Ok(v.clone());
+        }
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(TABLE)?;
+        Ok(table.get((bucket, key))?.map(|v| v.value().to_vec()))
+    }
+
+    pub fn set(&self, bucket: &str, key: &str, value: Vec<u8>) {
+        self.overlay()
+            .insert((bucket.to_string(), key.to_string()), Some(value));
+    }
+
+    pub fn delete(&self, bucket: &str, key: &str) {
+        self.overlay().insert((bucket.to_string(), key.to_string()), None);
+    }
+
+    /// Keys of a bucket, sorted.
+    pub fn keys(&self, bucket: &str) -> Result<Vec<String>, StoreError> {
+        let mut keys: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+        {
+            let txn = self.db.begin_read()?;
+            let table = txn.open_table(TABLE)?;
+            for row in table.range((bucket, "")..)? {
+                let (k, _) = row?;
+                let (b, key) = k.value();
+                if b != bucket {
+                    break;
+                }
+                keys.insert(key.to_string());
+            }
+        }
+        for ((b, k), v) in self.overlay().iter() {
+            if b == bucket {
+                if v.is_some() {
+                    keys.insert(k.clone());
+                } else {
+                    keys.remove(k);
+                }
+            }
+        }
+        Ok(keys.into_iter().collect())
+    }
+
+    /// Write every pending change to disk in one transaction. Returns how
+    /// many keys were written.
+    pub fn flush(&self) -> Result<usize, StoreError> {
+        let pending = std::mem::take(&mut *self.overlay());
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        let n = pending.len();
+        let result = (|| -> Result<(), StoreError> {
+            let txn = self.db.begin_write()?;
+            {
+                let mut table = txn.open_table(TABLE)?;
+                for ((b, k), v) in &pending {
+                    match v {
+                        Some(v) => {
+                            table.insert((b.as_str(), k.as_str()), v.as_slice())?;
+                        }
+                        None => {
+                            table.remove((b.as_str(), k.as_str()))?;
+                        }
+                    }
+                }
+            }
+            txn.commit()?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            // Put the writes back (newer writes made meanwhile win) so the
+            // next flush retries them.
+            let mut overlay = self.overlay();
+            for (k, v) in pending {
+                overlay.entry(k).or_insert(v);
+            }
+            return Err(e);
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_then_flush_then_reopen() {
+        let dir = std::env::temp_dir().join(format!("weir-kv-{}", uuid::Uuid::new_v4()));
+        let path = dir.join("state.redb");
+        {
+            let kv = KvStore::open(&path).unwrap();
+            kv.set("b", "k1", b"one".to_vec());
+            kv.set("b", "k2", b"two".to_vec());
+            kv.set("other", "k1", b"x".to_vec());
+            assert_eq!(kv.get("b", "k1").unwrap(), Some(b"one".to_vec()));
+            assert_eq!(kv.flush().unwrap(), 3);
+            kv.delete("b", "k2");
+            assert_eq!(kv.get("b", "k2").unwrap(), None);
+            assert_eq!(kv.keys("b").unwrap(), vec!["k1".to_string()]);
+            kv.flush().unwrap();
+        }
+        let kv = KvStore::open(&path).unwrap();
+        assert_eq!(kv.get("b", "k1").unwrap(), Some(b"one".to_vec()));
+        assert_eq!(kv.get("b", "k2").unwrap(), None);
+        std::fs::remove_dir_all(dir).ok();
+    }
+}

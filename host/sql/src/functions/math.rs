@@ -1,0 +1,217 @@
+//! Numeric functions (`abs` … `trunc`, bit operations, trigonometry) and the
+//! random sources behind `rand()` and `newuuid()`.
+
+use super::{arg, Func};
+use crate::value::{arith, dec, Arith, Num, V};
+use std::cell::Cell;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+
+pub(super) fn call<'a>(f: Func, args: &[V<'a>]) -> V<'a> {
+    let a = arg(args, 0);
+    let b = arg(args, 1);
+    match f {
+        Func::Abs => match a.to_num() {
+            Some(Num::Int(i)) => i
+                .checked_abs()
+                .map(V::Int)
+                .unwrap_or(V::Dec((i as f64).abs())),
+            Some(Num::Dec(d)) => V::Dec(d.abs()),
+            None => V::Undef,
+        },
+        Func::Acos => f64_fn(a, f64::acos),
+        Func::Asin => f64_fn(a, f64::asin),
+        Func::Atan => f64_fn(a, f64::atan),
+        Func::Atan2 => match (a.to_f64(), b.to_f64()) {
+            (Some(y), Some(x)) => dec(y.atan2(x)),
+            _ => V::Undef,
+        },
+        Func::Cos => f64_fn(a, f64::cos),
+        Func::Cosh => f64_fn(a, f64::cosh),
+        Func::Sin => f64_fn(a, f64::sin),
+        Func::Sinh => f64_fn(a, f64::sinh),
+        Func::Tan => f64_fn(a, f64::tan),
+        Func::Tanh => f64_fn(a, f64::tanh),
+        Func::Exp => f64_fn(a, f64::exp),
+        Func::Ln => f64_fn(a, f64::ln),
+        Func::Log => f64_fn(a, f64::log10),
+        Func::Sqrt => f64_fn(a, f64::sqrt),
+        Func::Power => match (a.to_f64(), b.to_f64()) {
+            (Some(x), Some(y)) => dec(x.powf(y)),
+            _ => V::Undef,
+        },
+        Func::Bitand => bit(a, b, |x, y| x & y),
+        Func::Bitor => bit(a, b, |x, y| x | y),
+        Func::Bitxor => bit(a, b, |x, y| x ^ y),
+        Func::Bitnot => a.to_int().map(|x| V::Int(!x)).unwrap_or(V::Undef),
+        Func::Ceil => round_with(a, f64::ceil),
+        Func::Floor => round_with(a, f64::floor),
+        Func::Round => round_with(a, |d| (d + 0.5).floor()),
+        Func::Sign => match a.to_num() {
+            Some(Num::Int(i)) => V::Int(i.signum()),
+            Some(Num::Dec(d)) => V::Int(if d > 0.0 {
+                1
+            } else if d < 0.0 {
+                -1
+            } else {
+                0
+            }),
+            None => V::Undef,
+        },
+        Func::Chr => a
+            .to_int()
+            .and_then(|i| u32::try_from(i).ok())
+            .and_then(char::from_u32)
+            .map(|c| V::Str(c.to_string().into()))
+            .unwrap_or(V::Undef),
+        Func::Mod => arith(Arith::Mod, a, b),
+        Func::Nanvl => match a.to_num() {
+            Some(n) if !n.as_f64().is_nan() => n.into_v(),
+            _ => b.clone(),
+        },
+        Func::Rand => V::Dec(rand_f64()),
+        Func::Trunc => trunc(a, b),
+        _ => V::Undef,
+    }
+}
+
+fn f64_fn<'a>(a: &V, f: fn(f64) -> f64) -> V<'a> {
+    a.to_f64().map(|x| dec(f(x))).unwrap_or(V::Undef)
+}
+
+fn bit<'a>(a: &V, b: &V, f: fn(i64, i64) -> i64) -> V<'a> {
+    match (a.to_int(), b.to_int()) {
+        (Some(x), Some(y)) => V::Int(f(x, y)),
+        _ => V::Undef,
+    }
+}
+
+fn round_with<'a>(a: &V, f: fn(f64) -> f64) -> V<'a> {
+    match a.to_num() {
+        Some(Num::Int(i)) => V::Int(i),
+        Some(Num::Dec(d)) => {
+            let r = f(d);
+            if r.abs() < 9.2e18 {
+                V::Int(r as i64)
+            } else {
+                dec(r)
+            }
+        }
+        None => V::Undef,
+    }
+}
+
+/// `trunc(x, places)`: cut (toward zero) to `places` decimal places.
+fn trunc<'a>(a: &V, b: &V) -> V<'a> {
+    let (Some(x), Some(places)) = (a.to_num(), b.to_int()) else {
+        return V::Undef;
+    };
+    match x {
+        Num::Int(i) => V::Int(i),
+        Num::Dec(d) => {
+            if places <= 0 {
+                let p = 10f64.powi((-places).min(308) as i32);
+                let r = (d / p).trunc() * p;
+                return if r.abs() < 9.2e18 {
+                    V::Int(r as i64)
+                } else {
+                    dec(r)
+                };
+            }
+            // Work on the shortest decimal text so 2.31 does not become 2.3099999.
+            let text = format!("{d}");
+            match text.find('.') {
+                Some(dot) => {
+                    let keep = (dot + 1 + places.min(400) as usize).min(text.len());
+                    let cut = &text[..keep];
+                    cut.parse::<f64>()
+                        .map(|v| crate::value::whole_to_int(v).into_v())
+                        .unwrap_or(V::Undef)
+                }
+                None => V::Dec(d),
+            }
+        }
+    }
+}
+
+thread_local! {
+    static RNG: Cell<u64> = Cell::new({
+        let mut h = RandomState::new().build_hasher();
+        h.write_u64(0x5eed);
+        h.finish() | 1
+    });
+}
+
+/// A fast, non-cryptographic random `u64` (xorshift64*, seeded per thread from std's hasher keys).
+pub fn rand_u64() -> u64 {
+    RNG.with(|c| {
+        let mut x = c.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        c.set(x);
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    })
+}
+
+/// Uniform in `[0, 1)`.
+pub fn rand_f64() -> f64 {
+    (rand_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// A random (version 4) UUID in its hyphenated lowercase form.
+pub fn new_uuid() -> String {
+    let hi = rand_u64();
+    let lo = rand_u64();
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&hi.to_be_bytes());
+    b[8..].copy_from_slice(&lo.to_be_bytes());
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(f: Func, args: &[V<'static>]) -> Option<serde_json::Value> {
+        call(f, args).into_json()
+    }
+
+    #[test]
+    fn examples_from_aws_docs() {
+        assert_eq!(c(Func::Abs, &[V::Int(-5)]), Some(5.into()));
+        assert_eq!(c(Func::Ceil, &[V::Dec(1.2)]), Some(2.into()));
+        assert_eq!(c(Func::Ceil, &[V::Dec(-1.2)]), Some((-1).into()));
+        assert_eq!(c(Func::Round, &[V::Dec(1.5)]), Some(2.into()));
+        assert_eq!(
+            c(Func::Trunc, &[V::Dec(2.3123), V::Int(2)]),
+            Some(2.31.into())
+        );
+        assert_eq!(
+            c(Func::Trunc, &[V::Dec(2.888), V::Int(2)]),
+            Some(2.88.into())
+        );
+        assert_eq!(c(Func::Trunc, &[V::Dec(2.3), V::Int(0)]), Some(2.into()));
+        assert_eq!(c(Func::Bitand, &[V::Int(13), V::Int(5)]), Some(5.into()));
+        assert_eq!(c(Func::Sqrt, &[V::Int(-1)]), None);
+    }
+
+    #[test]
+    fn uuid_shape() {
+        let u = new_uuid();
+        assert_eq!(u.len(), 36);
+        assert_eq!(&u[14..15], "4");
+        let r = rand_f64();
+        assert!((0.0..1.0).contains(&r));
+    }
+}

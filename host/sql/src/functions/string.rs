@@ -1,0 +1,221 @@
+//! String functions: `concat`, `length`, `lower`, `substring`, `trim`, the
+//! `regexp_*` family and friends. Non-string scalars are converted to strings
+//! the AWS way (`length(false)` is 5); Null and Undefined give Undefined.
+
+use super::{arg, Func};
+use crate::value::V;
+use regex::Regex;
+use serde_json::Value;
+use std::borrow::Cow;
+
+pub(super) fn call<'a>(f: Func, args: &mut [V<'a>], re: Option<&Regex>) -> V<'a> {
+    if f == Func::Concat {
+        return concat(args);
+    }
+    let a = arg(args, 0);
+    let b = arg(args, 1);
+    let c = arg(args, 2);
+    let r = match f {
+        Func::Length => match a.as_array() {
+            Some(arr) => Some(V::Int(arr.len() as i64)),
+            None => scalar_str(a).map(|s| V::Int(s.chars().count() as i64)),
+        },
+        Func::Numbytes => scalar_str(a).map(|s| V::Int(s.len() as i64)),
+        Func::Lower => scalar_str(a).map(|s| owned(s.to_lowercase())),
+        Func::Upper => scalar_str(a).map(|s| owned(s.to_uppercase())),
+        Func::Ltrim => scalar_str(a).map(|s| owned(s.trim_start().to_string())),
+        Func::Rtrim => scalar_str(a).map(|s| owned(s.trim_end().to_string())),
+        Func::Trim => scalar_str(a).map(|s| owned(s.trim().to_string())),
+        Func::Startswith => two(a, b).map(|(x, y)| V::Bool(x.starts_with(y.as_ref()))),
+        Func::Endswith => two(a, b).map(|(x, y)| V::Bool(x.ends_with(y.as_ref()))),
+        Func::Indexof => two(a, b).map(|(x, y)| {
+            V::Int(match x.find(y.as_ref()) {
+                Some(byte) => x[..byte].chars().count() as i64,
+                None => -1,
+            })
+        }),
+        Func::Lpad | Func::Rpad => match (scalar_str(a), b.to_int()) {
+            (Some(s), Some(n)) if (0..=1_000_000).contains(&n) => {
+                let pad = " ".repeat(n as usize);
+                Some(owned(if f == Func::Lpad {
+                    pad + &s
+                } else {
+                    s.into_owned() + &pad
+                }))
+            }
+            _ => None,
+        },
+        Func::Replace => match (scalar_str(a), scalar_str(b), scalar_str(c)) {
+            (Some(s), Some(from), Some(to)) => Some(owned(s.replace(from.as_ref(), &to))),
+            _ => None,
+        },
+        Func::Substring => substring(a, b, if args.len() > 2 { Some(c) } else { None }),
+        Func::RegexpMatches => {
+            with_regex(b, re, |r| scalar_str(a).map(|s| V::Bool(r.is_match(&s))))
+        }
+        Func::RegexpSubstr => with_regex(b, re, |r| {
+            scalar_str(a).map(|s| {
+                owned(
+                    r.find(&s)
+                        .map(|m| m.as_str().to_string())
+                        .unwrap_or_default(),
+                )
+            })
+        }),
+        Func::RegexpReplace => with_regex(b, re, |r| match (scalar_str(a), scalar_str(c)) {
+            (Some(s), Some(rep)) => Some(owned(r.replace_all(&s, rep.as_ref()).into_owned())),
+            _ => None,
+        }),
+        _ => None,
+    };
+    r.unwrap_or(V::Undef)
+}
+
+fn owned<'a>(s: String) -> V<'a> {
+    V::Str(Cow::Owned(s))
+}
+
+/// String form of a scalar (strings, numbers, booleans); arrays, objects,
+/// Null and Undefined have none here.
+pub(crate) fn scalar_str<'x>(v: &'x V) -> Option<Cow<'x, str>> {
+    match v {
+        V::Str(_) | V::Int(_) | V::Dec(_) | V::Bool(_) => v.to_str(),
+        _ => None,
+    }
+}
+
+fn two<'x>(a: &'x V, b: &'x V) -> Option<(Cow<'x, str>, Cow<'x, str>)> {
+    Some((scalar_str(a)?, scalar_str(b)?))
+}
+
+fn with_regex<'a>(
+    pattern: &V,
+    pre: Option<&Regex>,
+    f: impl FnOnce(&Regex) -> Option<V<'a>>,
+) -> Option<V<'a>> {
+    match pre {
+        Some(r) => f(r),
+        None => {
+            let p = scalar_str(pattern)?;
+            let r = Regex::new(&p).ok()?;
+            f(&r)
+        }
+    }
+}
+
+/// `substring(s, start[, end])`: 0-based, end exclusive, both clamped to the string.
+fn substring<'a>(a: &V, b: &V, c: Option<&V>) -> Option<V<'a>> {
+    let s = scalar_str(a)?;
+    let chars: Vec<char> = s.chars().collect();
+    let n = chars.len() as i64;
+    let start = b.to_int()?.clamp(0, n);
+    let end = match c {
+        Some(c) => c.to_int()?.clamp(0, n),
+        None => n,
+    };
+    if start >= end {
+        return Some(owned(String::new()));
+    }
+    Some(owned(chars[start as usize..end as usize].iter().collect()))
+}
+
+/// `concat(…)`: strings join; if any argument is an array the result is an
+/// array with the others appended in order.
+fn concat<'a>(args: &mut [V<'a>]) -> V<'a> {
+    if args.is_empty() || args.iter().any(|a| matches!(a, V::Undef)) {
+        return V::Undef;
+    }
+    if args.iter().any(|a| a.as_array().is_some()) {
+        let mut out: Vec<Value> = Vec::new();
+        for a in args.iter_mut() {
+            if let Some(arr) = a.as_array() {
+                out.extend(arr.iter().cloned());
+            } else {
+                match std::mem::replace(a, V::Undef).into_json() {
+                    Some(v) => out.push(v),
+                    None => return V::Undef,
+                }
+            }
+        }
+        return V::Own(Value::Array(out));
+    }
+    let mut s = String::new();
+    for a in args.iter() {
+        match a.to_str() {
+            Some(p) => s.push_str(&p),
+            None => return V::Undef,
+        }
+    }
+    owned(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(x: &str) -> V<'static> {
+        V::Str(Cow::Owned(x.to_string()))
+    }
+
+    fn c(f: Func, mut args: Vec<V<'static>>) -> Option<Value> {
+        call(f, &mut args, None).into_json()
+    }
+
+    #[test]
+    fn substring_examples_from_aws_docs() {
+        assert_eq!(
+            c(Func::Substring, vec![s("012345"), V::Int(0)]),
+            Some("012345".into())
+        );
+        assert_eq!(
+            c(Func::Substring, vec![s("012345"), V::Int(2)]),
+            Some("2345".into())
+        );
+        assert_eq!(
+            c(Func::Substring, vec![s("012345"), V::Dec(2.745)]),
+            Some("2345".into())
+        );
+        assert_eq!(
+            c(Func::Substring, vec![V::Int(123), V::Int(2)]),
+            Some("3".into())
+        );
+        assert_eq!(
+            c(Func::Substring, vec![s("012345"), V::Int(-1)]),
+            Some("012345".into())
+        );
+        assert_eq!(
+            c(Func::Substring, vec![V::Bool(true), V::Dec(1.2)]),
+            Some("rue".into())
+        );
+        assert_eq!(
+            c(Func::Substring, vec![V::Bool(false), V::Dec(-2.411e5)]),
+            Some("false".into())
+        );
+        assert_eq!(
+            c(Func::Substring, vec![s("012345"), V::Int(1), V::Int(3)]),
+            Some("12".into())
+        );
+        assert_eq!(
+            c(Func::Substring, vec![s("012345"), V::Int(-50), V::Int(50)]),
+            Some("012345".into())
+        );
+        assert_eq!(
+            c(Func::Substring, vec![s("012345"), V::Int(3), V::Int(1)]),
+            Some("".into())
+        );
+    }
+
+    #[test]
+    fn concat_examples() {
+        assert_eq!(c(Func::Concat, vec![]), None);
+        assert_eq!(c(Func::Concat, vec![V::Int(1)]), Some("1".into()));
+        assert_eq!(
+            c(Func::Concat, vec![s("con"), s("cat")]),
+            Some("concat".into())
+        );
+        assert_eq!(
+            c(Func::Concat, vec![V::Int(1), s("hello")]),
+            Some("1hello".into())
+        );
+    }
+}

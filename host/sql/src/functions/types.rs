@@ -1,0 +1,112 @@
+//! Type tests (`isUndefined`, `isString`, …), `cast`, and `get`.
+
+use super::{arg, Func};
+use crate::ast::CastType;
+use crate::value::{dec, Num, V};
+use serde_json::Value;
+use std::borrow::Cow;
+
+pub(super) fn call<'a>(f: Func, args: &mut [V<'a>]) -> V<'a> {
+    let a = arg(args, 0);
+    match f {
+        Func::IsUndefined => V::Bool(matches!(a, V::Undef)),
+        Func::IsNull => V::Bool(matches!(a, V::Null)),
+        Func::IsString => V::Bool(matches!(a, V::Str(_))),
+        Func::IsNumber => V::Bool(matches!(a, V::Int(_) | V::Dec(_))),
+        Func::IsBoolean => V::Bool(matches!(a, V::Bool(_))),
+        Func::IsArray => V::Bool(a.as_array().is_some()),
+        Func::IsObject => V::Bool(a.as_object().is_some()),
+        Func::Get => {
+            let key = arg(args, 1).clone();
+            match args.first_mut() {
+                Some(base) => get(std::mem::replace(base, V::Undef), &key),
+                None => V::Undef,
+            }
+        }
+        _ => V::Undef,
+    }
+}
+
+/// `get(array, index)` / `get(object, key)`; also what `a[i]` and `a.b` use.
+pub fn get<'a>(base: V<'a>, key: &V) -> V<'a> {
+    match base {
+        V::Json(v) => match lookup(v, key) {
+            Some(x) => V::from_json(x),
+            None => V::Undef,
+        },
+        V::Own(v) => match lookup(&v, key) {
+            Some(x) => V::from_owned(x.clone()),
+            None => V::Undef,
+        },
+        _ => V::Undef,
+    }
+}
+
+fn lookup<'v>(v: &'v Value, key: &V) -> Option<&'v Value> {
+    match v {
+        Value::Array(arr) => match key {
+            V::Int(i) => usize::try_from(*i).ok().and_then(|i| arr.get(i)),
+            V::Str(s) => s.trim().parse::<usize>().ok().and_then(|i| arr.get(i)),
+            _ => None,
+        },
+        Value::Object(map) => match key {
+            V::Str(s) => map.get(s.as_ref()),
+            V::Int(_) => map.get(key.to_str()?.as_ref()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// `cast(value AS type)`.
+pub fn cast<'a>(v: V<'a>, ty: CastType) -> V<'a> {
+    match ty {
+        CastType::Int => match v {
+            V::Bool(b) => V::Int(b as i64),
+            other => other.to_int().map(V::Int).unwrap_or(V::Undef),
+        },
+        CastType::Decimal => match v {
+            V::Bool(b) => V::Dec(if b { 1.0 } else { 0.0 }),
+            other => match other.to_num() {
+                Some(Num::Int(i)) => V::Dec(i as f64),
+                Some(Num::Dec(d)) => dec(d),
+                None => V::Undef,
+            },
+        },
+        CastType::Bool => v.to_bool_conv().map(V::Bool).unwrap_or(V::Undef),
+        CastType::String => match v {
+            V::Str(s) => V::Str(s),
+            other => other
+                .to_str()
+                .map(|s| V::Str(Cow::Owned(s.into_owned())))
+                .unwrap_or(V::Undef),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn casts() {
+        assert!(matches!(cast(V::Bool(true), CastType::Int), V::Int(1)));
+        assert!(matches!(cast(V::Dec(2.7), CastType::Int), V::Int(2)));
+        assert!(matches!(
+            cast(V::Str("3.5".into()), CastType::Int),
+            V::Int(3)
+        ));
+        assert!(matches!(cast(V::Int(0), CastType::Bool), V::Bool(false)));
+        assert!(matches!(cast(V::Int(2), CastType::String), V::Str(s) if s == "2"));
+        assert!(cast(V::Null, CastType::Int).is_undef());
+    }
+
+    #[test]
+    fn get_array_and_object() {
+        let v = json!({"a": [1, 2, {"b": "c"}]});
+        let arr = get(V::Json(&v), &V::Str("a".into()));
+        let third = get(arr, &V::Int(2));
+        assert!(matches!(get(third, &V::Str("b".into())), V::Str(s) if s == "c"));
+    }
+}

@@ -1,0 +1,245 @@
+//! # weir-sql
+//!
+//! The AWS IoT SQL dialect (version 2016-03-23) for Weir's rules: lexing,
+//! parsing, checking, compiling and evaluating rule statements, `${…}`
+//! substitution templates for action parameters, and the MQTT topic-filter
+//! trie that dispatches messages to rules.
+//!
+//! This crate owns the language and nothing else: it is pure (no I/O, no
+//! async runtime, no Wasm). Host data that a few functions need (the device
+//! shadow for `get_thing_shadow`) comes in through the [`Lookup`] trait.
+//! Functions that call AWS services in AWS IoT (`aws_lambda`, `get_dynamodb`,
+//! …) are refused at check time.
+//!
+//! ```
+//! use weir_sql::{Message, Payload, Statement};
+//! let st = Statement::parse(
+//!     "SELECT temperature, topic(2) AS device FROM 'dt/+/telemetry' WHERE temperature > 20",
+//! ).unwrap();
+//! let payload = serde_json::json!({"temperature": 25});
+//! let msg = Message::new("dt/dev1/telemetry", &payload);
+//! let out = st.eval(&msg).unwrap().unwrap();
+//! assert_eq!(out, serde_json::json!({"temperature": 25, "device": "dev1"}));
+//! ```
+
+pub mod ast;
+mod check;
+mod compile;
+pub mod error;
+mod eval;
+pub mod functions;
+pub mod lexer;
+pub mod parser;
+mod template;
+pub mod topic;
+pub mod value;
+
+pub use error::{EvalError, Span, SqlError};
+pub use template::Template;
+pub use topic::{topic_matches, validate_topic_filter, TopicTrie};
+
+use compile::{CQuery, Item, Node};
+use serde_json::Value;
+
+/// The payload of a message.
+#[derive(Debug, Clone, Copy)]
+pub enum Payload<'a> {
+    /// A payload that parsed as JSON.
+    Json(&'a Value),
+    /// Anything else (paths into it are Undefined; `*` is the raw bytes).
+    Binary(&'a [u8]),
+}
+
+/// Host-provided data for the functions that read it.
+pub trait Lookup: Send + Sync {
+    /// The current shadow document of `thing` (classic shadow when `shadow_name` is `None`).
+    fn thing_shadow(&self, thing: &str, shadow_name: Option<&str>) -> Option<Value>;
+}
+
+/// One incoming message, as the rule sees it.
+#[derive(Clone, Copy)]
+pub struct Message<'a> {
+    pub topic: &'a str,
+    pub client_id: &'a str,
+    pub payload: Payload<'a>,
+    /// Server receive time in epoch milliseconds: what `timestamp()` returns.
+    pub timestamp_ms: i64,
+    pub principal: Option<&'a str>,
+    pub trace_id: Option<&'a str>,
+    pub lookup: Option<&'a dyn Lookup>,
+}
+
+impl<'a> Message<'a> {
+    /// A JSON message with empty client id, time 0 and no extras (handy in tests).
+    pub fn new(topic: &'a str, payload: &'a Value) -> Message<'a> {
+        Message {
+            topic,
+            client_id: "",
+            payload: Payload::Json(payload),
+            timestamp_ms: 0,
+            principal: None,
+            trace_id: None,
+            lookup: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Message<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Message")
+            .field("topic", &self.topic)
+            .field("client_id", &self.client_id)
+            .field("payload", &self.payload)
+            .field("timestamp_ms", &self.timestamp_ms)
+            .field("principal", &self.principal)
+            .field("trace_id", &self.trace_id)
+            .field("lookup", &self.lookup.is_some())
+            .finish()
+    }
+}
+
+/// A parsed, checked and compiled rule statement. `Send + Sync`; evaluate it
+/// as often as you like.
+#[derive(Debug, Clone)]
+pub struct Statement {
+    query: CQuery,
+    topic_filter: String,
+    reads_payload: bool,
+}
+
+impl Statement {
+    /// Parse, check and compile. The error is the first problem found; use
+    /// [`Statement::diagnostics`] for all of them.
+    pub fn parse(sql: &str) -> Result<Statement, SqlError> {
+        let q = parser::parse_statement(sql)?;
+        if let Some(e) = check::check_query(&q, sql).into_iter().next() {
+            return Err(e);
+        }
+        let topic_filter = match &q.from {
+            ast::From::Topic { filter, .. } => filter.clone(),
+            ast::From::Expr(_) => String::new(),
+        };
+        let query = compile::query(&q);
+        let reads_payload = query_reads_payload(&query);
+        Ok(Statement {
+            query,
+            topic_filter,
+            reads_payload,
+        })
+    }
+
+    /// Every problem in `sql` (syntax errors stop at the first one).
+    pub fn diagnostics(sql: &str) -> Vec<SqlError> {
+        match parser::parse_statement(sql) {
+            Ok(q) => check::check_query(&q, sql),
+            Err(e) => vec![e],
+        }
+    }
+
+    /// The FROM topic filter.
+    pub fn topic_filter(&self) -> &str {
+        &self.topic_filter
+    }
+
+    /// Evaluate against one message. `Ok(None)`: WHERE did not match.
+    /// `Ok(Some(v))`: the output object (or the value, for `SELECT VALUE`;
+    /// an Undefined `SELECT VALUE` gives `null`).
+    pub fn eval(&self, msg: &Message<'_>) -> Result<Option<Value>, EvalError> {
+        let cx = eval::Cx::new(msg);
+        eval::run(&self.query, &cx)
+    }
+
+    /// Whether the statement reads the payload at all.
+    pub fn reads_payload(&self) -> bool {
+        self.reads_payload
+    }
+
+    /// True for a plain `SELECT * FROM … [WHERE …]`: the output is the payload
+    /// unchanged, so a runtime may forward the raw bytes (needed for binary
+    /// payloads, which have no JSON form).
+    pub fn is_select_star(&self) -> bool {
+        !self.query.value && matches!(self.query.items.as_slice(), [Item::Merge(Node::Star)])
+    }
+}
+
+fn query_reads_payload(q: &CQuery) -> bool {
+    q.items.iter().any(|i| match i {
+        Item::Merge(n) | Item::Named(_, n) => node_reads_payload(n),
+    }) || q.where_.as_ref().is_some_and(node_reads_payload)
+        || q.from.as_ref().is_some_and(node_reads_payload)
+}
+
+fn node_reads_payload(n: &Node) -> bool {
+    use Node::*;
+    match n {
+        Star | Path(_) => true,
+        Lit(_) | Topic | TopicLevel(_) | ClientId | Timestamp | TraceId | Principal => false,
+        Get(b, _) | TopicDyn(b) | Cast(b, _) | Neg(b) | Not(b) => node_reads_payload(b),
+        Index(a, b)
+        | And(a, b)
+        | Or(a, b)
+        | Eq(a, b)
+        | Ne(a, b)
+        | Cmp(_, a, b)
+        | In(a, b)
+        | Contains(a, b)
+        | Arith(_, a, b) => node_reads_payload(a) || node_reads_payload(b),
+        Call(_, args, _) | Shadow(args) | Array(args) => args.iter().any(node_reads_payload),
+        Object(fields) => fields.iter().any(|(_, v)| node_reads_payload(v)),
+        Case {
+            operand,
+            whens,
+            else_,
+        } => {
+            operand.as_deref().is_some_and(node_reads_payload)
+                || whens
+                    .iter()
+                    .any(|(w, t)| node_reads_payload(w) || node_reads_payload(t))
+                || else_.as_deref().is_some_and(node_reads_payload)
+        }
+        // A sub-select reads the payload through its FROM.
+        Sub(q) => q.from.as_ref().is_some_and(node_reads_payload),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn statement_is_send_sync() {
+        assert_send_sync::<Statement>();
+        assert_send_sync::<Template>();
+        assert_send_sync::<TopicTrie<Statement>>();
+    }
+
+    #[test]
+    fn reads_payload() {
+        assert!(Statement::parse("SELECT a FROM 'x'")
+            .unwrap()
+            .reads_payload());
+        assert!(!Statement::parse(
+            "SELECT topic() AS t, timestamp() AS ts FROM 'x' WHERE clientid() = 'a'"
+        )
+        .unwrap()
+        .reads_payload());
+        assert!(Statement::parse("SELECT * FROM 'x'")
+            .unwrap()
+            .is_select_star());
+    }
+
+    #[test]
+    fn binary_payload() {
+        let st = Statement::parse("SELECT encode(*, 'base64') AS data, a FROM 'x'").unwrap();
+        let msg = Message {
+            payload: Payload::Binary(b"hi"),
+            ..Message::new("x", &Value::Null)
+        };
+        assert_eq!(st.eval(&msg).unwrap(), Some(json!({"data": "aGk="})));
+        let st = Statement::parse("SELECT * FROM 'x'").unwrap();
+        assert!(st.eval(&msg).is_err());
+    }
+}

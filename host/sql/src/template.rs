@@ -1,0 +1,163 @@
+//! `${expr}` substitution templates for action parameters, AWS style: each
+//! expression is evaluated against the incoming message (so `${topic(2)}`,
+//! `${clientid()}` and payload paths all work) and printed without quotes;
+//! Undefined prints as nothing.
+
+use crate::check;
+use crate::compile::{self, Node};
+use crate::error::{EvalError, Span, SqlError};
+use crate::eval::{eval, Cx};
+use crate::parser::parse_expression;
+use crate::value::V;
+use crate::Message;
+
+#[derive(Debug, Clone)]
+enum Part {
+    Text(String),
+    Expr(Node),
+}
+
+/// A compiled substitution template.
+#[derive(Debug, Clone)]
+pub struct Template {
+    parts: Vec<Part>,
+}
+
+impl Template {
+    /// Parse and check `text`; errors point into `text`.
+    pub fn parse(text: &str) -> Result<Template, SqlError> {
+        let mut parts = Vec::new();
+        let mut lit = String::new();
+        let mut rest = 0;
+        while let Some(i) = text[rest..].find("${") {
+            let open = rest + i;
+            lit.push_str(&text[rest..open]);
+            let body_start = open + 2;
+            let close = find_close(text, body_start).ok_or_else(|| {
+                SqlError::new(
+                    "unterminated `${`: missing `}`",
+                    text,
+                    Span::new(open, text.len() - open),
+                )
+            })?;
+            let body = &text[body_start..close];
+            if body.trim().is_empty() {
+                return Err(SqlError::new(
+                    "empty substitution `${}`",
+                    text,
+                    Span::new(open, close + 1 - open),
+                ));
+            }
+            let e = parse_expression(body).map_err(|e| e.rebase(text, body_start))?;
+            if let Some(err) = check::check_expr(&e, body).into_iter().next() {
+                return Err(err.rebase(text, body_start));
+            }
+            if !lit.is_empty() {
+                parts.push(Part::Text(std::mem::take(&mut lit)));
+            }
+            parts.push(Part::Expr(compile::expr(&e)));
+            rest = close + 1;
+        }
+        lit.push_str(&text[rest..]);
+        if !lit.is_empty() {
+            parts.push(Part::Text(lit));
+        }
+        Ok(Template { parts })
+    }
+
+    /// Render against the incoming message.
+    pub fn render(&self, msg: &Message<'_>) -> Result<String, EvalError> {
+        let cx = Cx::new(msg);
+        let mut out = String::new();
+        for p in &self.parts {
+            match p {
+                Part::Text(t) => out.push_str(t),
+                Part::Expr(n) => match eval(n, &cx) {
+                    V::Undef => {}
+                    V::Null => out.push_str("null"),
+                    v => {
+                        if let Some(s) = v.to_str() {
+                            out.push_str(&s)
+                        }
+                    }
+                },
+            }
+        }
+        Ok(out)
+    }
+
+    /// True when the template has no `${…}` at all.
+    pub fn is_literal(&self) -> bool {
+        self.parts.iter().all(|p| matches!(p, Part::Text(_)))
+    }
+}
+
+/// Find the `}` closing a substitution, skipping quoted strings and nested braces.
+fn find_close(text: &str, from: usize) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut depth = 0usize;
+    let mut i = from;
+    while i < bytes.len() {
+        match bytes[i] {
+            q @ (b'\'' | b'"' | b'`') => {
+                i += 1;
+                while i < bytes.len() {
+                    if bytes[i] == q {
+                        if bytes.get(i + 1) == Some(&q) {
+                            i += 2;
+                            continue;
+                        }
+                        break;
+                    }
+                    i += 1;
+                }
+            }
+            b'{' => depth += 1,
+            b'}' => {
+                if depth == 0 {
+                    return Some(i);
+                }
+                depth -= 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Payload;
+    use serde_json::json;
+
+    #[test]
+    fn renders() {
+        let p = json!({"a": {"b": 5}, "s": "x"});
+        let msg = Message {
+            topic: "dt/thermo/dev1/telemetry",
+            client_id: "c1",
+            payload: Payload::Json(&p),
+            timestamp_ms: 7,
+            principal: None,
+            trace_id: None,
+            lookup: None,
+        };
+        let t = Template::parse("dev=${topic(3)} b=${a.b + 1} s=${s} none=${nope} {x}").unwrap();
+        assert_eq!(t.render(&msg).unwrap(), "dev=dev1 b=6 s=x none= {x}");
+        assert!(!t.is_literal());
+        assert!(Template::parse("plain").unwrap().is_literal());
+        let t = Template::parse("${ {'k': '}'}.k }").unwrap();
+        assert_eq!(t.render(&msg).unwrap(), "}");
+    }
+
+    #[test]
+    fn errors_point_into_template() {
+        let e = Template::parse("abc ${nosuch(1)}").unwrap_err();
+        assert_eq!(e.col, 7);
+        assert!(e.message.contains("unknown function"));
+        let e = Template::parse("abc ${a.b").unwrap_err();
+        assert_eq!(e.col, 5);
+    }
+}

@@ -1,0 +1,123 @@
+//! Golden tests: each `tests/golden/<case>.toml` holds `sql`, `topic`,
+//! optional `client_id`, `timestamp_ms`, `principal`, `trace_id`, `shadow`
+//! (JSON text the `Lookup` returns for any thing) and `payload` (JSON text, or
+//! `payload_base64` for a binary payload). The expected result is in
+//! `<case>.json` (pretty JSON, or `no match`) or `<case>.err` (the error text).
+//! Run with `BLESS=1` to rewrite the expectation files.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use weir_sql::{Lookup, Message, Payload, Statement};
+
+struct FixedShadow(Option<serde_json::Value>);
+
+impl Lookup for FixedShadow {
+    fn thing_shadow(&self, thing: &str, shadow_name: Option<&str>) -> Option<serde_json::Value> {
+        let mut v = self.0.clone()?;
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert("thing".into(), thing.into());
+            if let Some(n) = shadow_name {
+                obj.insert("shadow_name".into(), n.into());
+            }
+        }
+        Some(v)
+    }
+}
+
+fn run_case(path: &Path) -> (String, &'static str) {
+    let text = fs::read_to_string(path).expect("read case");
+    let case: toml::Table =
+        toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let s = |k: &str| case.get(k).and_then(|v| v.as_str());
+    let sql = s("sql").unwrap_or_else(|| panic!("{}: missing sql", path.display()));
+    let topic = s("topic").unwrap_or("a/b");
+    let st = match Statement::parse(sql) {
+        Ok(st) => st,
+        Err(e) => return (e.render("sql", sql), "err"),
+    };
+    let payload: serde_json::Value = match s("payload") {
+        Some(p) => {
+            serde_json::from_str(p).unwrap_or_else(|e| panic!("{}: payload: {e}", path.display()))
+        }
+        None => serde_json::json!({}),
+    };
+    let binary = s("payload_base64").map(|b| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(b)
+            .expect("payload_base64")
+    });
+    let shadow = FixedShadow(s("shadow").map(|t| serde_json::from_str(t).expect("shadow json")));
+    let msg = Message {
+        topic,
+        client_id: s("client_id").unwrap_or("client-1"),
+        payload: match &binary {
+            Some(b) => Payload::Binary(b),
+            None => Payload::Json(&payload),
+        },
+        timestamp_ms: case
+            .get("timestamp_ms")
+            .and_then(|v| v.as_integer())
+            .unwrap_or(1_481_825_251_155),
+        principal: s("principal"),
+        trace_id: s("trace_id"),
+        lookup: Some(&shadow),
+    };
+    match st.eval(&msg) {
+        Ok(Some(v)) => (serde_json::to_string_pretty(&v).expect("json"), "json"),
+        Ok(None) => ("no match".to_string(), "json"),
+        Err(e) => (format!("eval error: {e}"), "err"),
+    }
+}
+
+#[test]
+fn golden() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let bless = std::env::var("BLESS").is_ok_and(|v| v == "1");
+    let mut cases: Vec<PathBuf> = fs::read_dir(&dir)
+        .expect("golden dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    cases.sort();
+    assert!(!cases.is_empty());
+    let mut failures = Vec::new();
+    for case in &cases {
+        let (actual, ext) = run_case(case);
+        let json = case.with_extension("json");
+        let err = case.with_extension("err");
+        if bless {
+            let (keep, drop) = if ext == "json" {
+                (&json, &err)
+            } else {
+                (&err, &json)
+            };
+            let _ = fs::remove_file(drop);
+            fs::write(keep, format!("{actual}\n")).expect("write expectation");
+            continue;
+        }
+        let expected = fs::read_to_string(&json)
+            .map(|t| (t, "json"))
+            .or_else(|_| fs::read_to_string(&err).map(|t| (t, "err")));
+        match expected {
+            Ok((text, kind)) if kind == ext && text.trim_end() == actual.trim_end() => {}
+            Ok((text, kind)) => failures.push(format!(
+                "{}: expected ({kind}):\n{}\n--- got ({ext}):\n{actual}",
+                case.display(),
+                text.trim_end()
+            )),
+            Err(_) => failures.push(format!(
+                "{}: no .json or .err expectation (run with BLESS=1)",
+                case.display()
+            )),
+        }
+    }
+    println!("{} golden cases", cases.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {} golden cases failed:\n\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n\n")
+    );
+}

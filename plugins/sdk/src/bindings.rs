@@ -1,0 +1,59 @@
+//! The generated bindings, one module per world.
+//!
+//! `weir-plugin-sys` generates the `aggregator-plugin` world, and with it
+//! every import and the shared `weir:plugin/types` (see that crate for why
+//! it is separate). The `processor-plugin` and `sink-plugin` worlds are
+//! generated here and reuse those imports and types through `with`, so a
+//! `Message` is one Rust type whichever world a plugin targets. Plugin
+//! authors never name anything in here: the SDK's helpers and export macros
+//! do.
+//!
+//! The export macros are public (`pub_export_macro`) and carry each world's
+//! full type information, so only the world a plugin actually exports ends up
+//! in its component.
+
+/// Every import and the shared types.
+pub use weir_plugin_sys::aggregator as host;
+
+/// The `aggregator-plugin` world.
+pub use weir_plugin_sys::aggregator;
+
+/// The `processor-plugin` world.
+pub mod processor {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "weir:plugin/processor-plugin@0.1.0",
+        with: {
+            "weir:plugin/types@0.1.0": weir_plugin_sys::aggregator::weir::plugin::types,
+            "weir:plugin/publish@0.1.0": weir_plugin_sys::aggregator::weir::plugin::publish,
+            "weir:plugin/journal@0.1.0": weir_plugin_sys::aggregator::weir::plugin::journal,
+            "wasi:logging/logging@0.1.0-draft": weir_plugin_sys::aggregator::wasi::logging::logging,
+            "wasi:config/store@0.2.0-rc.1": weir_plugin_sys::aggregator::wasi::config::store,
+            "wasi:keyvalue/store@0.2.0-draft": weir_plugin_sys::aggregator::wasi::keyvalue::store,
+            "wasi:keyvalue/batch@0.2.0-draft": weir_plugin_sys::aggregator::wasi::keyvalue::batch,
+        },
+        pub_export_macro: true,
+        default_bindings_module: "::weir_plugin::__private::processor",
+        export_macro_name: "export_processor_world",
+    });
+}
+
+/// The `sink-plugin` world.
+pub mod sink {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "weir:plugin/sink-plugin@0.1.0",
+        with: {
+            "weir:plugin/types@0.1.0": weir_plugin_sys::aggregator::weir::plugin::types,
+            "weir:plugin/publish@0.1.0": weir_plugin_sys::aggregator::weir::plugin::publish,
+            "weir:plugin/journal@0.1.0": weir_plugin_sys::aggregator::weir::plugin::journal,
+            "wasi:logging/logging@0.1.0-draft": weir_plugin_sys::aggregator::wasi::logging::logging,
+            "wasi:config/store@0.2.0-rc.1": weir_plugin_sys::aggregator::wasi::config::store,
+            "wasi:keyvalue/store@0.2.0-draft": weir_plugin_sys::aggregator::wasi::keyvalue::store,
+            "wasi:keyvalue/batch@0.2.0-draft": weir_plugin_sys::aggregator::wasi::keyvalue::batch,
+        },
+        pub_export_macro: true,
+        default_bindings_module: "::weir_plugin::__private::sink",
+        export_macro_name: "export_sink_world",
+    });
+}

@@ -1,0 +1,116 @@
+//! Plugin settings (`wasi:config/store`): the `settings` table of the
+//! plugin's declaration, as strings.
+
+use std::fmt::Display;
+use std::str::FromStr;
+
+/// The setting `key`, or `None` when it is not set. A host error is logged
+/// and treated as "not set"; use [`try_get`] to see it.
+pub fn get(key: &str) -> Option<String> {
+    match try_get(key) {
+        Ok(value) => value,
+        Err(e) => {
+            crate::log::warn(format!("reading setting `{key}`: {e}"));
+            None
+        }
+    }
+}
+
+/// The setting `key`, or `None` when it is not set.
+pub fn try_get(key: &str) -> Result<Option<String>, String> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        use crate::bindings::host::wasi::config::store;
+        store::get(key).map_err(|e| match e {
+            store::Error::Upstream(s) => format!("config upstream error: {s}"),
+            store::Error::Io(s) => format!("config I/O error: {s}"),
+        })
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = key;
+        Ok(None)
+    }
+}
+
+/// Every setting as (key, value) pairs. Empty off wasm32.
+pub fn get_all() -> Result<Vec<(String, String)>, String> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        use crate::bindings::host::wasi::config::store;
+        store::get_all().map_err(|e| match e {
+            store::Error::Upstream(s) => format!("config upstream error: {s}"),
+            store::Error::Io(s) => format!("config I/O error: {s}"),
+        })
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        Ok(Vec::new())
+    }
+}
+
+/// The setting `key` parsed as `T`, or `default` when it is not set (or
+/// blank). A value that does not parse is an error naming the key, so a
+/// typo in a declaration fails loudly instead of silently using the default.
+pub fn get_parsed<T>(key: &str, default: T) -> Result<T, String>
+where
+    T: FromStr,
+    T::Err: Display,
+{
+    parse(key, get(key).as_deref(), default)
+}
+
+/// Parse a raw setting value (what [`get_parsed`] does after the lookup).
+/// Surrounding whitespace is ignored; a missing or blank value gives
+/// `default`.
+pub fn parse<T>(key: &str, raw: Option<&str>, default: T) -> Result<T, String>
+where
+    T: FromStr,
+    T::Err: Display,
+{
+    match raw.map(str::trim) {
+        None | Some("") => Ok(default),
+        Some(s) => s
+            .parse()
+            .map_err(|e| format!("setting `{key}`: invalid value `{s}`: {e}")),
+    }
+}
+
+/// Split a comma-separated setting into trimmed, non-empty items.
+pub fn parse_list(raw: &str) -> Vec<String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_defaults_and_errors() {
+        assert_eq!(parse("n", None, 7u32), Ok(7));
+        assert_eq!(parse("n", Some("  "), 7u32), Ok(7));
+        assert_eq!(parse("n", Some(" 12 "), 7u32), Ok(12));
+        assert_eq!(parse("b", Some("false"), true), Ok(false));
+        let err = parse("threshold", Some("abc"), 3.0f64).unwrap_err();
+        assert!(
+            err.starts_with("setting `threshold`: invalid value `abc`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn lists() {
+        assert_eq!(parse_list(" a, b ,,c "), vec!["a", "b", "c"]);
+        assert!(parse_list(" , ").is_empty());
+    }
+
+    #[test]
+    fn off_host_nothing_is_set() {
+        assert_eq!(get("anything"), None);
+        assert_eq!(get_parsed("anything", 5i64), Ok(5));
+    }
+}

@@ -1,0 +1,118 @@
+//! # shadow: latest reported state per device
+//!
+//! A sink plugin (`weir:plugin/sink-plugin`). Each message's payload (a JSON
+//! object: the rule output) is merged into its device's shadow document,
+//! AWS IoT style (see [`shadow_doc`] for the format and merge rules):
+//!
+//! ```json
+//! {"state":{"reported":{…}},"metadata":{"reported":{"<field>":{"timestamp":<secs>}}},
+//!  "version":N,"timestamp":<secs>,"device_type":"…"}
+//! ```
+//!
+//! Shadows are cached in memory and stored in the key-value bucket `shadow`,
+//! key `<device>`, value the document as JSON (the host serves `weir shadow
+//! get` from it). A device new to the instance is first loaded from the
+//! bucket, so versions continue across reloads and restarts. At the end of
+//! every `write` the devices it changed are stored with one `set-many` (the
+//! readings of one device in a batch coalesce into one write); `flush`
+//! stores whatever an earlier write could not.
+//!
+//! A payload that is not a JSON object is skipped and counted in one log
+//! line per batch; the rest of the batch is applied. A failure to store at
+//! the end of `write` is logged and retried by `flush`, which reports it.
+//!
+//! ## Settings
+//!
+//! | key      | default  | meaning |
+//! |----------|----------|---------|
+//! | `bucket` | `shadow` | key-value bucket of the shadows |
+//!
+//! ## Grants
+//!
+//! key-value bucket `shadow`.
+
+pub mod shadow_doc;
+
+use shadow_doc::Shadows;
+use weir_plugin::kv::Bucket;
+use weir_plugin::{config, export_sink, log, Message, Sink};
+
+/// The plugin instance.
+pub struct Shadow {
+    shadows: Shadows,
+    bucket: Bucket,
+}
+
+impl Shadow {
+    fn store(&mut self) -> Result<usize, String> {
+        let entries = self.shadows.dirty_entries();
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        self.bucket.set_many(&entries)?;
+        self.shadows.saved(&entries);
+        Ok(entries.len())
+    }
+}
+
+impl Sink for Shadow {
+    fn new() -> Result<Self, String> {
+        let name = config::get("bucket")
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "shadow".to_string());
+        Ok(Shadow {
+            shadows: Shadows::default(),
+            bucket: Bucket::open(&name)?,
+        })
+    }
+
+    fn write(&mut self, batch: Vec<Message>) -> Result<(), String> {
+        let unknown = self
+            .shadows
+            .unknown(batch.iter().map(|m| m.device.as_str()));
+        if !unknown.is_empty() {
+            for (device, stored) in self.bucket.get_many(&unknown)? {
+                if let Err(e) = self.shadows.load(&device, &stored) {
+                    log::warn(format!(
+                        "stored shadow of device `{device}` is unreadable ({e}); starting afresh"
+                    ));
+                }
+            }
+            for device in &unknown {
+                self.shadows.load_empty(device);
+            }
+        }
+
+        let mut skipped = 0usize;
+        let mut first_error = None;
+        for m in &batch {
+            if let Err(e) = self
+                .shadows
+                .merge(&m.device, &m.payload, m.received_at, &m.device_type)
+            {
+                skipped += 1;
+                first_error.get_or_insert_with(|| {
+                    format!("device `{}` (rule `{}`): {e}", m.device, m.rule)
+                });
+            }
+        }
+        if let Some(e) = first_error {
+            log::warn(format!(
+                "skipped {skipped} of {} messages; first: {e}",
+                batch.len()
+            ));
+        }
+
+        if let Err(e) = self.store() {
+            log::warn(format!("storing shadows failed, will retry at flush: {e}"));
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), String> {
+        self.store().map(|_| ())
+    }
+}
+
+export_sink!(Shadow);

@@ -1,0 +1,318 @@
+//! Shadow documents and the merge of a reading into one. Pure: no host calls.
+//!
+//! The document follows AWS IoT's classic shadow:
+//!
+//! ```json
+//! {"state":{"reported":{"temperature":21.5,"humidity":40.1}},
+//!  "metadata":{"reported":{"temperature":{"timestamp":1764300000},
+//!                          "humidity":{"timestamp":1764300000}}},
+//!  "version":7,"timestamp":1764300000,"device_type":"thermostat"}
+//! ```
+//!
+//! Each reading's top-level fields replace the reported fields of the same
+//! name (a nested object replaces the whole field); a `null` field deletes
+//! it, as in AWS. Every merged reading increments `version` by one.
+//! Timestamps are the server receive time in whole seconds. Fields this
+//! plugin does not know (for example `state.desired`, written by someone
+//! else) are kept as they are.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::{HashMap, HashSet};
+
+/// When a reported field was last written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldMeta {
+    pub timestamp: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    #[serde(default)]
+    pub reported: Map<String, Value>,
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Metadata {
+    #[serde(default)]
+    pub reported: Map<String, Value>,
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+/// The shadow of one device (the bucket value, as JSON).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ShadowDoc {
+    #[serde(default)]
+    pub state: State,
+    #[serde(default)]
+    pub metadata: Metadata,
+    #[serde(default)]
+    pub version: u64,
+    #[serde(default)]
+    pub timestamp: i64,
+    #[serde(default)]
+    pub device_type: String,
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+impl ShadowDoc {
+    pub fn from_json(bytes: &[u8]) -> Result<ShadowDoc, String> {
+        serde_json::from_slice(bytes).map_err(|e| e.to_string())
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        // JSON values and plain numbers always serialize.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Merge one reading (a JSON object) received at `received_at` (ms).
+    /// A payload that is not a JSON object changes nothing and is an error.
+    pub fn merge(
+        &mut self,
+        payload: &str,
+        received_at: i64,
+        device_type: &str,
+    ) -> Result<(), String> {
+        let fields = match serde_json::from_str::<Value>(payload) {
+            Ok(Value::Object(fields)) => fields,
+            Ok(_) => return Err("payload is not a JSON object".into()),
+            Err(e) => return Err(format!("payload is not JSON: {e}")),
+        };
+        let secs = received_at.div_euclid(1000);
+        for (name, value) in fields {
+            if value.is_null() {
+                self.state.reported.remove(&name);
+                self.metadata.reported.remove(&name);
+            } else {
+                self.state.reported.insert(name.clone(), value);
+                self.metadata
+                    .reported
+                    .insert(name, serde_json::json!({ "timestamp": secs }));
+            }
+        }
+        self.version += 1;
+        self.timestamp = secs;
+        if !device_type.is_empty() {
+            self.device_type = device_type.to_string();
+        }
+        Ok(())
+    }
+}
+
+/// The shadows an instance holds, and which changed since they were last
+/// stored.
+#[derive(Debug, Default)]
+pub struct Shadows {
+    docs: HashMap<String, ShadowDoc>,
+    dirty: HashSet<String>,
+}
+
+impl Shadows {
+    /// Devices in `devices` that are not in memory yet, each once.
+    pub fn unknown<'a>(&self, devices: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        let mut seen = HashSet::new();
+        devices
+            .into_iter()
+            .filter(|d| !self.docs.contains_key(*d) && seen.insert(*d))
+            .map(String::from)
+            .collect()
+    }
+
+    /// Install a stored shadow. An unreadable one is an error, and the
+    /// device starts from an empty shadow (version 0).
+    pub fn load(&mut self, device: &str, stored: &[u8]) -> Result<(), String> {
+        let (doc, result) = match ShadowDoc::from_json(stored) {
+            Ok(doc) => (doc, Ok(())),
+            Err(e) => (ShadowDoc::default(), Err(e)),
+        };
+        self.docs.insert(device.to_string(), doc);
+        result
+    }
+
+    /// Remember that `device` has no stored shadow.
+    pub fn load_empty(&mut self, device: &str) {
+        self.docs.entry(device.to_string()).or_default();
+    }
+
+    /// Merge one reading into a device's shadow.
+    pub fn merge(
+        &mut self,
+        device: &str,
+        payload: &str,
+        received_at: i64,
+        device_type: &str,
+    ) -> Result<(), String> {
+        let doc = self.docs.entry(device.to_string()).or_default();
+        doc.merge(payload, received_at, device_type)?;
+        if !self.dirty.contains(device) {
+            self.dirty.insert(device.to_string());
+        }
+        Ok(())
+    }
+
+    /// Changed shadows as bucket entries (device, JSON), one per device.
+    pub fn dirty_entries(&self) -> Vec<(String, Vec<u8>)> {
+        let mut keys: Vec<&String> = self.dirty.iter().collect();
+        keys.sort();
+        keys.into_iter()
+            .filter_map(|d| self.docs.get(d).map(|doc| (d.clone(), doc.to_json())))
+            .collect()
+    }
+
+    /// The entries from [`Shadows::dirty_entries`] were stored.
+    pub fn saved(&mut self, entries: &[(String, Vec<u8>)]) {
+        for (device, _) in entries {
+            self.dirty.remove(device);
+        }
+    }
+
+    pub fn get(&self, device: &str) -> Option<&ShadowDoc> {
+        self.docs.get(device)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn value(doc: &ShadowDoc) -> Value {
+        serde_json::from_slice(&doc.to_json()).unwrap()
+    }
+
+    #[test]
+    fn first_reading_makes_version_1() {
+        let mut doc = ShadowDoc::default();
+        doc.merge(
+            r#"{"ts":1764300000000,"temperature":21.5,"humidity":40.1}"#,
+            1_764_300_000_999,
+            "thermostat",
+        )
+        .unwrap();
+        assert_eq!(
+            value(&doc),
+            json!({
+                "state": {"reported": {"ts": 1764300000000u64, "temperature": 21.5, "humidity": 40.1}},
+                "metadata": {"reported": {
+                    "ts": {"timestamp": 1764300000},
+                    "temperature": {"timestamp": 1764300000},
+                    "humidity": {"timestamp": 1764300000}
+                }},
+                "version": 1,
+                "timestamp": 1764300000,
+                "device_type": "thermostat"
+            })
+        );
+    }
+
+    #[test]
+    fn later_readings_merge_field_by_field() {
+        let mut doc = ShadowDoc::default();
+        doc.merge(
+            r#"{"temperature":21.5,"humidity":40.1,"mode":"heat"}"#,
+            10_000,
+            "thermostat",
+        )
+        .unwrap();
+        doc.merge(r#"{"temperature":22.0,"fan":{"speed":2}}"#, 20_500, "")
+            .unwrap();
+        doc.merge(r#"{"mode":null}"#, 30_000, "").unwrap();
+        let v = value(&doc);
+        assert_eq!(
+            v["state"]["reported"],
+            json!({"temperature": 22.0, "humidity": 40.1, "fan": {"speed": 2}})
+        );
+        assert_eq!(
+            v["metadata"]["reported"]["temperature"],
+            json!({"timestamp": 20})
+        );
+        assert_eq!(
+            v["metadata"]["reported"]["humidity"],
+            json!({"timestamp": 10})
+        );
+        assert_eq!(v["metadata"]["reported"]["fan"], json!({"timestamp": 20}));
+        assert!(v["metadata"]["reported"].get("mode").is_none());
+        assert_eq!(v["version"], 3);
+        assert_eq!(v["timestamp"], 30);
+        // an empty device type keeps the known one
+        assert_eq!(v["device_type"], "thermostat");
+    }
+
+    #[test]
+    fn bad_payloads_change_nothing() {
+        let mut doc = ShadowDoc::default();
+        doc.merge(r#"{"a":1}"#, 1000, "t").unwrap();
+        let before = doc.clone();
+        assert!(doc
+            .merge("not json", 2000, "t")
+            .unwrap_err()
+            .contains("not JSON"));
+        assert!(doc
+            .merge("[1,2]", 2000, "t")
+            .unwrap_err()
+            .contains("not a JSON object"));
+        assert!(doc.merge("", 2000, "t").is_err());
+        assert_eq!(doc, before);
+    }
+
+    #[test]
+    fn unknown_fields_survive() {
+        let stored = br#"{"state":{"reported":{"a":1},"desired":{"a":2}},"metadata":{"reported":{"a":{"timestamp":1}},"desired":{"a":{"timestamp":1}}},"version":4,"timestamp":1,"device_type":"x","clientToken":"t"}"#;
+        let mut doc = ShadowDoc::from_json(stored).unwrap();
+        doc.merge(r#"{"a":3}"#, 5000, "").unwrap();
+        let v = value(&doc);
+        assert_eq!(v["state"]["desired"], json!({"a": 2}));
+        assert_eq!(v["metadata"]["desired"], json!({"a": {"timestamp": 1}}));
+        assert_eq!(v["clientToken"], "t");
+        assert_eq!(v["state"]["reported"]["a"], 3);
+        assert_eq!(v["version"], 5);
+    }
+
+    #[test]
+    fn batch_coalesces_per_device_and_versions_continue_after_reload() {
+        let mut s = Shadows::default();
+        assert_eq!(s.unknown(["d1", "d2", "d1"]), vec!["d1", "d2"]);
+        s.load_empty("d1");
+        s.load_empty("d2");
+        for i in 0..3 {
+            s.merge("d1", &format!(r#"{{"n":{i}}}"#), 1000 * i, "t")
+                .unwrap();
+        }
+        s.merge("d2", r#"{"n":9}"#, 0, "t").unwrap();
+        assert!(s.merge("d2", "garbage", 0, "t").is_err());
+        let entries = s.dirty_entries();
+        assert_eq!(entries.len(), 2, "one write per device");
+        assert_eq!(entries[0].0, "d1");
+        let d1 = ShadowDoc::from_json(&entries[0].1).unwrap();
+        assert_eq!(d1.version, 3);
+        assert_eq!(d1.state.reported["n"], 2);
+        s.saved(&entries);
+        assert!(s.dirty_entries().is_empty());
+
+        // A new instance loads the stored document and continues the version.
+        let mut fresh = Shadows::default();
+        fresh.load("d1", &entries[0].1).unwrap();
+        assert!(fresh.unknown(["d1"]).is_empty());
+        fresh.merge("d1", r#"{"n":3}"#, 5000, "").unwrap();
+        assert_eq!(fresh.get("d1").unwrap().version, 4);
+        assert_eq!(fresh.get("d1").unwrap().device_type, "t");
+    }
+
+    #[test]
+    fn unreadable_stored_shadow_starts_empty() {
+        let mut s = Shadows::default();
+        assert!(s.load("d", b"{oops").is_err());
+        assert_eq!(s.get("d"), Some(&ShadowDoc::default()));
+    }
+
+    #[test]
+    fn negative_times_round_down() {
+        let mut doc = ShadowDoc::default();
+        doc.merge(r#"{"a":1}"#, -1, "").unwrap();
+        assert_eq!(doc.timestamp, -1);
+    }
+}

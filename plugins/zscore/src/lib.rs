@@ -1,0 +1,114 @@
+//! # zscore: per-device anomaly detection for Weir
+//!
+//! A processor plugin (`weir:plugin/processor-plugin`). For every device and
+//! every scored metric it keeps an online baseline (mean and variance) and
+//! scores each reading as `z = (value - mean) / stddev` against the baseline
+//! *before* the reading. When `|z| > threshold` after the warm-up it returns
+//! an alert on `$weir/alerts/<device>`:
+//!
+//! ```json
+//! {"kind":"zscore","device":"dev-1","device_type":"thermostat","metric":"temperature",
+//!  "value":35.2,"mean":21.4,"stddev":0.8,"z":17.25,"threshold":3.0,"rule":"telemetry",
+//!  "topic":"dt/thermostat/dev-1/telemetry","received_at":1764300000123,"device_time":1764300000000}
+//! ```
+//!
+//! A sustained excursion raises one alert; when the metric has been back
+//! within the threshold for `cooldown` consecutive readings, a notice with
+//! `"kind":"recovered"` (same fields, for the recovering reading) follows.
+//!
+//! ## Settings (all optional)
+//!
+//! | key                 | default          | meaning |
+//! |---------------------|------------------|---------|
+//! | `threshold`         | `3`              | alert when \|z\| is greater |
+//! | `warmup`            | `20`             | readings that only build the baseline (at least 2) |
+//! | `half_life`         | `0`              | 0 = Welford (all readings weigh the same, z in *sample* stddev); h > 0 = exponentially weighted mean/variance whose weights halve every h readings |
+//! | `metrics`           | (all)            | comma list of metrics to score; default every numeric metric not in `ignore` |
+//! | `ignore`            | `ts,timestamp`   | metrics never scored when `metrics` is not set |
+//! | `exclude_anomalies` | `true`           | keep readings with \|z\| > threshold out of the baseline |
+//! | `cooldown`          | `3`              | consecutive readings within threshold that end an excursion (`recovered`); 0 = no de-duplication: every anomalous reading alerts and no recovery notices |
+//! | `min_stddev`        | `0`              | floor of the stddev z is measured in (a flat baseline otherwise scores every change as 0) |
+//! | `bucket`            | `zscore`         | key-value bucket of the baselines |
+//! | `alert_topic`       | `$weir/alerts`   | alerts go to `<alert_topic>/<device>` |
+//!
+//! ## State
+//!
+//! Baselines live in memory and in the key-value bucket `zscore`, key
+//! `<device>`, value the JSON of all that device's metrics (see
+//! [`detector::DeviceState`]). A device seen for the first time by an
+//! instance is loaded from the bucket (one `get-many` per batch for all new
+//! devices); `checkpoint` writes the devices changed since the last one (one
+//! `set-many`). So a reloaded plugin or a restarted host continues from the
+//! saved baselines.
+//!
+//! ## Grants
+//!
+//! key-value bucket `zscore`; publish to `$weir/alerts/#`.
+
+pub mod baseline;
+pub mod detector;
+pub mod settings;
+
+use detector::Detector;
+use settings::Settings;
+use weir_plugin::kv::Bucket;
+use weir_plugin::{config, export_processor, log, Message, Outbound, Processor};
+
+/// The plugin instance: the detector and its bucket.
+pub struct ZScore {
+    detector: Detector,
+    bucket: Bucket,
+}
+
+impl Processor for ZScore {
+    fn new() -> Result<Self, String> {
+        let settings = Settings::from_lookup(config::get)?;
+        let bucket = Bucket::open(&settings.bucket)?;
+        log::debug(format!("zscore settings: {settings:?}"));
+        Ok(ZScore {
+            detector: Detector::new(settings),
+            bucket,
+        })
+    }
+
+    fn process(&mut self, batch: Vec<Message>) -> Result<Vec<Outbound>, String> {
+        let unknown = self.detector.unknown_devices(&batch);
+        if !unknown.is_empty() {
+            for (device, saved) in self.bucket.get_many(&unknown)? {
+                if let Err(e) = self.detector.load(&device, &saved) {
+                    log::warn(format!(
+                        "saved baselines of device `{device}` are unreadable ({e}); starting afresh"
+                    ));
+                }
+            }
+            for device in &unknown {
+                self.detector.load_empty(device);
+            }
+        }
+
+        let mut events = Vec::new();
+        for msg in &batch {
+            self.detector.observe(msg, &mut events);
+        }
+        let mut out = Vec::with_capacity(events.len());
+        for event in &events {
+            match self.detector.outbound(event) {
+                Ok(o) => out.push(o),
+                Err(e) => log::error(format!("cannot encode alert: {e}")),
+            }
+        }
+        Ok(out)
+    }
+
+    fn checkpoint(&mut self) -> Result<(), String> {
+        let entries = self.detector.dirty_entries();
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.bucket.set_many(&entries)?;
+        self.detector.saved(&entries);
+        Ok(())
+    }
+}
+
+export_processor!(ZScore);
