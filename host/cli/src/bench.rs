@@ -136,7 +136,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     // Alert listener.
     match args.mode.as_str() {
         "engine" => {
-            let (mut tx, mut rx, _) = running.broker.link("$bench-alerts", true)?;
+            let (mut tx, mut rx, _) = running.broker.link("weir.internal.bench-alerts", true)?;
             tx.subscribe("weir/alerts/#")?;
             let (sent, hist) = (sent.clone(), hist.clone());
             std::thread::spawn(move || loop {

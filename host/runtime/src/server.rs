@@ -118,7 +118,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
             current: current.clone(),
             rt: rt.clone(),
             metrics: metrics.clone(),
-            publisher: broker.publisher(&format!("$weir-engine-{id}"))?,
+            publisher: broker.publisher(&format!("weir.internal.engine-{id}"))?,
             max_batch: config.engine.max_batch,
             checkpoint_every: Duration::from_millis(config.engine.checkpoint_interval_ms),
             stop: stop.clone(),
@@ -131,7 +131,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
     }
     let engine = EngineHandle::new(queues);
 
-    let presence = Arc::new(Presence::new(kv.clone(), broker.publisher("$weir-host")?, engine.clone()));
+    let presence = Arc::new(Presence::new(kv.clone(), broker.publisher("weir.internal.host")?, engine.clone()));
     let shared = Arc::new(Shared::new(
         broker.clone(),
         engine.clone(),

@@ -76,3 +76,66 @@ impl Broker {
         Ok(tx)
     }
 }
+
+/// rumqttd's router refuses subscriptions that start with `$` (other than
+/// `$share/`), and AWS IoT's reserved topics (`$aws/…`) all do. Inside the
+/// router such topics are kept as `%24…`; the host translates at the edge,
+/// so devices only ever see `$`.
+pub const ROUTER_DOLLAR: &str = "%24";
+
+/// A device-side topic or filter as the router stores it.
+pub fn to_router(topic: &str) -> std::borrow::Cow<'_, str> {
+    match topic.strip_prefix('$') {
+        Some(rest) if !topic.starts_with("$share/") => std::borrow::Cow::Owned(format!("{ROUTER_DOLLAR}{rest}")),
+        _ => std::borrow::Cow::Borrowed(topic),
+    }
+}
+
+/// A router-side topic as devices see it.
+pub fn from_router(topic: &bytes::Bytes) -> bytes::Bytes {
+    match topic.strip_prefix(ROUTER_DOLLAR.as_bytes()) {
+        Some(rest) => {
+            let mut t = Vec::with_capacity(rest.len() + 1);
+            t.push(b'$');
+            t.extend_from_slice(rest);
+            bytes::Bytes::from(t)
+        }
+        None => topic.clone(),
+    }
+}
+
+/// A client id the router accepts (it refuses `+ $ # /`), reversible.
+pub fn router_client_id(client_id: &str) -> String {
+    let mut out = String::with_capacity(client_id.len());
+    for c in client_id.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '+' => out.push_str("%2B"),
+            '$' => out.push_str("%24"),
+            '#' => out.push_str("%23"),
+            '/' => out.push_str("%2F"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Publish a host-made message (QoS 0) under its router name.
+pub fn publish(link: &mut LinkTx, topic: &str, payload: bytes::Bytes) -> Result<(), rumqttd::local::LinkError> {
+    link.publish(to_router(topic).into_owned(), payload).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dollar_topics_round_trip() {
+        assert_eq!(to_router("$aws/events/presence/connected/x"), "%24aws/events/presence/connected/x");
+        assert_eq!(to_router("$share/g/a/b"), "$share/g/a/b");
+        assert_eq!(to_router("dt/a/b"), "dt/a/b");
+        let back = from_router(&bytes::Bytes::from_static(b"%24aws/things/x/shadow/update"));
+        assert_eq!(&back[..], b"$aws/things/x/shadow/update");
+        assert_eq!(router_client_id("a/b$c"), "a%2Fb%24c");
+    }
+}

@@ -375,7 +375,7 @@ impl Worker {
         for out in outputs {
             self.metrics.published.fetch_add(1, Relaxed);
             let payload = Bytes::from(out.payload.into_bytes());
-            if let Err(e) = self.publisher.publish(out.topic.clone(), payload.clone()) {
+            if let Err(e) = crate::broker::publish(&mut self.publisher, &out.topic, payload.clone()) {
                 tracing::error!(error = %e, topic = %out.topic, "broker refused a plugin publish");
             }
             if hops + 1 >= MAX_HOPS {

@@ -17,6 +17,47 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
 
+/// Client ids of the host's own router links.
+pub const INTERNAL_PREFIX: &str = "weir.internal.";
+
+/// Rewrite a device packet's topics to their router names.
+fn packet_to_router(packet: Packet) -> Packet {
+    match packet {
+        Packet::Publish(mut p, props) => {
+            if p.topic.first() == Some(&b'$') {
+                if let Ok(t) = std::str::from_utf8(&p.topic) {
+                    p.topic = bytes::Bytes::from(crate::broker::to_router(t).into_owned());
+                }
+            }
+            Packet::Publish(p, props)
+        }
+        Packet::Subscribe(mut s, props) => {
+            for f in &mut s.filters {
+                f.path = crate::broker::to_router(&f.path).into_owned();
+            }
+            Packet::Subscribe(s, props)
+        }
+        Packet::Unsubscribe(mut u, props) => {
+            for f in &mut u.filters {
+                *f = crate::broker::to_router(f).into_owned();
+            }
+            Packet::Unsubscribe(u, props)
+        }
+        other => other,
+    }
+}
+
+/// Rewrite a router packet's topic to the device's name for it.
+fn packet_from_router(packet: Packet) -> Packet {
+    match packet {
+        Packet::Publish(mut p, props) => {
+            p.topic = crate::broker::from_router(&p.topic);
+            Packet::Publish(p, props)
+        }
+        other => other,
+    }
+}
+
 /// Read until one whole packet is parsed, or fail.
 async fn read_packet(stream: &mut TcpStream, buf: &mut BytesMut, max: usize) -> Result<Packet, String> {
     loop {
@@ -85,13 +126,19 @@ pub async fn handle(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr
 
     // One connection per client id: a newer one replaces the older.
     let (kick_tx, mut kick_rx) = oneshot::channel::<()>();
+    // Dropped when this connection has left the router.
+    let (gone_tx, gone_rx) = oneshot::channel::<()>();
     let session = uuid::Uuid::new_v4().to_string();
-    if let Some(previous) = shared.register(&client_id, &session, kick_tx) {
-        let _ = previous.send(());
+    if let Some(previous) = shared.register(&client_id, &session, kick_tx, gone_rx) {
+        previous.close().await;
     }
 
     let broker = shared.broker.clone();
-    let (cid, clean) = (client_id.clone(), connect.clean_session);
+    if client_id.starts_with(INTERNAL_PREFIX) {
+        refuse(&shared, &peer, "client ids starting with weir.internal. are reserved");
+        return;
+    }
+    let (cid, clean) = (crate::broker::router_client_id(&client_id), connect.clean_session);
     let link = tokio::task::spawn_blocking(move || broker.link(&cid, clean)).await;
     let (mut link_tx, mut link_rx, connack) = match link {
         Ok(Ok(l)) => l,
@@ -184,7 +231,7 @@ pub async fn handle(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr
                             if !shared.engine.send(ingest).await {
                                 break 'conn DisconnectReason::ServerInitiated;
                             }
-                            to_router.push(Packet::Publish(publish, props));
+                            to_router.push(packet_to_router(Packet::Publish(publish, props)));
                         }
                         Packet::Disconnect(..) => {
                             if !to_router.is_empty() && flush_router(&mut link_tx, &mut to_router).await.is_err() {
@@ -196,7 +243,7 @@ pub async fn handle(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr
                             shared.metrics.protocol_errors.fetch_add(1, Relaxed);
                             break 'conn DisconnectReason::ClientError;
                         }
-                        other => to_router.push(other),
+                        other => to_router.push(packet_to_router(other)),
                     }
                 }
                 if !to_router.is_empty() && flush_router(&mut link_tx, &mut to_router).await.is_err() {
@@ -213,7 +260,7 @@ pub async fn handle(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr
                         Ok(Some(Notification::Disconnect(..))) => break 'conn DisconnectReason::ServerInitiated,
                         Ok(Some(n)) => {
                             let p: Option<Packet> = n.into();
-                            packets.extend(p);
+                            packets.extend(p.map(packet_from_router));
                         }
                         Ok(None) => break,
                         Err(_) => break 'conn DisconnectReason::DuplicateClientId,
@@ -238,8 +285,18 @@ pub async fn handle(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr
     };
 
     let _ = stream.shutdown().await;
+    // Tell the router this link is gone (it keeps a persistent session's
+    // state); the will, if any, is the host's to publish below.
+    let goodbye = Packet::Disconnect(
+        rumqttd::protocol::Disconnect {
+            reason_code: rumqttd::protocol::DisconnectReasonCode::NormalDisconnection,
+        },
+        None,
+    );
+    let _ = link_tx.send(goodbye).await;
     drop(link_tx);
     drop(link_rx);
+    drop(gone_tx);
     shared.unregister(&client_id, &session);
     shared.metrics.disconnects.fetch_add(1, Relaxed);
     shared.metrics.connections.fetch_sub(1, Relaxed);

@@ -17,6 +17,30 @@ use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 
+/// A live connection as the registry knows it.
+struct Live {
+    session: String,
+    /// Tells the connection to close.
+    kick: oneshot::Sender<()>,
+    /// Resolves (closed) once the connection has left the router.
+    gone: oneshot::Receiver<()>,
+}
+
+/// What a new connection must do about the one it replaces.
+pub struct Replaced {
+    kick: oneshot::Sender<()>,
+    gone: oneshot::Receiver<()>,
+}
+
+impl Replaced {
+    /// Close the older connection and wait (bounded) until it has left the
+    /// router, so the router never sees two links for one client id.
+    pub async fn close(self) {
+        let _ = self.kick.send(());
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.gone).await;
+    }
+}
+
 /// Everything connections share.
 pub struct Shared {
     pub broker: Broker,
@@ -24,8 +48,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub presence: Arc<Presence>,
     pub config: BrokerConfig,
-    /// Live connection per client id: (session id, signal to close it).
-    live: Mutex<HashMap<String, (String, oneshot::Sender<()>)>>,
+    /// Live connection per client id.
+    live: Mutex<HashMap<String, Live>>,
 }
 
 impl Shared {
@@ -40,17 +64,23 @@ impl Shared {
         }
     }
 
-    /// Record a new connection; returns the close signal of the connection
-    /// it replaces, if any.
-    fn register(&self, client_id: &str, session: &str, kick: oneshot::Sender<()>) -> Option<oneshot::Sender<()>> {
+    /// Record a new connection; returns the connection it replaces, if any.
+    fn register(&self, client_id: &str, session: &str, kick: oneshot::Sender<()>, gone: oneshot::Receiver<()>) -> Option<Replaced> {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        live.insert(client_id.to_string(), (session.to_string(), kick))
-            .map(|(_, k)| k)
+        let entry = Live {
+            session: session.to_string(),
+            kick,
+            gone,
+        };
+        live.insert(client_id.to_string(), entry).map(|old| Replaced {
+            kick: old.kick,
+            gone: old.gone,
+        })
     }
 
     fn unregister(&self, client_id: &str, session: &str) {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        if live.get(client_id).is_some_and(|(s, _)| s == session) {
+        if live.get(client_id).is_some_and(|l| l.session == session) {
             live.remove(client_id);
         }
     }

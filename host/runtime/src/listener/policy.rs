@@ -10,6 +10,9 @@ pub fn refuse_publish(topic: &str) -> Option<&'static str> {
     if topic.contains(['+', '#', '\0']) {
         return Some("wildcards are not allowed in a publish topic");
     }
+    if topic.starts_with(crate::broker::ROUTER_DOLLAR) {
+        return Some("topics starting with %24 are reserved (the router's name for `$`)");
+    }
     if topic.starts_with("$weir/") || topic.starts_with("$aws/events/") {
         return Some("topic is reserved for the host");
     }
@@ -26,6 +29,7 @@ mod tests {
         assert!(refuse_publish("$weir/alerts/d").is_some());
         assert!(refuse_publish("$aws/events/presence/connected/x").is_some());
         assert!(refuse_publish("a/+/b").is_some());
+        assert!(refuse_publish("%24aws/x").is_some());
         assert!(refuse_publish("$aws/things/d/shadow/update").is_none());
     }
 }

@@ -128,7 +128,7 @@ impl Presence {
     /// Publish to the broker only.
     pub fn publish_raw(&self, topic: String, payload: Bytes) {
         let mut publisher = self.publisher.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = publisher.publish(topic, payload) {
+        if let Err(e) = crate::broker::publish(&mut publisher, &topic, payload) {
             tracing::error!(error = %e, "broker refused a host publish");
         }
     }
