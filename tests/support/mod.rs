@@ -62,13 +62,20 @@ impl Weir {
         let cache = repo_root().join("target/weir-test-cache");
         let config = data_dir.join("weir.toml");
         std::fs::create_dir_all(data_dir).expect("data dir");
+        // The compile cache is shared by all tests; it joins the extra
+        // config's [plugins] table when there is one.
+        let cache_line = format!("cache_dir = {cache:?}\n");
+        let extra = if extra_config.contains("[plugins]\n") {
+            extra_config.replacen("[plugins]\n", &format!("[plugins]\n{cache_line}"), 1)
+        } else {
+            format!("{extra_config}\n[plugins]\n{cache_line}")
+        };
         std::fs::write(
             &config,
             format!(
-                "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\nrules_dir = {:?}\n{extra_config}\n[plugins]\ncache_dir = {:?}\n",
+                "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\nrules_dir = {:?}\n{extra}",
                 data_dir.join("data"),
                 rules_dir,
-                cache
             ),
         )
         .expect("write config");

@@ -114,11 +114,13 @@ fn record_alert(payload: &[u8], sent: &Sent, hist: &Mutex<Histogram<u64>>) {
 
 pub async fn run(args: BenchArgs) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("weir-bench-{}", std::process::id()));
-    let mut config = weir_runtime::Config::default();
-    config.data_dir = dir.clone();
-    config.rules_dir = dir.join("no-rules-dir-use-shipped");
+    let mut config = weir_runtime::Config {
+        data_dir: dir.clone(),
+        rules_dir: dir.join("no-rules-dir-use-shipped"),
+        listen: "127.0.0.1:0".parse()?,
+        ..Default::default()
+    };
     config.engine.workers = args.workers;
-    config.listen = "127.0.0.1:0".parse()?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let running = weir_runtime::server::start(config, listener).await?;
     let addr = running.local_addr;

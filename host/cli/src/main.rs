@@ -5,8 +5,11 @@
 
 mod admin_cmd;
 mod bench;
+mod eval;
+mod plugin_cmd;
 mod rng;
 mod rules_cmd;
+mod replay;
 mod simulate;
 
 use anyhow::{Context, Result};
@@ -74,6 +77,16 @@ enum Command {
         #[command(subcommand)]
         command: StateCommand,
     },
+    /// Reload the rules directory now (it is also watched for changes).
+    Reload {
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+    /// Inspect, list and extract plugin components.
+    Plugin {
+        #[command(subcommand)]
+        command: plugin_cmd::PluginCommand,
+    },
     /// Check, evaluate and test rules.
     Rules {
         #[command(subcommand)]
@@ -83,6 +96,13 @@ enum Command {
     Simulate(simulate::SimulateArgs),
     /// Measure throughput and publish→alert latency of the shipped pipeline.
     Bench(bench::BenchArgs),
+    /// Publish a CSV series over MQTT with its own timestamps as the device clock.
+    Replay(replay::ReplayArgs),
+    /// Detection quality of the shipped pipeline (NAB series, synthetic fleet).
+    Eval {
+        #[command(subcommand)]
+        command: eval::EvalCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -202,8 +222,12 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             }
         },
         Command::Rules { command } => rules_cmd::run(command),
+        Command::Reload { dir } => admin_cmd::print(&dir.resolve()?, weir_runtime::admin::Request::Reload).await,
+        Command::Plugin { command } => plugin_cmd::run(command),
         Command::Simulate(args) => simulate::run(args).await.map(|_| ExitCode::SUCCESS),
         Command::Bench(args) => bench::run(args).await.map(|_| ExitCode::SUCCESS),
+        Command::Replay(args) => replay::run(args).await.map(|_| ExitCode::SUCCESS),
+        Command::Eval { command } => eval::run(command).await.map(|_| ExitCode::SUCCESS),
     }
 }
 

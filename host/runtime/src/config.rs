@@ -31,10 +31,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where state, journals, the compile cache and the admin socket live.
     pub data_dir: PathBuf,
-    /// Rule files (`*.toml`) and plugin declarations (`plugins.toml`).
+    /// Rule files (`*.toml`) and plugin declarations (`plugins.toml`), watched
+    /// for changes. Components named by path resolve against this directory.
     pub rules_dir: PathBuf,
-    /// Extra plugin components (`*.wasm`) that declarations may name by path.
-    pub plugins_dir: PathBuf,
     pub engine: EngineConfig,
     pub plugins: PluginLimits,
     pub broker: BrokerConfig,
@@ -46,7 +45,6 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
             data_dir: PathBuf::from("weir-data"),
             rules_dir: PathBuf::from("rules"),
-            plugins_dir: PathBuf::from("plugins-wasm"),
             engine: EngineConfig::default(),
             plugins: PluginLimits::default(),
             broker: BrokerConfig::default(),

@@ -7,6 +7,7 @@
 //! - [`rules`]: rule files, checked and compiled into a dispatch trie.
 //! - [`engine`]: worker threads that evaluate rules and batch messages to plugins.
 //! - [`plugin`]: the wasmtime component host, its limits and its capabilities.
+//! - [`reload`]: watching the rules directory and swapping generations.
 //! - [`store`]: the embedded backends (key-value state, journals).
 //! - [`admin`]: the socket `weir status` / `weir shadow get` talk to.
 //! - [`server`]: `run(config, listener, shutdown)`, which wires it together.
@@ -19,6 +20,7 @@ pub mod engine;
 pub mod listener;
 pub mod metrics;
 pub mod plugin;
+pub mod reload;
 pub mod rules;
 pub mod server;
 pub mod store;

@@ -12,6 +12,7 @@ use crate::listener::{self, presence::Presence, Shared};
 use crate::metrics::Metrics;
 use crate::plugin::capabilities::HostServices;
 use crate::plugin::PluginRuntime;
+use crate::reload::Reloader;
 use crate::rules::RuleProblem;
 use crate::store::{Journals, KvStore, StoreError};
 use serde_json::json;
@@ -75,6 +76,8 @@ pub struct Running {
     workers: Vec<std::thread::JoinHandle<()>>,
     journals: Arc<Journals>,
     socket_path: PathBuf,
+    _watcher: Option<notify::RecommendedWatcher>,
+    pub reloader: Arc<Reloader>,
 }
 
 /// Start serving on `listener`; returns once everything is up.
@@ -101,7 +104,32 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
         elapsed_ms = started.elapsed().as_millis() as u64,
         "rules and plugins loaded"
     );
+    // Directories to watch: the rules directory and those of components named by path.
+    let mut watched: Vec<PathBuf> = vec![config.rules_dir.clone()];
+    for decl in generation.rules.plugins.decls.values() {
+        if !decl.component.starts_with("builtin:") {
+            if let Some(dir) = config.rules_dir.join(&decl.component).parent() {
+                if !watched.iter().any(|w| w == dir) {
+                    watched.push(dir.to_path_buf());
+                }
+            }
+        }
+    }
     let current = Arc::new(Current::new(generation));
+    let reloader = Arc::new(Reloader::new(config.rules_dir.clone(), rt.clone(), current.clone(), metrics.clone()));
+    let watcher = if config.rules_dir.is_dir() {
+        let dirs: Vec<&Path> = watched.iter().map(|p| p.as_path()).collect();
+        match crate::reload::watch(reloader.clone(), &dirs) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch the rules directory; use `weir reload` after changes");
+                None
+            }
+        }
+    } else {
+        tracing::info!(rules_dir = %config.rules_dir.display(), "no rules directory: serving the shipped rules (not watched)");
+        None
+    };
 
     let broker = Broker::start(&config.broker);
 
@@ -166,6 +194,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
                 "queued": status_engine.queued(),
             })
         })),
+        reloader: Some(reloader.clone()),
     });
     let admin_task = tokio::spawn(admin::serve(admin_listener, answerer, stop_rx.clone()));
 
@@ -201,6 +230,8 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
         workers,
         journals,
         socket_path,
+        _watcher: watcher,
+        reloader,
     })
 }
 

@@ -26,6 +26,7 @@ pub enum Request {
     State { bucket: String, key: String },
     StateKeys { bucket: String },
     StateDelete { bucket: String, key: String },
+    Reload,
 }
 
 /// What an instance (or the offline store) can answer.
@@ -33,6 +34,7 @@ pub struct Answerer {
     pub kv: Arc<KvStore>,
     pub metrics: Option<Arc<Metrics>>,
     pub extra_status: Option<Arc<dyn Fn() -> Value + Send + Sync>>,
+    pub reloader: Option<Arc<crate::reload::Reloader>>,
 }
 
 impl Answerer {
@@ -65,6 +67,10 @@ impl Answerer {
                 None => Err(format!("no state under {bucket}/{key}")),
             },
             Request::StateKeys { bucket } => Ok(json!(self.kv.keys(bucket).map_err(|e| e.to_string())?)),
+            Request::Reload => match &self.reloader {
+                Some(r) => serde_json::to_value(r.reload()).map_err(|e| e.to_string()),
+                None => Err("reload needs a running instance".into()),
+            },
             Request::StateDelete { bucket, key } => {
                 self.kv.delete(bucket, key);
                 self.kv.flush().map_err(|e| e.to_string())?;
@@ -148,6 +154,7 @@ pub fn query_offline(data_dir: &Path, request: &Request) -> Result<Value, AdminE
         kv: Arc::new(kv),
         metrics: None,
         extra_status: None,
+        reloader: None,
     };
     answerer.answer(request).map_err(AdminError::Failed)
 }

@@ -9,9 +9,7 @@ use rumqttd::local::{LinkBuilder, LinkRx, LinkTx};
 use rumqttd::Notification;
 use std::sync::Arc;
 
-type Connect = dyn Fn(&str, bool) -> Result<(LinkTx, LinkRx, Notification), rumqttd::local::LinkError>
-    + Send
-    + Sync;
+type Connect = dyn Fn(&str, bool) -> Result<(LinkTx, LinkRx, Notification), BrokerError> + Send + Sync;
 
 /// Handle to the running router.
 #[derive(Clone)]
@@ -23,8 +21,9 @@ pub struct Broker {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
+    /// rumqttd's link error, as text (the error itself is 800 bytes).
     #[error("broker link: {0}")]
-    Link(#[from] rumqttd::local::LinkError),
+    Link(String),
 }
 
 impl Broker {
@@ -45,13 +44,14 @@ impl Broker {
                 LinkBuilder::new(client_id, router_tx.clone())
                     .clean_session(clean)
                     .build()
+                    .map_err(|e| BrokerError::Link(e.to_string()))
             }),
         }
     }
 
     /// A link for one client (a device connection or the engine).
     pub fn link(&self, client_id: &str, clean_session: bool) -> Result<(LinkTx, LinkRx, Notification), BrokerError> {
-        Ok((self.connect)(client_id, clean_session)?)
+        (self.connect)(client_id, clean_session)
     }
 
     /// A publish-only link for host components (engine workers): its
@@ -121,8 +121,10 @@ pub fn router_client_id(client_id: &str) -> String {
 }
 
 /// Publish a host-made message (QoS 0) under its router name.
-pub fn publish(link: &mut LinkTx, topic: &str, payload: bytes::Bytes) -> Result<(), rumqttd::local::LinkError> {
-    link.publish(to_router(topic).into_owned(), payload).map(|_| ())
+pub fn publish(link: &mut LinkTx, topic: &str, payload: bytes::Bytes) -> Result<(), BrokerError> {
+    link.publish(to_router(topic).into_owned(), payload)
+        .map(|_| ())
+        .map_err(|e| BrokerError::Link(e.to_string()))
 }
 
 #[cfg(test)]

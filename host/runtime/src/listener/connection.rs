@@ -325,13 +325,13 @@ pub async fn handle(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr
 
 /// Hand parsed device packets to the router: all but the last go straight
 /// into the link's buffer, the last one wakes the router once for all.
-async fn flush_router(link_tx: &mut rumqttd::local::LinkTx, packets: &mut Vec<Packet>) -> Result<(), rumqttd::local::LinkError> {
+async fn flush_router(link_tx: &mut rumqttd::local::LinkTx, packets: &mut Vec<Packet>) -> Result<(), String> {
     let Some(last) = packets.pop() else { return Ok(()) };
     {
         let mut buffer = link_tx.buffer();
         buffer.extend(packets.drain(..));
     }
-    link_tx.send(last).await.map(|_| ())
+    link_tx.send(last).await.map(|_| ()).map_err(|e| e.to_string())
 }
 
 fn refuse(shared: &Shared, peer: &SocketAddr, why: &str) {

@@ -70,7 +70,7 @@ const ALWAYS: &[&str] = &[
 ];
 
 /// The grant that admits an import, or `None` when no grant can.
-fn grant_for(import: &str) -> Option<&'static str> {
+pub(crate) fn grant_for(import: &str) -> Option<&'static str> {
     let base = import.split('@').next().unwrap_or(import);
     match base {
         "wasi:keyvalue/store" | "wasi:keyvalue/batch" => Some("keyvalue"),
@@ -80,7 +80,7 @@ fn grant_for(import: &str) -> Option<&'static str> {
     }
 }
 
-fn is_always(import: &str) -> bool {
+pub(crate) fn is_always(import: &str) -> bool {
     let base = import.split('@').next().unwrap_or(import);
     ALWAYS
         .iter()

@@ -5,6 +5,7 @@
 
 pub mod bindings;
 pub mod capabilities;
+pub mod inspect;
 pub mod instance;
 pub mod loader;
 pub mod manifest;

@@ -1,14 +1,28 @@
 //! Rules: loading the rules directory, checking every file, and the compiled
 //! rule set the engine dispatches through (a topic trie over compiled
 //! statements, so many rules cost little more than one).
+//!
+//! Every problem found while checking is reported as `file:line:col:
+//! message` with the source line and a caret under the spot: TOML errors,
+//! SQL errors (all of them, mapped from the statement back into the file),
+//! unknown plugins, bad `${…}` templates, bad topic filters, too many
+//! actions and `plugins.toml` errors.
+//!
+//! Files under the rules directory's subdirectories are not rules: the
+//! loader reads only `*.toml` directly in it, so `tests/` (rule tests, see
+//! [`testing`]) and anything else nested is left alone.
 
+mod diag;
 pub mod file;
+pub mod testing;
 
-use crate::plugin::manifest::PluginDecls;
-use file::{ActionSpec, RuleFile, MAX_ACTIONS};
+use crate::plugin::manifest::{PluginDecl, PluginDecls};
+use file::{ActionSpec, RuleFile, MAX_ACTIONS, SQL_VERSION};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use weir_sql::{Statement, Template, TopicTrie};
+use toml::Spanned;
+use weir_sql::{EvalError, Message, Statement, Template, TopicTrie};
 
 /// The file in the rules directory that declares plugin instances.
 pub const PLUGINS_FILE: &str = "plugins.toml";
@@ -33,6 +47,31 @@ pub struct Action {
     pub device: Option<Template>,
     pub device_type: Option<Template>,
     pub device_time: Option<Template>,
+}
+
+/// An action's parameters rendered for one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionParams {
+    /// `device` rendered, or the publisher's client id when not set.
+    pub device: String,
+    /// `device_type` rendered, or empty when not set.
+    pub device_type: String,
+    /// `device_time` rendered, when set (the engine otherwise reads the
+    /// output's `ts` or `timestamp`).
+    pub device_time: Option<String>,
+}
+
+impl Action {
+    /// Render the action's templates against `msg` with the engine's
+    /// defaults (device: the client id; device type: empty).
+    pub fn render_params(&self, msg: &Message<'_>) -> Result<ActionParams, EvalError> {
+        let render = |t: &Option<Template>| t.as_ref().map(|t| t.render(msg)).transpose();
+        Ok(ActionParams {
+            device: render(&self.device)?.unwrap_or_else(|| msg.client_id.to_string()),
+            device_type: render(&self.device_type)?.unwrap_or_default(),
+            device_time: render(&self.device_time)?,
+        })
+    }
 }
 
 /// A compiled rule.
@@ -60,6 +99,11 @@ impl RuleSet {
         out.sort_unstable();
     }
 
+    /// The enabled rule named `name` (its file stem) and its index.
+    pub fn by_name(&self, name: &str) -> Option<(usize, &Arc<Rule>)> {
+        self.rules.iter().enumerate().find(|(_, r)| r.name == name)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
@@ -72,74 +116,77 @@ pub const SHIPPED: &[(&str, &str)] = &[
     ("alerts.toml", include_str!("../../../../rules/alerts.toml")),
 ];
 
-/// Load every `*.toml` under `dir` (or the shipped rules when `dir` is
+/// Load every `*.toml` directly in `dir` (or the shipped rules when `dir` is
 /// missing). All problems are collected, not just the first.
 pub fn load_dir(dir: &Path) -> Result<RuleSet, Vec<RuleProblem>> {
-    let mut files: Vec<(PathBuf, String)> = Vec::new();
-    if dir.is_dir() {
-        let entries = std::fs::read_dir(dir).map_err(|e| {
-            vec![RuleProblem {
-                file: dir.to_path_buf(),
-                report: format!("{}: cannot read the rules directory: {e}", dir.display()),
-            }]
-        })?;
-        let mut paths: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-            .collect();
-        paths.sort();
-        for p in paths {
-            match std::fs::read_to_string(&p) {
-                Ok(text) => files.push((p, text)),
-                Err(e) => {
-                    return Err(vec![RuleProblem {
-                        report: format!("{}: cannot read: {e}", p.display()),
-                        file: p,
-                    }])
-                }
-            }
-        }
+    let files = if dir.is_dir() {
+        read_dir_files(dir)?
     } else {
-        for (name, text) in SHIPPED {
-            files.push((dir.join(name), text.to_string()));
+        SHIPPED
+            .iter()
+            .map(|(name, text)| (dir.join(name), text.to_string()))
+            .collect()
+    };
+    compile_files(&files)
+}
+
+/// The rule files of a rules directory: every `*.toml` file directly in
+/// `dir`, sorted by name, with its text. Subdirectories (such as `tests/`)
+/// are not read.
+pub fn read_dir_files(dir: &Path) -> Result<Vec<(PathBuf, String)>, Vec<RuleProblem>> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| vec![diag::whole_file(dir, format_args!("cannot read the rules directory: {e}"))])?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
+        .collect();
+    paths.sort();
+    let mut files = Vec::with_capacity(paths.len());
+    let mut problems = Vec::new();
+    for p in paths {
+        match std::fs::read_to_string(&p) {
+            Ok(text) => files.push((p, text)),
+            Err(e) => problems.push(diag::whole_file(&p, format_args!("cannot read: {e}"))),
         }
     }
-    compile_files(&files)
+    if problems.is_empty() {
+        Ok(files)
+    } else {
+        Err(problems)
+    }
 }
 
 /// Check and compile a set of (path, text) files that form one rules directory.
 pub fn compile_files(files: &[(PathBuf, String)]) -> Result<RuleSet, Vec<RuleProblem>> {
     let mut problems = Vec::new();
-    let plugins = match files
-        .iter()
-        .find(|(p, _)| p.file_name().is_some_and(|n| n == PLUGINS_FILE))
-    {
-        Some((path, text)) => match PluginDecls::parse(text) {
-            Ok(p) => p,
-            Err(e) => {
-                problems.push(RuleProblem {
-                    file: path.clone(),
-                    report: format!("{}: {e}", path.display()),
-                });
-                PluginDecls::default()
+    let is_plugins = |p: &Path| p.file_name().is_some_and(|n| n == PLUGINS_FILE);
+    // `None`: plugins.toml is broken, so plugin names cannot be checked.
+    let plugins = match files.iter().find(|(p, _)| is_plugins(p)) {
+        Some((path, text)) => match parse_plugins(path, text) {
+            Ok(p) => Some(p),
+            Err(p) => {
+                problems.push(p);
+                None
             }
         },
-        None => PluginDecls::default(),
+        None => Some(PluginDecls::default()),
     };
+    let have_plugins_file = files.iter().any(|(p, _)| is_plugins(p));
 
     let mut rules = Vec::new();
     let mut trie = TopicTrie::new();
     for (path, text) in files {
-        if path.file_name().is_some_and(|n| n == PLUGINS_FILE) {
+        if is_plugins(path) {
             continue;
         }
-        match compile_rule(path, text, &plugins) {
+        let known = PluginCheck {
+            decls: plugins.as_ref(),
+            have_file: have_plugins_file,
+        };
+        match compile_rule(path, text, &known) {
             Ok(Some(rule)) => {
                 if let Err(e) = trie.insert(rule.statement.topic_filter(), rules.len()) {
-                    problems.push(RuleProblem {
-                        file: path.clone(),
-                        report: format!("{}: {e}", path.display()),
-                    });
+                    problems.push(diag::whole_file(path, e));
                     continue;
                 }
                 rules.push(Arc::new(rule));
@@ -148,119 +195,189 @@ pub fn compile_files(files: &[(PathBuf, String)]) -> Result<RuleSet, Vec<RulePro
             Err(mut p) => problems.append(&mut p),
         }
     }
-    if problems.is_empty() {
-        Ok(RuleSet {
-            rules,
-            trie,
-            plugins,
-        })
-    } else {
-        Err(problems)
+    match plugins {
+        Some(plugins) if problems.is_empty() => Ok(RuleSet { rules, trie, plugins }),
+        _ => Err(problems),
     }
 }
 
-/// Where the `sql` string starts in a TOML file, so SQL errors can point at
-/// the file's own line and column.
-fn sql_origin(text: &str) -> Option<(usize, usize)> {
-    #[derive(serde::Deserialize)]
-    struct SqlOnly {
-        sql: toml::Spanned<String>,
-    }
-    let span = toml::from_str::<SqlOnly>(text).ok()?.sql.span();
-    let raw = text.get(span.clone())?;
-    let quote = ["'''", "\"\"\"", "'", "\""]
-        .iter()
-        .find(|q| raw.starts_with(**q))?;
-    let mut start = span.start + quote.len();
-    // A newline right after an opening triple quote is not part of the string.
-    if quote.len() == 3 && text[start..].starts_with('\n') {
-        start += 1;
-    }
-    let line = text[..start].matches('\n').count();
-    let col = start - text[..start].rfind('\n').map(|i| i + 1).unwrap_or(0);
-    Some((line, col))
+/// What the rules may name as plugins.
+struct PluginCheck<'a> {
+    /// `None` when plugins.toml did not parse (then names are not checked).
+    decls: Option<&'a PluginDecls>,
+    have_file: bool,
 }
 
-fn compile_rule(
-    path: &Path,
-    text: &str,
-    plugins: &PluginDecls,
-) -> Result<Option<Rule>, Vec<RuleProblem>> {
-    let problem = |report: String| RuleProblem {
-        file: path.to_path_buf(),
-        report,
+/// The spans of a plugins.toml, to locate a problem the declaration parser
+/// reports by plugin name.
+#[derive(serde::Deserialize)]
+struct DeclSpans {
+    component: Option<Spanned<String>>,
+    #[serde(default)]
+    settings: BTreeMap<String, Spanned<toml::Value>>,
+    #[serde(default)]
+    grants: GrantSpans,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct GrantSpans {
+    #[serde(default)]
+    publish: Vec<Spanned<String>>,
+    #[serde(default)]
+    journal: Vec<Spanned<String>>,
+}
+
+/// Parse `plugins.toml`; a problem points at its place in the file.
+fn parse_plugins(path: &Path, text: &str) -> Result<PluginDecls, RuleProblem> {
+    // Shape first, with the TOML parser's span.
+    if let Err(e) = toml::from_str::<BTreeMap<String, PluginDecl>>(text) {
+        return Err(diag::toml_error(path, text, &e));
+    }
+    let e = match PluginDecls::parse(text) {
+        Ok(p) => return Ok(p),
+        Err(e) => e,
     };
-    let file: RuleFile = toml::from_str(text).map_err(|e| {
-        vec![problem(format!("{}: {}", path.display(), e.to_string().trim_end()))]
-    })?;
+    let crate::plugin::manifest::ManifestError::Invalid { name, message } = &e else {
+        return Err(diag::whole_file(path, &e));
+    };
+    let spans: BTreeMap<Spanned<String>, DeclSpans> = match toml::from_str(text) {
+        Ok(s) => s,
+        Err(_) => return Err(diag::whole_file(path, &e)),
+    };
+    let Some((key, decl)) = spans.iter().find(|(k, _)| k.get_ref() == name) else {
+        return Err(diag::whole_file(path, &e));
+    };
+    let quoted = |s: &str| format!("{s:?}");
+    let span = if message.starts_with("component") {
+        decl.component.as_ref().map(|c| c.span())
+    } else if message.starts_with("setting ") {
+        decl.settings
+            .iter()
+            .find(|(k, _)| message.starts_with(&format!("setting {}", quoted(k))))
+            .map(|(_, v)| v.span())
+    } else if message.starts_with("publish grant ") {
+        decl.grants
+            .publish
+            .iter()
+            .find(|g| message.starts_with(&format!("publish grant {}", quoted(g.get_ref()))))
+            .map(|g| g.span())
+    } else if message.starts_with("journal grant ") {
+        decl.grants
+            .journal
+            .iter()
+            .find(|g| message.starts_with(&format!("journal grant {}", quoted(g.get_ref()))))
+            .map(|g| g.span())
+    } else {
+        None
+    };
+    let span = span.unwrap_or_else(|| key.span());
+    Err(diag::at(path, text, span, format!("plugin {name:?}: {message}")))
+}
+
+fn compile_rule(path: &Path, text: &str, plugins: &PluginCheck<'_>) -> Result<Option<Rule>, Vec<RuleProblem>> {
+    // Syntax first: nothing else can be checked in a file that does not parse.
+    if let Err(e) = toml::from_str::<toml::Table>(text) {
+        return Err(vec![diag::toml_error(path, text, &e)]);
+    }
+    let mut problems: Vec<RuleProblem> = file::unknown_keys(text)
+        .into_iter()
+        .map(|(span, message)| diag::at(path, text, span, message))
+        .collect();
+    let file: RuleFile = match toml::from_str(text) {
+        Ok(f) => f,
+        Err(e) => {
+            problems.push(diag::toml_error(path, text, &e));
+            return Err(problems);
+        }
+    };
     let name = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let mut problems = Vec::new();
-    if file.sql_version != "2016-03-23" {
-        problems.push(problem(format!(
-            "{}: sql_version {:?} is not supported; Weir speaks AWS IoT SQL 2016-03-23",
-            path.display(),
-            file.sql_version
-        )));
-    }
-    let statement = match Statement::parse(&file.sql) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            // Re-anchor the SQL error inside the TOML file.
-            let report = match sql_origin(text) {
-                Some((line0, col0)) if !file.sql.contains('\\') => {
-                    let mut shifted = e.clone();
-                    shifted.line = e.line + line0;
-                    if e.line == 1 {
-                        shifted.col = e.col + col0;
-                    }
-                    shifted.render(&path.display().to_string(), text)
-                }
-                _ => e.render(&format!("{} (sql)", path.display()), &file.sql),
-            };
-            problems.push(problem(report));
-            None
+    if let Some(v) = &file.sql_version {
+        if v.get_ref() != SQL_VERSION {
+            problems.push(diag::at(
+                path,
+                text,
+                v.span(),
+                format!(
+                    "sql_version {:?} is not supported; Weir speaks AWS IoT SQL {SQL_VERSION}",
+                    v.get_ref()
+                ),
+            ));
         }
+    }
+    let sql = file.sql.get_ref();
+    let diagnostics = Statement::diagnostics(sql);
+    for e in &diagnostics {
+        problems.push(diag::in_string(path, text, file.sql.span(), sql, e, ""));
+    }
+    let statement = if diagnostics.is_empty() {
+        match Statement::parse(sql) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                problems.push(diag::in_string(path, text, file.sql.span(), sql, &e, ""));
+                None
+            }
+        }
+    } else {
+        None
     };
-    if file.actions.len() > MAX_ACTIONS {
-        problems.push(problem(format!(
-            "{}: {} actions; a rule may have at most {MAX_ACTIONS}",
-            path.display(),
-            file.actions.len()
-        )));
+    if let Some(extra) = file.actions.get(MAX_ACTIONS) {
+        problems.push(diag::at(
+            path,
+            text,
+            extra.plugin.span(),
+            format!(
+                "action {}: a rule may have at most {MAX_ACTIONS} actions (this one has {})",
+                MAX_ACTIONS + 1,
+                file.actions.len()
+            ),
+        ));
     }
     let mut compile_action = |spec: &ActionSpec, what: &str| -> Option<Action> {
-        if !plugins.contains(&spec.plugin) {
-            problems.push(problem(format!(
-                "{}: {what} uses plugin {:?}, which is not declared in {PLUGINS_FILE} (declared: {})",
-                path.display(),
-                spec.plugin,
-                plugins.names().collect::<Vec<_>>().join(", ")
-            )));
-            return None;
+        let plugin = spec.plugin.get_ref();
+        let mut ok = true;
+        if let Some(decls) = plugins.decls {
+            if !decls.contains(plugin) {
+                let declared = if !plugins.have_file {
+                    format!("there is no {PLUGINS_FILE} beside the rule")
+                } else if decls.decls.is_empty() {
+                    format!("{PLUGINS_FILE} declares none")
+                } else {
+                    format!("declared: {}", decls.names().collect::<Vec<_>>().join(", "))
+                };
+                problems.push(diag::at(
+                    path,
+                    text,
+                    spec.plugin.span(),
+                    format!("{what}: unknown plugin {plugin:?}; it is not declared in {PLUGINS_FILE} ({declared})"),
+                ));
+                ok = false;
+            }
         }
-        let mut template = |field: &str, t: &Option<String>| -> Option<Option<Template>> {
-            match t {
-                None => Some(None),
-                Some(text) => match Template::parse(text) {
-                    Ok(t) => Some(Some(t)),
-                    Err(e) => {
-                        problems.push(problem(format!(
-                            "{}: {what} parameter {field}: {e}",
-                            path.display()
-                        )));
-                        None
-                    }
-                },
+        let mut template = |field: &str, t: &Option<Spanned<String>>| -> Option<Option<Template>> {
+            let Some(t) = t else { return Some(None) };
+            match Template::parse(t.get_ref()) {
+                Ok(parsed) => Some(Some(parsed)),
+                Err(e) => {
+                    let prefix = format!("{what} parameter {field}: ");
+                    problems.push(diag::in_string(path, text, t.span(), t.get_ref(), &e, &prefix));
+                    None
+                }
             }
         };
+        let device = template("device", &spec.device);
+        let device_type = template("device_type", &spec.device_type);
+        let device_time = template("device_time", &spec.device_time);
+        if !ok {
+            return None;
+        }
         Some(Action {
-            plugin: spec.plugin.clone(),
-            device: template("device", &spec.device)?,
-            device_type: template("device_type", &spec.device_type)?,
-            device_time: template("device_time", &spec.device_time)?,
+            plugin: plugin.clone(),
+            device: device?,
+            device_type: device_type?,
+            device_time: device_time?,
         })
     };
     let actions: Vec<Option<Action>> = file
@@ -274,10 +391,13 @@ fn compile_rule(
         .as_ref()
         .map(|a| compile_action(a, "error_action"));
     if !problems.is_empty() {
+        // In file order (the checks above run by kind).
+        let shown = path.display().to_string();
+        problems.sort_by_key(|p| diag::position(&p.report, &shown));
         return Err(problems);
     }
     let (Some(statement), Some(actions)) = (statement, actions.into_iter().collect::<Option<Vec<_>>>()) else {
-        return Err(vec![problem(format!("{}: invalid rule", path.display()))]);
+        return Err(vec![diag::whole_file(path, "invalid rule")]);
     };
     if !file.enabled {
         return Ok(None);
@@ -289,4 +409,30 @@ fn compile_rule(
         actions,
         error_action: error_action.flatten(),
     }))
+}
+
+/// Check that every plugin declared in `plugins.toml` (at `path`, with
+/// `text`) has a component Weir can find: a shipped plugin's name or a
+/// readable file relative to `base_dir`. The component is not compiled
+/// (that happens when `weir run` loads it). A `plugins.toml` that does not
+/// parse gives no problems here: [`compile_files`] reports those.
+pub fn check_plugin_components(path: &Path, text: &str, base_dir: &Path) -> Vec<RuleProblem> {
+    let Ok(decls) = PluginDecls::parse(text) else {
+        return Vec::new();
+    };
+    let spans: BTreeMap<String, DeclSpans> = toml::from_str(text).unwrap_or_default();
+    let mut problems = Vec::new();
+    for (name, decl) in &decls.decls {
+        if let Err(e) = crate::plugin::loader::component_bytes(name, decl, base_dir) {
+            let span = spans
+                .get(name)
+                .and_then(|s| s.component.as_ref())
+                .map(|c| c.span());
+            problems.push(match span {
+                Some(span) => diag::at(path, text, span, e.to_string()),
+                None => diag::whole_file(path, e),
+            });
+        }
+    }
+    problems
 }

@@ -6,7 +6,7 @@ use crate::plugin::bindings::host::weir::plugin::journal::Host;
 
 impl Host for PluginState {
     fn append(&mut self, journal: String, lines: Vec<String>) -> Result<(), String> {
-        if !self.grants.journal.iter().any(|j| *j == journal) {
+        if !self.grants.journal.contains(&journal) {
             return Err(format!(
                 "plugin {} may not append to journal {journal:?} (granted: {:?})",
                 self.plugin, self.grants.journal

@@ -31,7 +31,7 @@ impl PluginState {
 
 impl store::Host for PluginState {
     fn open(&mut self, identifier: String) -> Result<Resource<BucketHandle>, Error> {
-        if !self.grants.keyvalue.iter().any(|b| *b == identifier) {
+        if !self.grants.keyvalue.contains(&identifier) {
             return Err(Error::AccessDenied);
         }
         let ctx = wasmtime_wasi::WasiView::ctx(self);
