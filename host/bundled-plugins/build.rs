@@ -22,6 +22,7 @@ const SHIPPED: &[(&str, &str)] = &[
     ("bad-memory", "bad_memory.wasm"),
     ("bad-import", "bad_import.wasm"),
     ("ticker", "ticker.wasm"),
+    ("window-trend", "window_trend.wasm"),
 ];
 
 fn main() {
@@ -30,7 +31,7 @@ fn main() {
     let plugins = repo.join("plugins");
     let wit = repo.join("wit");
     println!("cargo:rerun-if-changed={}", wit.display());
-    for dir in ["sdk", "zscore", "shadow", "alerts", "testing"] {
+    for dir in ["sdk", "zscore", "shadow", "alerts", "testing", "window-trend"] {
         println!("cargo:rerun-if-changed={}", plugins.join(dir).display());
     }
     println!("cargo:rerun-if-changed={}", plugins.join("Cargo.toml").display());

@@ -42,6 +42,9 @@ pub struct BenchArgs {
     /// Engine workers (0 = one per core).
     #[arg(long, default_value_t = 0)]
     pub workers: usize,
+    /// Rules directory (default: the rules shipped in the binary).
+    #[arg(long)]
+    pub rules: Option<std::path::PathBuf>,
 }
 
 /// Spikes in flight: (device, value) → when it was published.
@@ -116,7 +119,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("weir-bench-{}", std::process::id()));
     let mut config = weir_runtime::Config {
         data_dir: dir.clone(),
-        rules_dir: dir.join("no-rules-dir-use-shipped"),
+        rules_dir: args.rules.clone().unwrap_or_else(|| dir.join("no-rules-dir-use-shipped")),
         listen: "127.0.0.1:0".parse()?,
         ..Default::default()
     };
@@ -185,8 +188,8 @@ pub async fn run(args: BenchArgs) -> Result<()> {
 
     // Phase 1: flat out.
     let before = running.metrics.messages_processed.load(Relaxed);
-    let started = Instant::now();
-    publisher.send_n(&fleet, args.messages, None, &sent, 0).await?;
+    // Timed from the first reading handed over (engine mode makes its readings first).
+    let started = publisher.send_n(&fleet, args.messages, None, &sent, 0).await?;
     wait_processed(&running, before + args.messages, Duration::from_secs(600)).await;
     let elapsed = started.elapsed();
     let throughput = args.messages as f64 / elapsed.as_secs_f64();
@@ -272,8 +275,35 @@ impl Publisher {
 
     /// Send `n` readings round-robin over the devices, at `rate` msgs/s if
     /// given; every `spike_every`-th reading is a spike (0 = none).
-    async fn send_n(&self, fleet: &Mutex<Fleet>, n: u64, rate: Option<u64>, sent: &Sent, spike_every: u64) -> Result<()> {
+    /// Returns when the first reading was handed over.
+    async fn send_n(&self, fleet: &Mutex<Fleet>, n: u64, rate: Option<u64>, sent: &Sent, spike_every: u64) -> Result<Instant> {
         let devices = fleet.lock().map(|f| f.rngs.len()).unwrap_or(1);
+        if let (Publisher::Engine(engine), None, 0) = (self, rate, spike_every) {
+            // Flat out into the engine: make the readings first, so what is
+            // measured is the engine, not this generator.
+            let mut readings = Vec::with_capacity(n as usize);
+            {
+                let mut fleet = fleet.lock().map_err(|_| anyhow::anyhow!("fleet lock"))?;
+                for i in 0..n {
+                    let device = (i as usize) % devices;
+                    let (payload, _) = fleet.reading(device, false);
+                    readings.push(Ingest {
+                        topic: topic(device),
+                        payload: Bytes::from(payload),
+                        client_id: Arc::from(format!("dev-{device:05}").as_str()),
+                        received_at: weir_runtime::clock::now_ms(),
+                        hops: 0,
+                    });
+                }
+            }
+            let started = Instant::now();
+            for r in readings {
+                if !engine.send(r).await {
+                    anyhow::bail!("engine stopped");
+                }
+            }
+            return Ok(started);
+        }
         let start = Instant::now();
         for i in 0..n {
             if let Some(rate) = rate {
@@ -283,8 +313,13 @@ impl Publisher {
                     tokio::time::sleep(due - now).await;
                 }
             }
-            let device = (i as usize) % devices;
             let spike = spike_every > 0 && i % spike_every == spike_every / 2;
+            // Spikes rotate over the fleet, so each hits a calm device.
+            let device = if spike {
+                ((i / spike_every) as usize * 7919) % devices
+            } else {
+                (i as usize) % devices
+            };
             let (payload, tag) = fleet
                 .lock()
                 .map_err(|_| anyhow::anyhow!("fleet lock"))?
@@ -315,7 +350,7 @@ impl Publisher {
                 }
             }
         }
-        Ok(())
+        Ok(start)
     }
 
     async fn close(&self) {

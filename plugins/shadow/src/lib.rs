@@ -12,14 +12,14 @@
 //! Shadows are cached in memory and stored in the key-value bucket `shadow`,
 //! key `<device>`, value the document as JSON (the host serves `weir shadow
 //! get` from it). A device new to the instance is first loaded from the
-//! bucket, so versions continue across reloads and restarts. At the end of
-//! every `write` the devices it changed are stored with one `set-many` (the
-//! readings of one device in a batch coalesce into one write); `flush`
-//! stores whatever an earlier write could not.
+//! bucket, so versions continue across reloads and restarts. Writes are
+//! coalesced per flush interval: `flush` (every checkpoint interval and at
+//! shutdown) stores every device changed since the last flush with one
+//! `set-many`, however many readings it got meanwhile. A failed store is
+//! reported by `flush` and retried by the next one.
 //!
 //! A payload that is not a JSON object is skipped and counted in one log
-//! line per batch; the rest of the batch is applied. A failure to store at
-//! the end of `write` is logged and retried by `flush`, which reports it.
+//! line per batch; the rest of the batch is applied.
 //!
 //! ## Settings
 //!
@@ -103,10 +103,9 @@ impl Sink for Shadow {
                 batch.len()
             ));
         }
-
-        if let Err(e) = self.store() {
-            log::warn(format!("storing shadows failed, will retry at flush: {e}"));
-        }
+        // Writes are coalesced: every device changed since the last flush is
+        // stored once, in `flush` (the host calls it every checkpoint
+        // interval and at shutdown).
         Ok(())
     }
 

@@ -44,18 +44,28 @@ fn flatten(value: &Value, prefix: &mut String, out: &mut Vec<Metric>) {
     }
 }
 
-fn render(t: &Option<weir_sql::Template>, ctx: &Context<'_>) -> Result<Option<String>, String> {
-    match t {
-        None => Ok(None),
-        Some(t) => t.render(ctx.sql).map(Some).map_err(|e| e.to_string()),
+/// A rule output in the two forms plugins receive, computed once and shared
+/// by all of the rule's actions.
+pub struct Output<'a> {
+    pub value: &'a Value,
+    pub payload: String,
+    pub metrics: Vec<Metric>,
+}
+
+impl<'a> Output<'a> {
+    pub fn new(value: &'a Value) -> Output<'a> {
+        Output {
+            value,
+            payload: serde_json::to_string(value).unwrap_or_default(),
+            metrics: metrics(value),
+        }
     }
 }
 
 /// Build the plugin message for one action of a rule.
-pub fn for_action(rule: &Rule, action: &Action, output: &Value, ctx: &Context<'_>) -> Result<Message, String> {
-    let device = render(&action.device, ctx)?.unwrap_or_else(|| ctx.ingest.client_id.to_string());
-    let device_type = render(&action.device_type, ctx)?.unwrap_or_default();
-    let device_time = match render(&action.device_time, ctx)? {
+pub fn for_action(rule: &Rule, action: &Action, output: &Output<'_>, ctx: &Context<'_>) -> Result<Message, String> {
+    let params = action.render_params(ctx.sql).map_err(|e| e.to_string())?;
+    let device_time = match params.device_time {
         Some(text) => {
             let v = text
                 .parse::<f64>()
@@ -67,19 +77,19 @@ pub fn for_action(rule: &Rule, action: &Action, output: &Value, ctx: &Context<'_
         }
         None => ["ts", "timestamp"]
             .iter()
-            .find_map(|k| output.get(*k))
+            .find_map(|k| output.value.get(*k))
             .and_then(|v| crate::clock::device_time_ms(v, ctx.ingest.received_at)),
     };
     Ok(Message {
         rule: rule.name.clone(),
         topic: ctx.ingest.topic.clone(),
         client_id: ctx.ingest.client_id.to_string(),
-        device,
-        device_type,
+        device: params.device,
+        device_type: params.device_type,
         received_at: ctx.ingest.received_at,
         device_time,
-        metrics: metrics(output),
-        payload: serde_json::to_string(output).unwrap_or_default(),
+        metrics: output.metrics.clone(),
+        payload: output.payload.clone(),
     })
 }
 

@@ -48,10 +48,20 @@ struct State {
     generation: Arc<Generation>,
     slots: BTreeMap<String, Slot>,
     /// Per plugin: the messages of this round and where each came from.
-    pending: BTreeMap<String, (Vec<Message>, Vec<Origin>)>,
+    pending: Pending,
     /// Plugin outputs that re-enter the engine this round.
     local: VecDeque<Ingest>,
     matches: Vec<usize>,
+}
+
+type Pending = BTreeMap<String, (Vec<Message>, Vec<Origin>)>;
+
+/// The batch being built for `plugin` (allocates the key only once per round).
+fn pending_for<'a>(pending: &'a mut Pending, plugin: &str) -> &'a mut (Vec<Message>, Vec<Origin>) {
+    if !pending.contains_key(plugin) {
+        pending.insert(plugin.to_string(), Default::default());
+    }
+    pending.get_mut(plugin).expect("the batch was inserted above")
 }
 
 impl Worker {
@@ -191,10 +201,11 @@ impl Worker {
                 ingest: &ingest,
                 sql: &sql_message,
             };
+            let output = message::Output::new(&output);
             for (action_index, action) in rule.actions.iter().enumerate() {
                 match message::for_action(rule, action, &output, &ctx) {
                     Ok(m) => {
-                        let (messages, origins) = state.pending.entry(action.plugin.clone()).or_default();
+                        let (messages, origins) = pending_for(&mut state.pending, &action.plugin);
                         messages.push(m);
                         origins.push(Origin {
                             rule: rule_index,
@@ -238,9 +249,9 @@ impl Worker {
                     ingest,
                     sql: &sql_message,
                 };
-                match message::for_action(rule, error_action, &doc, &ctx) {
+                match message::for_action(rule, error_action, &message::Output::new(&doc), &ctx) {
                     Ok(m) => {
-                        let (messages, origins) = state.pending.entry(error_action.plugin.clone()).or_default();
+                        let (messages, origins) = pending_for(&mut state.pending, &error_action.plugin);
                         messages.push(m);
                         origins.push(Origin {
                             rule: rule_index,

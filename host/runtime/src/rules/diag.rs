@@ -32,7 +32,12 @@ pub fn whole_file(path: &Path, message: impl std::fmt::Display) -> RuleProblem {
 
 /// A TOML syntax or shape error, at the span the parser gives.
 pub fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> RuleProblem {
-    let message = e.message().trim_end().replace('\n', "; ");
+    let message = e
+        .message()
+        .trim_end()
+        .replace('\n', "; ")
+        .replace("unknown field", "unknown key")
+        .replace("missing field", "missing key");
     match e.span() {
         Some(span) => at(path, text, span, message),
         None => whole_file(path, message),
@@ -141,7 +146,7 @@ impl StringMap {
         let start = self.offsets[offset.min(last)];
         let end_index = (offset + len).min(last);
         // The end of a span is just past its last byte.
-        let end = if len == 0 {
+        let end = if len == 0 || end_index == 0 {
             start
         } else {
             self.offsets[end_index - 1] + 1
@@ -159,7 +164,14 @@ fn push_char(decoded: &mut String, offsets: &mut Vec<usize>, c: char, at: usize)
 
 /// An error found in the decoded string `value` (whose value span in the
 /// file is `span`), reported at its own place in the file.
-pub fn in_string(path: &Path, text: &str, span: Range<usize>, value: &str, e: &SqlError, prefix: &str) -> RuleProblem {
+pub fn in_string(
+    path: &Path,
+    text: &str,
+    span: Range<usize>,
+    value: &str,
+    e: &SqlError,
+    prefix: &str,
+) -> RuleProblem {
     let message = format!("{prefix}{}", e.message);
     match StringMap::new(text, span.clone(), value) {
         Some(map) => at(path, text, map.span(e.offset, e.len), message),

@@ -66,7 +66,14 @@ fn default_true() -> bool {
 }
 
 /// The keys a rule file may have.
-pub const RULE_KEYS: &[&str] = &["sql", "description", "enabled", "sql_version", "actions", "error_action"];
+pub const RULE_KEYS: &[&str] = &[
+    "sql",
+    "description",
+    "enabled",
+    "sql_version",
+    "actions",
+    "error_action",
+];
 
 /// The keys an action may have.
 pub const ACTION_KEYS: &[&str] = &["plugin", "device", "device_type", "device_time"];
@@ -90,7 +97,11 @@ pub fn unknown_keys(text: &str) -> Vec<(std::ops::Range<usize>, String)> {
             if !known.contains(&k.get_ref().as_str()) {
                 out.push((
                     k.span(),
-                    format!("unknown key `{}` in {what}; expected one of: {}", k.get_ref(), known.join(", ")),
+                    format!(
+                        "unknown key `{}` in {what}; expected one of: {}",
+                        k.get_ref(),
+                        known.join(", ")
+                    ),
                 ));
             }
         }

@@ -111,31 +111,52 @@ impl RuleSet {
 
 /// The shipped rules, used when the rules directory does not exist.
 pub const SHIPPED: &[(&str, &str)] = &[
-    ("plugins.toml", include_str!("../../../../rules/plugins.toml")),
-    ("telemetry.toml", include_str!("../../../../rules/telemetry.toml")),
+    (
+        "plugins.toml",
+        include_str!("../../../../rules/plugins.toml"),
+    ),
+    (
+        "telemetry.toml",
+        include_str!("../../../../rules/telemetry.toml"),
+    ),
     ("alerts.toml", include_str!("../../../../rules/alerts.toml")),
 ];
 
 /// Load every `*.toml` directly in `dir` (or the shipped rules when `dir` is
 /// missing). All problems are collected, not just the first.
 pub fn load_dir(dir: &Path) -> Result<RuleSet, Vec<RuleProblem>> {
-    let files = if dir.is_dir() {
-        read_dir_files(dir)?
+    let (files, mut problems) = if dir.is_dir() {
+        read_dir_files(dir)
     } else {
-        SHIPPED
+        let shipped = SHIPPED
             .iter()
             .map(|(name, text)| (dir.join(name), text.to_string()))
-            .collect()
+            .collect();
+        (shipped, Vec::new())
     };
-    compile_files(&files)
+    match compile_files(&files) {
+        Ok(set) if problems.is_empty() => Ok(set),
+        Ok(_) => Err(problems),
+        Err(more) => {
+            problems.extend(more);
+            Err(problems)
+        }
+    }
 }
 
 /// The rule files of a rules directory: every `*.toml` file directly in
-/// `dir`, sorted by name, with its text. Subdirectories (such as `tests/`)
-/// are not read.
-pub fn read_dir_files(dir: &Path) -> Result<Vec<(PathBuf, String)>, Vec<RuleProblem>> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| vec![diag::whole_file(dir, format_args!("cannot read the rules directory: {e}"))])?;
+/// `dir`, sorted by name, with its text; and a problem for each file (or
+/// the directory) that could not be read. Subdirectories (such as
+/// `tests/`) are not read.
+pub fn read_dir_files(dir: &Path) -> (Vec<(PathBuf, String)>, Vec<RuleProblem>) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            let problem =
+                diag::whole_file(dir, format_args!("cannot read the rules directory: {e}"));
+            return (Vec::new(), vec![problem]);
+        }
+    };
     let mut paths: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
@@ -149,11 +170,7 @@ pub fn read_dir_files(dir: &Path) -> Result<Vec<(PathBuf, String)>, Vec<RuleProb
             Err(e) => problems.push(diag::whole_file(&p, format_args!("cannot read: {e}"))),
         }
     }
-    if problems.is_empty() {
-        Ok(files)
-    } else {
-        Err(problems)
-    }
+    (files, problems)
 }
 
 /// Check and compile a set of (path, text) files that form one rules directory.
@@ -196,7 +213,11 @@ pub fn compile_files(files: &[(PathBuf, String)]) -> Result<RuleSet, Vec<RulePro
         }
     }
     match plugins {
-        Some(plugins) if problems.is_empty() => Ok(RuleSet { rules, trie, plugins }),
+        Some(plugins) if problems.is_empty() => Ok(RuleSet {
+            rules,
+            trie,
+            plugins,
+        }),
         _ => Err(problems),
     }
 }
@@ -271,10 +292,19 @@ fn parse_plugins(path: &Path, text: &str) -> Result<PluginDecls, RuleProblem> {
         None
     };
     let span = span.unwrap_or_else(|| key.span());
-    Err(diag::at(path, text, span, format!("plugin {name:?}: {message}")))
+    Err(diag::at(
+        path,
+        text,
+        span,
+        format!("plugin {name:?}: {message}"),
+    ))
 }
 
-fn compile_rule(path: &Path, text: &str, plugins: &PluginCheck<'_>) -> Result<Option<Rule>, Vec<RuleProblem>> {
+fn compile_rule(
+    path: &Path,
+    text: &str,
+    plugins: &PluginCheck<'_>,
+) -> Result<Option<Rule>, Vec<RuleProblem>> {
     // Syntax first: nothing else can be checked in a file that does not parse.
     if let Err(e) = toml::from_str::<toml::Table>(text) {
         return Err(vec![diag::toml_error(path, text, &e)]);
@@ -362,7 +392,14 @@ fn compile_rule(path: &Path, text: &str, plugins: &PluginCheck<'_>) -> Result<Op
                 Ok(parsed) => Some(Some(parsed)),
                 Err(e) => {
                     let prefix = format!("{what} parameter {field}: ");
-                    problems.push(diag::in_string(path, text, t.span(), t.get_ref(), &e, &prefix));
+                    problems.push(diag::in_string(
+                        path,
+                        text,
+                        t.span(),
+                        t.get_ref(),
+                        &e,
+                        &prefix,
+                    ));
                     None
                 }
             }
@@ -396,7 +433,9 @@ fn compile_rule(path: &Path, text: &str, plugins: &PluginCheck<'_>) -> Result<Op
         problems.sort_by_key(|p| diag::position(&p.report, &shown));
         return Err(problems);
     }
-    let (Some(statement), Some(actions)) = (statement, actions.into_iter().collect::<Option<Vec<_>>>()) else {
+    let (Some(statement), Some(actions)) =
+        (statement, actions.into_iter().collect::<Option<Vec<_>>>())
+    else {
         return Err(vec![diag::whole_file(path, "invalid rule")]);
     };
     if !file.enabled {

@@ -159,8 +159,9 @@ pub fn test_files(rules_dir: &Path) -> Result<Vec<PathBuf>, RuleProblem> {
     if !dir.is_dir() {
         return Ok(Vec::new());
     }
-    let entries = std::fs::read_dir(&dir)
-        .map_err(|e| diag::whole_file(&dir, format_args!("cannot read the tests directory: {e}")))?;
+    let entries = std::fs::read_dir(&dir).map_err(|e| {
+        diag::whole_file(&dir, format_args!("cannot read the tests directory: {e}"))
+    })?;
     let mut paths: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
@@ -183,11 +184,18 @@ pub fn parse_file(path: &Path, text: &str, rules: &RuleSet) -> Result<Vec<Case>,
         let case_span = c.span();
         let c = c.into_inner();
         let topic_span = c.topic.span();
-        let mut bad = |span: std::ops::Range<usize>, message: String| problems.push(diag::at(path, text, span, message));
+        let mut bad = |span: std::ops::Range<usize>, message: String| {
+            problems.push(diag::at(path, text, span, message))
+        };
         let label = format!("case {}", i + 1);
         let rule = match c.rule.as_ref().or(raw.rule.as_ref()) {
             None => {
-                bad(topic_span.clone(), format!("{label}: no `rule` (set it in the case or once at the top of the file)"));
+                bad(
+                    topic_span.clone(),
+                    format!(
+                        "{label}: no `rule` (set it in the case or once at the top of the file)"
+                    ),
+                );
                 None
             }
             Some(r) if rules.by_name(r.get_ref()).is_none() => {
@@ -197,7 +205,11 @@ pub fn parse_file(path: &Path, text: &str, rules: &RuleSet) -> Result<Vec<Case>,
                     format!(
                         "unknown rule {:?}; the enabled rules are: {}",
                         r.get_ref(),
-                        if names.is_empty() { "(none)".to_string() } else { names.join(", ") }
+                        if names.is_empty() {
+                            "(none)".to_string()
+                        } else {
+                            names.join(", ")
+                        }
                     ),
                 );
                 None
@@ -205,7 +217,10 @@ pub fn parse_file(path: &Path, text: &str, rules: &RuleSet) -> Result<Vec<Case>,
             Some(r) => Some(r.get_ref().clone()),
         };
         if let Err(e) = validate_topic_name(c.topic.get_ref()) {
-            bad(topic_span.clone(), format!("{label}: topic {:?}: {e}", c.topic.get_ref()));
+            bad(
+                topic_span.clone(),
+                format!("{label}: topic {:?}: {e}", c.topic.get_ref()),
+            );
         }
         let payload = match c.payload.get_ref() {
             toml::Value::String(s) => Some(CasePayload::Raw(s.clone())),
@@ -226,7 +241,8 @@ pub fn parse_file(path: &Path, text: &str, rules: &RuleSet) -> Result<Vec<Case>,
             None
         } else if let Some(e) = &c.expect {
             let output = match e.get_ref() {
-                toml::Value::String(s) => serde_json::from_str::<Value>(s).map_err(|err| format!("expect is not JSON: {err}")),
+                toml::Value::String(s) => serde_json::from_str::<Value>(s)
+                    .map_err(|err| format!("expect is not JSON: {err}")),
                 v => to_json(v).map_err(|err| format!("expect: {err}")),
             };
             match output {
@@ -241,7 +257,10 @@ pub fn parse_file(path: &Path, text: &str, rules: &RuleSet) -> Result<Vec<Case>,
             }
         } else if let Some(n) = &c.no_match {
             if !*n.get_ref() {
-                bad(n.span(), format!("{label}: `no_match = false` expects nothing; use `expect` instead"));
+                bad(
+                    n.span(),
+                    format!("{label}: `no_match = false` expects nothing; use `expect` instead"),
+                );
                 None
             } else {
                 Some(Expect::NoMatch)
@@ -250,12 +269,18 @@ pub fn parse_file(path: &Path, text: &str, rules: &RuleSet) -> Result<Vec<Case>,
             c.error.as_ref().map(|e| Expect::Error(e.get_ref().clone()))
         };
         if let (Some(a), false) = (&c.actions, c.expect.is_some()) {
-            bad(a.span(), format!("{label}: `actions` needs `expect` (actions run only on a match)"));
+            bad(
+                a.span(),
+                format!("{label}: `actions` needs `expect` (actions run only on a match)"),
+            );
         }
         if let (Some(rule), Some(payload), Some(expect)) = (rule, payload, expect) {
             cases.push(Case {
                 file: path.to_path_buf(),
-                line: text[..case_span.start.min(text.len())].matches('\n').count() + 1,
+                line: text[..case_span.start.min(text.len())]
+                    .matches('\n')
+                    .count()
+                    + 1,
                 name: c.name.unwrap_or(label),
                 rule,
                 topic: c.topic.into_inner(),
@@ -328,7 +353,12 @@ pub fn evaluate(rules: &RuleSet, case: &Case, now_ms: i64) -> Outcome {
             actions: rule
                 .actions
                 .iter()
-                .map(|a| (a.plugin.clone(), a.render_params(&message).map_err(|e| e.to_string())))
+                .map(|a| {
+                    (
+                        a.plugin.clone(),
+                        a.render_params(&message).map_err(|e| e.to_string()),
+                    )
+                })
                 .collect(),
         },
         Ok(None) => Outcome::NoMatch("the WHERE clause is not true".into()),
@@ -352,7 +382,13 @@ pub fn judge(case: &Case, outcome: &Outcome) -> CaseResult {
         Outcome::Error(e) => format!("error: {e}"),
     };
     match (&case.expect, outcome) {
-        (Expect::Output { output, actions }, Outcome::Output { output: got, actions: got_actions }) => {
+        (
+            Expect::Output { output, actions },
+            Outcome::Output {
+                output: got,
+                actions: got_actions,
+            },
+        ) => {
             if output != got {
                 differ("output", pretty(output), pretty(got));
             }
@@ -361,7 +397,15 @@ pub fn judge(case: &Case, outcome: &Outcome) -> CaseResult {
                     differ(
                         "number of actions",
                         expected.len().to_string(),
-                        format!("{} ({})", got_actions.len(), got_actions.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>().join(", ")),
+                        format!(
+                            "{} ({})",
+                            got_actions.len(),
+                            got_actions
+                                .iter()
+                                .map(|(p, _)| p.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
                     );
                 }
                 for (i, (want, (plugin, params))) in expected.iter().zip(got_actions).enumerate() {
@@ -374,14 +418,22 @@ pub fn judge(case: &Case, outcome: &Outcome) -> CaseResult {
                     let params = match params {
                         Ok(p) => p,
                         Err(e) => {
-                            differ(&format!("action {n} parameters"), "rendered".into(), format!("error: {e}"));
+                            differ(
+                                &format!("action {n} parameters"),
+                                "rendered".into(),
+                                format!("error: {e}"),
+                            );
                             continue;
                         }
                     };
                     let fields = [
                         ("device", &want.device, Some(&params.device)),
                         ("device_type", &want.device_type, Some(&params.device_type)),
-                        ("device_time", &want.device_time, params.device_time.as_ref()),
+                        (
+                            "device_time",
+                            &want.device_time,
+                            params.device_time.as_ref(),
+                        ),
                     ];
                     for (field, want, got) in fields {
                         if let Some(want) = want {
@@ -389,7 +441,8 @@ pub fn judge(case: &Case, outcome: &Outcome) -> CaseResult {
                                 differ(
                                     &format!("action {n} ({plugin}) {field}"),
                                     format!("{want:?}"),
-                                    got.map(|g| format!("{g:?}")).unwrap_or_else(|| "(not set)".into()),
+                                    got.map(|g| format!("{g:?}"))
+                                        .unwrap_or_else(|| "(not set)".into()),
                                 );
                             }
                         }
@@ -400,12 +453,20 @@ pub fn judge(case: &Case, outcome: &Outcome) -> CaseResult {
         (Expect::NoMatch, Outcome::NoMatch(_)) => {}
         (Expect::Error(want), Outcome::Error(got)) => {
             if !got.contains(want.as_str()) {
-                differ("error", format!("an error containing {want:?}"), format!("error: {got}"));
+                differ(
+                    "error",
+                    format!("an error containing {want:?}"),
+                    format!("error: {got}"),
+                );
             }
         }
         (Expect::Output { output, .. }, got) => differ("outcome", pretty(output), describe(got)),
         (Expect::NoMatch, got) => differ("outcome", "no match".into(), describe(got)),
-        (Expect::Error(want), got) => differ("outcome", format!("an error containing {want:?}"), describe(got)),
+        (Expect::Error(want), got) => differ(
+            "outcome",
+            format!("an error containing {want:?}"),
+            describe(got),
+        ),
     }
     CaseResult { mismatches }
 }
@@ -417,7 +478,11 @@ pub fn pretty(v: &Value) -> String {
             Value::Object(m) => {
                 let mut keys: Vec<&String> = m.keys().collect();
                 keys.sort();
-                Value::Object(keys.into_iter().map(|k| (k.clone(), sorted(&m[k]))).collect())
+                Value::Object(
+                    keys.into_iter()
+                        .map(|k| (k.clone(), sorted(&m[k])))
+                        .collect(),
+                )
             }
             Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
             other => other.clone(),
