@@ -248,3 +248,38 @@ fn mosquitto_clients_publish_and_subscribe() {
     assert_eq!(alert["device_time"], 1_764_300_250_000i64);
     weir.stop();
 }
+
+/// `get_thing_shadow()` in a rule is answered from Weir's own shadow store.
+#[test]
+fn rules_read_the_shadow_with_get_thing_shadow() {
+    let dir = TempDir::new("thing-shadow");
+    let rules = dir.0.join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    for entry in std::fs::read_dir(support::repo_root().join("rules")).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            std::fs::copy(&p, rules.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let mut decls = std::fs::read_to_string(rules.join("plugins.toml")).unwrap();
+    decls.push_str("\n[echo]\ncomponent = \"builtin:echo\"\ngrants = { publish = [\"echo/+\"] }\n");
+    std::fs::write(rules.join("plugins.toml"), decls).unwrap();
+    std::fs::write(
+        rules.join("ask.toml"),
+        "sql = \"SELECT get_thing_shadow(topic(2), 'arn:aws:iam::123456789012:role/weir').state.reported.temperature AS last FROM 'ask/+'\"\n[[actions]]\nplugin = \"echo\"\ndevice = \"${topic(2)}\"\n",
+    )
+    .unwrap();
+    let weir = Weir::start_with_rules(&dir.0, &rules, "");
+    let device = Mqtt::connect(weir.addr, "dev-q");
+    device.publish("dt/thermostat/dev-q/telemetry", reading(now_ms(), 23.25, 40.0));
+    wait_shadow_version(&weir, "dev-q", 1);
+    let watcher = Mqtt::connect(weir.addr, "watcher-q");
+    watcher.subscribe("echo/#");
+    device.publish("ask/dev-q", "{}");
+    let got = watcher.collect(Duration::from_secs(3));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].1["last"], 23.25, "{got:?}");
+    device.disconnect();
+    watcher.disconnect();
+    weir.stop();
+}

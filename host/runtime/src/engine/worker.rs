@@ -185,7 +185,7 @@ impl Worker {
                 timestamp_ms: ingest.received_at,
                 principal: None,
                 trace_id: None,
-                lookup: None,
+                lookup: Some(&*self.rt.services.kv),
             };
             let output = match rule.statement.eval(&sql_message) {
                 Ok(Some(v)) => v,
@@ -243,7 +243,7 @@ impl Worker {
                     timestamp_ms: ingest.received_at,
                     principal: None,
                     trace_id: None,
-                    lookup: None,
+                    lookup: Some(&*self.rt.services.kv),
                 };
                 let ctx = Context {
                     ingest,

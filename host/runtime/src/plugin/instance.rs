@@ -30,7 +30,7 @@ pub struct Instance {
     pub plugin: Arc<LoadedPlugin>,
     store: Store<PluginState>,
     bound: Bound,
-    deadline_ticks: u64,
+    budget: super::runtime::Budget,
 }
 
 fn trap(e: wasmtime::Error) -> CallError {
@@ -59,8 +59,8 @@ impl Instance {
         );
         let mut store = Store::new(&rt.engine, state);
         store.limiter(|s| &mut s.limits);
-        let deadline_ticks = rt.deadline_ticks();
-        store.set_epoch_deadline(deadline_ticks);
+        let budget = rt.budget();
+        store.set_epoch_deadline(budget.ticks(0));
         let fail = |e: wasmtime::Error| PluginError::load(&plugin.name, format!("instantiate: {e:#}"));
         let bound = match &plugin.pre {
             Pre::Processor(pre) => Bound::Processor(pre.instantiate(&mut store).map_err(fail)?),
@@ -71,7 +71,7 @@ impl Instance {
             plugin,
             store,
             bound,
-            deadline_ticks,
+            budget,
         })
     }
 
@@ -79,9 +79,10 @@ impl Instance {
     /// published through the import alongside what it returned.
     fn call<R>(
         &mut self,
+        messages: usize,
         f: impl FnOnce(&Bound, &mut Store<PluginState>) -> wasmtime::Result<Result<R, String>>,
     ) -> Result<(R, Vec<Outbound>), CallError> {
-        self.store.set_epoch_deadline(self.deadline_ticks);
+        self.store.set_epoch_deadline(self.budget.ticks(messages));
         self.store.data_mut().outbox.clear();
         let result = f(&self.bound, &mut self.store);
         let published = std::mem::take(&mut self.store.data_mut().outbox);
@@ -95,7 +96,7 @@ impl Instance {
     /// Hand a batch to the plugin: `process` for processors and
     /// aggregators, `write` for sinks. Returns the messages to publish.
     pub fn process(&mut self, batch: &[Message]) -> Result<Vec<Outbound>, CallError> {
-        let (mut returned, published) = self.call(|bound, store| match bound {
+        let (mut returned, published) = self.call(batch.len(), |bound, store| match bound {
             Bound::Processor(p) => p.weir_plugin_processor().call_process(store, batch),
             Bound::Aggregator(p) => p.weir_plugin_processor().call_process(store, batch),
             Bound::Sink(p) => p.weir_plugin_sink().call_write(store, batch).map(|r| r.map(|()| Vec::new())),
@@ -115,7 +116,7 @@ impl Instance {
 
     /// `checkpoint` for processors and aggregators, `flush` for sinks.
     pub fn checkpoint(&mut self) -> Result<Vec<Outbound>, CallError> {
-        let ((), published) = self.call(|bound, store| match bound {
+        let ((), published) = self.call(0, |bound, store| match bound {
             Bound::Processor(p) => p.weir_plugin_processor().call_checkpoint(store),
             Bound::Aggregator(p) => p.weir_plugin_processor().call_checkpoint(store),
             Bound::Sink(p) => p.weir_plugin_sink().call_flush(store),
@@ -128,7 +129,7 @@ impl Instance {
         if !matches!(self.bound, Bound::Aggregator(_)) {
             return Ok(Vec::new());
         }
-        let (mut returned, published) = self.call(|bound, store| match bound {
+        let (mut returned, published) = self.call(0, |bound, store| match bound {
             Bound::Aggregator(p) => p.weir_plugin_aggregator().call_tick(store, now_ms),
             _ => Ok(Ok(Vec::new())),
         })?;

@@ -16,6 +16,22 @@ use wasmtime::{Config, Engine};
 /// How often the epoch advances; call deadlines are counted in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(2);
 
+/// How long a call may run: a base budget plus a per-message allowance, so a
+/// full batch is not judged by the clock of a single reading.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    pub base_us: u64,
+    pub per_message_us: u64,
+}
+
+impl Budget {
+    /// Epoch ticks a call carrying `messages` messages may run.
+    pub fn ticks(&self, messages: usize) -> u64 {
+        let tick_us = EPOCH_TICK.as_micros() as u64;
+        (self.base_us + self.per_message_us * messages as u64).div_ceil(tick_us) + 1
+    }
+}
+
 pub struct PluginRuntime {
     pub engine: Engine,
     pub limits: PluginLimits,
@@ -63,10 +79,12 @@ impl PluginRuntime {
         })
     }
 
-    /// Epoch ticks a call may run before it is interrupted.
-    pub fn deadline_ticks(&self) -> u64 {
-        let tick = EPOCH_TICK.as_millis() as u64;
-        self.limits.call_timeout_ms.div_ceil(tick) + 1
+    /// The time budget of plugin calls.
+    pub fn budget(&self) -> Budget {
+        Budget {
+            base_us: self.limits.call_timeout_ms * 1000,
+            per_message_us: self.limits.per_message_us,
+        }
     }
 
     /// Compile a component, or load it from the compile cache (keyed by the

@@ -133,6 +133,19 @@ impl KvStore {
     }
 }
 
+/// `get_thing_shadow(thing, role)` in rules reads the shadow the `shadow`
+/// plugin keeps (as of its last flush). Named shadows are not kept, so they
+/// read as absent.
+impl weir_sql::Lookup for KvStore {
+    fn thing_shadow(&self, thing: &str, shadow_name: Option<&str>) -> Option<serde_json::Value> {
+        if shadow_name.is_some() {
+            return None;
+        }
+        let bytes = self.get(crate::admin::SHADOW_BUCKET, thing).ok()??;
+        serde_json::from_slice(&bytes).ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
