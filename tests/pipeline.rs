@@ -11,7 +11,9 @@ use support::{now_ms, reading, Mqtt, TempDir, Weir};
 
 /// Temperatures of a quiet device, then what its baseline is.
 fn quiet_series(n: usize) -> Vec<f64> {
-    (0..n).map(|i| 20.0 + 0.1 * (((i * 7) % 5) as f64 - 2.0)).collect()
+    (0..n)
+        .map(|i| 20.0 + 0.1 * (((i * 7) % 5) as f64 - 2.0))
+        .collect()
 }
 
 /// Sample mean and standard deviation (n − 1), as the zscore plugin keeps them.
@@ -23,7 +25,10 @@ fn mean_sd(xs: &[f64]) -> (f64, f64) {
 }
 
 fn zscore_alerts(msgs: &[(String, Value)]) -> Vec<&Value> {
-    msgs.iter().filter(|(_, v)| v["kind"] == "zscore").map(|(_, v)| v).collect()
+    msgs.iter()
+        .filter(|(_, v)| v["kind"] == "zscore")
+        .map(|(_, v)| v)
+        .collect()
 }
 
 /// Publish a quiet series for `device`, then wait until its shadow shows them all.
@@ -37,7 +42,10 @@ fn warm_up(weir: &Weir, device_client: &Mqtt, device: &str, series: &[f64]) {
 
 fn shadow(weir: &Weir, device: &str) -> Option<Value> {
     let out = weir.cli(&["shadow", "get", device]);
-    out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).ok())
+        .flatten()
 }
 
 fn wait_shadow_version(weir: &Weir, device: &str, version: u64) -> Value {
@@ -48,7 +56,11 @@ fn wait_shadow_version(weir: &Weir, device: &str, version: u64) -> Value {
                 return s;
             }
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "shadow of {device} never reached version {version}; log:\n{}", weir.log());
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "shadow of {device} never reached version {version}; log:\n{}",
+            weir.log()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -63,14 +75,22 @@ fn an_anomaly_raises_exactly_one_alert_with_the_right_z() {
 
     let series = quiet_series(25);
     warm_up(&weir, &device, "dev-1", &series);
-    device.publish("dt/thermostat/dev-1/telemetry", reading(now_ms(), 30.0, 40.1));
+    device.publish(
+        "dt/thermostat/dev-1/telemetry",
+        reading(now_ms(), 30.0, 40.1),
+    );
     // Back to normal afterwards: no further zscore alert (a recovery notice is fine).
     for t in quiet_series(5) {
         device.publish("dt/thermostat/dev-1/telemetry", reading(now_ms(), t, 40.1));
     }
     let got = watcher.collect(Duration::from_secs(3));
     let alerts = zscore_alerts(&got);
-    assert_eq!(alerts.len(), 1, "expected one zscore alert, got {got:?}\nlog:\n{}", weir.log());
+    assert_eq!(
+        alerts.len(),
+        1,
+        "expected one zscore alert, got {got:?}\nlog:\n{}",
+        weir.log()
+    );
     let alert = alerts[0];
     let (mean, sd) = mean_sd(&series);
     let z = (30.0 - mean) / sd;
@@ -78,10 +98,23 @@ fn an_anomaly_raises_exactly_one_alert_with_the_right_z() {
     assert_eq!(alert["device_type"], "thermostat");
     assert_eq!(alert["metric"], "temperature");
     assert_eq!(alert["value"], 30.0);
-    assert!((alert["mean"].as_f64().unwrap() - mean).abs() < 1e-9, "{alert}");
-    assert!((alert["stddev"].as_f64().unwrap() - sd).abs() < 1e-9, "{alert}");
-    assert!((alert["z"].as_f64().unwrap() - z).abs() < 1e-6, "z {} vs {z}", alert["z"]);
-    assert!(alert["received_at"].as_i64().is_some() && alert["device_time"].as_i64().is_some(), "{alert}");
+    assert!(
+        (alert["mean"].as_f64().unwrap() - mean).abs() < 1e-9,
+        "{alert}"
+    );
+    assert!(
+        (alert["stddev"].as_f64().unwrap() - sd).abs() < 1e-9,
+        "{alert}"
+    );
+    assert!(
+        (alert["z"].as_f64().unwrap() - z).abs() < 1e-6,
+        "z {} vs {z}",
+        alert["z"]
+    );
+    assert!(
+        alert["received_at"].as_i64().is_some() && alert["device_time"].as_i64().is_some(),
+        "{alert}"
+    );
     let topic = &got.iter().find(|(_, v)| v["kind"] == "zscore").unwrap().0;
     assert_eq!(topic, "weir/alerts/dev-1");
 
@@ -93,8 +126,15 @@ fn an_anomaly_raises_exactly_one_alert_with_the_right_z() {
         std::thread::sleep(Duration::from_millis(100));
         journal = std::fs::read_to_string(weir.data_dir.join("alerts.jsonl")).unwrap_or_default();
     }
-    let lines: Vec<Value> = journal.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    assert_eq!(lines.iter().filter(|v| v["kind"] == "zscore").count(), 1, "{journal}");
+    let lines: Vec<Value> = journal
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert_eq!(
+        lines.iter().filter(|v| v["kind"] == "zscore").count(),
+        1,
+        "{journal}"
+    );
     device.disconnect();
     watcher.disconnect();
     weir.stop();
@@ -106,7 +146,10 @@ fn the_shadow_holds_the_last_reading() {
     let weir = Weir::start(&dir.0);
     let device = Mqtt::connect(weir.addr, "dev-7");
     for i in 0..5 {
-        device.publish("dt/thermostat/dev-7/telemetry", reading(now_ms(), 20.0 + i as f64, 41.0 + i as f64));
+        device.publish(
+            "dt/thermostat/dev-7/telemetry",
+            reading(now_ms(), 20.0 + i as f64, 41.0 + i as f64),
+        );
     }
     let s = wait_shadow_version(&weir, "dev-7", 5);
     assert_eq!(s["state"]["reported"]["temperature"], 24.0, "{s}");
@@ -134,17 +177,33 @@ fn lifecycle_events_carry_increasing_version_numbers() {
         .filter(|(t, _)| t.ends_with("/flaky-1"))
         .map(|(_, v)| v)
         .collect();
-    let kinds: Vec<&str> = events.iter().filter_map(|e| e["eventType"].as_str()).collect();
-    assert_eq!(kinds, ["connected", "disconnected", "connected", "disconnected"], "{events:?}");
-    let versions: Vec<u64> = events.iter().filter_map(|e| e["versionNumber"].as_u64()).collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["eventType"].as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["connected", "disconnected", "connected", "disconnected"],
+        "{events:?}"
+    );
+    let versions: Vec<u64> = events
+        .iter()
+        .filter_map(|e| e["versionNumber"].as_u64())
+        .collect();
     assert!(versions.windows(2).all(|w| w[1] > w[0]), "{versions:?}");
     for e in &events {
         assert_eq!(e["clientId"], "flaky-1");
-        assert!(e["timestamp"].as_i64().is_some() && e["sessionIdentifier"].as_str().is_some(), "{e}");
+        assert!(
+            e["timestamp"].as_i64().is_some() && e["sessionIdentifier"].as_str().is_some(),
+            "{e}"
+        );
     }
     assert_eq!(events[1]["disconnectReason"], "CLIENT_INITIATED_DISCONNECT");
     assert_eq!(events[1]["clientInitiatedDisconnect"], true);
-    assert_eq!(events[0]["sessionIdentifier"], events[1]["sessionIdentifier"]);
+    assert_eq!(
+        events[0]["sessionIdentifier"],
+        events[1]["sessionIdentifier"]
+    );
     watcher.disconnect();
     weir.stop();
 }
@@ -168,14 +227,25 @@ fn a_restart_keeps_baselines_and_shadows() {
     let watcher = Mqtt::connect(weir.addr, "watcher-r");
     watcher.subscribe("weir/alerts/#");
     let device = Mqtt::connect(weir.addr, "dev-r");
-    device.publish("dt/thermostat/dev-r/telemetry", reading(now_ms(), 30.0, 40.1));
+    device.publish(
+        "dt/thermostat/dev-r/telemetry",
+        reading(now_ms(), 30.0, 40.1),
+    );
     let got = watcher.collect(Duration::from_secs(3));
     let alerts = zscore_alerts(&got);
     assert_eq!(alerts.len(), 1, "{got:?}\nlog:\n{}", weir.log());
     let (mean, sd) = mean_sd(&series);
-    assert!((alerts[0]["z"].as_f64().unwrap() - (30.0 - mean) / sd).abs() < 1e-6, "{}", alerts[0]);
+    assert!(
+        (alerts[0]["z"].as_f64().unwrap() - (30.0 - mean) / sd).abs() < 1e-6,
+        "{}",
+        alerts[0]
+    );
     let state = weir.cli(&["state", "get", "zscore", "dev-r"]);
-    assert!(state.status.success(), "{}", String::from_utf8_lossy(&state.stderr));
+    assert!(
+        state.status.success(),
+        "{}",
+        String::from_utf8_lossy(&state.stderr)
+    );
     device.disconnect();
     watcher.disconnect();
     weir.stop();
@@ -187,7 +257,10 @@ fn a_malformed_payload_is_counted_and_does_not_disturb_the_next_reading() {
     let weir = Weir::start(&dir.0);
     let device = Mqtt::connect(weir.addr, "dev-m");
     device.publish("dt/thermostat/dev-m/telemetry", "{not json");
-    device.publish("dt/thermostat/dev-m/telemetry", reading(now_ms(), 22.5, 40.0));
+    device.publish(
+        "dt/thermostat/dev-m/telemetry",
+        reading(now_ms(), 22.5, 40.0),
+    );
     let s = wait_shadow_version(&weir, "dev-m", 1);
     assert_eq!(s["state"]["reported"]["temperature"], 22.5);
     assert_eq!(weir.counter("messages_malformed"), 1);
@@ -199,10 +272,17 @@ fn a_malformed_payload_is_counted_and_does_not_disturb_the_next_reading() {
         std::thread::sleep(Duration::from_millis(100));
         dead = std::fs::read_to_string(weir.data_dir.join("dead-letter.jsonl")).unwrap_or_default();
     }
-    let doc: Value = serde_json::from_str(dead.lines().next().expect("one dead letter")).expect("json line");
+    let doc: Value =
+        serde_json::from_str(dead.lines().next().expect("one dead letter")).expect("json line");
     assert_eq!(doc["ruleName"], "telemetry");
     assert_eq!(doc["topic"], "dt/thermostat/dev-m/telemetry");
-    assert!(doc["failures"][0]["errorMessage"].as_str().unwrap_or("").contains("not valid JSON"), "{doc}");
+    assert!(
+        doc["failures"][0]["errorMessage"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not valid JSON"),
+        "{doc}"
+    );
     device.disconnect();
     weir.stop();
 }
@@ -215,22 +295,52 @@ fn have(cmd: &str) -> bool {
 #[test]
 fn mosquitto_clients_publish_and_subscribe() {
     if !have("mosquitto_pub") || !have("mosquitto_sub") {
-        assert!(std::env::var("CI").is_err(), "CI must install mosquitto-clients");
-        eprintln!("SKIPPED: mosquitto-clients are not installed (apt-get install mosquitto-clients)");
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must install mosquitto-clients"
+        );
+        eprintln!(
+            "SKIPPED: mosquitto-clients are not installed (apt-get install mosquitto-clients)"
+        );
         return;
     }
     let dir = TempDir::new("mosquitto");
     let weir = Weir::start(&dir.0);
     let port = weir.addr.port().to_string();
     let sub = Command::new("mosquitto_sub")
-        .args(["-h", "127.0.0.1", "-p", &port, "-t", "weir/alerts/#", "-v", "-C", "1", "-W", "20"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-t",
+            "weir/alerts/#",
+            "-v",
+            "-C",
+            "1",
+            "-W",
+            "20",
+        ])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("mosquitto_sub");
     std::thread::sleep(Duration::from_millis(300));
     let publish = |payload: &str| {
         let ok = Command::new("mosquitto_pub")
-            .args(["-h", "127.0.0.1", "-p", &port, "-q", "1", "-i", "mosq-dev", "-t", "dt/thermostat/mosq-dev/telemetry", "-m", payload])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-q",
+                "1",
+                "-i",
+                "mosq-dev",
+                "-t",
+                "dt/thermostat/mosq-dev/telemetry",
+                "-m",
+                payload,
+            ])
             .status()
             .expect("mosquitto_pub");
         assert!(ok.success());
@@ -243,7 +353,8 @@ fn mosquitto_clients_publish_and_subscribe() {
     let out = sub.wait_with_output().expect("mosquitto_sub output");
     let line = String::from_utf8_lossy(&out.stdout);
     assert!(line.starts_with("weir/alerts/mosq-dev "), "{line}");
-    let alert: Value = serde_json::from_str(line.split_once(' ').map(|x| x.1).unwrap_or("")).expect("alert json");
+    let alert: Value =
+        serde_json::from_str(line.split_once(' ').map(|x| x.1).unwrap_or("")).expect("alert json");
     assert_eq!(alert["metric"], "temperature");
     assert_eq!(alert["device_time"], 1_764_300_250_000i64);
     weir.stop();
@@ -271,7 +382,10 @@ fn rules_read_the_shadow_with_get_thing_shadow() {
     .unwrap();
     let weir = Weir::start_with_rules(&dir.0, &rules, "");
     let device = Mqtt::connect(weir.addr, "dev-q");
-    device.publish("dt/thermostat/dev-q/telemetry", reading(now_ms(), 23.25, 40.0));
+    device.publish(
+        "dt/thermostat/dev-q/telemetry",
+        reading(now_ms(), 23.25, 40.0),
+    );
     wait_shadow_version(&weir, "dev-q", 1);
     let watcher = Mqtt::connect(weir.addr, "watcher-q");
     watcher.subscribe("echo/#");

@@ -98,7 +98,10 @@ fn replacing_plugins_and_rules_under_load_loses_nothing() {
                 if let Some(wait) = due.checked_duration_since(Instant::now()) {
                     std::thread::sleep(wait);
                 }
-                client.publish(&format!("load/dev{d}"), format!("{{\"seq\":{seq},\"device\":\"dev{d}\"}}"));
+                client.publish(
+                    &format!("load/dev{d}"),
+                    format!("{{\"seq\":{seq},\"device\":\"dev{d}\"}}"),
+                );
                 seq += 1;
             }
             std::thread::sleep(Duration::from_millis(300));
@@ -119,7 +122,11 @@ fn replacing_plugins_and_rules_under_load_loses_nothing() {
             write_atomically(&rules.join("load.toml"), rule(change).as_bytes());
         }
         while generation(&weir) <= before {
-            assert!(written.elapsed() < Duration::from_secs(30), "change {change} never took effect; log:\n{}", weir.log());
+            assert!(
+                written.elapsed() < Duration::from_secs(30),
+                "change {change} never took effect; log:\n{}",
+                weir.log()
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         swap_ms.push(written.elapsed().as_millis() as u64);
@@ -131,12 +138,21 @@ fn replacing_plugins_and_rules_under_load_loses_nothing() {
     write_atomically(&rules.join("load.toml"), b"sql = \"SELECT * FROM\"\n");
     let start = Instant::now();
     while weir.counter("reload_failures") == 0 {
-        assert!(start.elapsed() < Duration::from_secs(30), "broken rule not reported");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "broken rule not reported"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let status = weir.status();
     assert_eq!(status["generation"].as_u64(), Some(good), "{status}");
-    assert!(status["status"]["reload"].as_str().unwrap_or("").contains("still serving"), "{status}");
+    assert!(
+        status["status"]["reload"]
+            .as_str()
+            .unwrap_or("")
+            .contains("still serving"),
+        "{status}"
+    );
     std::thread::sleep(Duration::from_millis(300));
 
     stop.store(true, Ordering::Relaxed);
@@ -149,7 +165,10 @@ fn replacing_plugins_and_rules_under_load_loses_nothing() {
     let mut seen: HashMap<(String, u64), u32> = HashMap::new();
     loop {
         seen.clear();
-        for line in std::fs::read_to_string(&journal).unwrap_or_default().lines() {
+        for line in std::fs::read_to_string(&journal)
+            .unwrap_or_default()
+            .lines()
+        {
             let v: Value = serde_json::from_str(line).unwrap_or(Value::Null);
             if let (Some(d), Some(s)) = (v["device"].as_str(), v["seq"].as_u64()) {
                 *seen.entry((d.to_string(), s)).or_default() += 1;
@@ -161,7 +180,11 @@ fn replacing_plugins_and_rules_under_load_loses_nothing() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let duplicates: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(duplicates.is_empty(), "{} readings delivered more than once", duplicates.len());
+    assert!(
+        duplicates.is_empty(),
+        "{} readings delivered more than once",
+        duplicates.len()
+    );
     let mut missing = Vec::new();
     for (d, n) in sent.iter().enumerate() {
         for s in 0..*n {

@@ -50,12 +50,19 @@ fn rules_dir(dir: &TempDir) -> std::path::PathBuf {
 fn one(weir: &Weir, client: &Mqtt, watcher: &Mqtt, topic: &str) -> Vec<(String, Value)> {
     client.publish(topic, r#"{"v":1}"#);
     let got = watcher.collect(Duration::from_secs(3));
-    assert!(!got.is_empty(), "nothing came back for {topic}; log:\n{}", weir.log());
+    assert!(
+        !got.is_empty(),
+        "nothing came back for {topic}; log:\n{}",
+        weir.log()
+    );
     got
 }
 
 fn error_message(doc: &Value) -> String {
-    doc["failures"][0]["errorMessage"].as_str().unwrap_or_default().to_string()
+    doc["failures"][0]["errorMessage"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 #[test]
@@ -82,7 +89,10 @@ fn misbehaving_plugins_cost_only_their_own_batch() {
     // A panic traps.
     let got = one(&weir, &client, &watcher, "panic/d2");
     assert_eq!(got[0].0, "errors/d2");
-    assert!(error_message(&got[0].1).contains("panicker failed"), "{got:?}");
+    assert!(
+        error_message(&got[0].1).contains("panicker failed"),
+        "{got:?}"
+    );
 
     // A memory bomb hits the cap.
     let got = one(&weir, &client, &watcher, "memory/d3");
@@ -101,11 +111,17 @@ fn misbehaving_plugins_cost_only_their_own_batch() {
     assert!(error_message(&got[0].1).contains("quarantined"), "{got:?}");
     let status = weir.status();
     assert!(
-        status["status"]["plugin.looper"].as_str().unwrap_or("").starts_with("quarantined"),
+        status["status"]["plugin.looper"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("quarantined"),
         "{status}"
     );
     assert_eq!(status["counters"]["plugin.looper.failures"], 3, "{status}");
-    assert_eq!(status["counters"]["plugin.panicker.failures"], 1, "{status}");
+    assert_eq!(
+        status["counters"]["plugin.panicker.failures"], 1,
+        "{status}"
+    );
     assert_eq!(status["counters"]["plugin.hog.failures"], 1, "{status}");
 
     // And still the healthy rule flows.
@@ -124,8 +140,16 @@ fn an_ungranted_import_is_refused_at_load_naming_the_import() {
     let dir = TempDir::new("ungranted");
     let rules = dir.0.join("rules");
     std::fs::create_dir_all(&rules).unwrap();
-    std::fs::write(rules.join("plugins.toml"), "[bad]\ncomponent = \"builtin:bad-import\"\n").unwrap();
-    std::fs::write(rules.join("r.toml"), "sql = \"SELECT * FROM 'x/+'\"\n[[actions]]\nplugin = \"bad\"\n").unwrap();
+    std::fs::write(
+        rules.join("plugins.toml"),
+        "[bad]\ncomponent = \"builtin:bad-import\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        rules.join("r.toml"),
+        "sql = \"SELECT * FROM 'x/+'\"\n[[actions]]\nplugin = \"bad\"\n",
+    )
+    .unwrap();
     let out = std::process::Command::new(support::weir_bin())
         .args(["run", "--listen", "127.0.0.1:0", "--rules"])
         .arg(&rules)
@@ -147,5 +171,12 @@ fn an_ungranted_import_is_refused_at_load_naming_the_import() {
     assert_eq!(report["world"], "processor-plugin");
     assert_eq!(report["wit_version"], "0.1.0");
     let imports = report["imports"].as_array().unwrap();
-    assert!(imports.iter().any(|i| i["name"].as_str().unwrap_or("").starts_with("weir:plugin/publish") && i["availability"] == "needs grants.publish"), "{report}");
+    assert!(
+        imports.iter().any(|i| i["name"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("weir:plugin/publish")
+            && i["availability"] == "needs grants.publish"),
+        "{report}"
+    );
 }

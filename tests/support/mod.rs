@@ -25,7 +25,11 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("weir-test-{tag}-{}-{}", std::process::id(), uuid_like()));
+        let p = std::env::temp_dir().join(format!(
+            "weir-test-{tag}-{}-{}",
+            std::process::id(),
+            uuid_like()
+        ));
         std::fs::create_dir_all(&p).expect("create temp dir");
         TempDir(p)
     }
@@ -96,7 +100,11 @@ impl Weir {
         };
         let start = Instant::now();
         loop {
-            if let Some(status) = weir.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = weir
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("weir exited early ({status}); log:\n{}", weir.log());
             }
             if let Ok(v) = weir.try_status() {
@@ -113,7 +121,13 @@ impl Weir {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.data_dir.parent().unwrap_or(&self.data_dir).join("weir.log")).unwrap_or_default()
+        std::fs::read_to_string(
+            self.data_dir
+                .parent()
+                .unwrap_or(&self.data_dir)
+                .join("weir.log"),
+        )
+        .unwrap_or_default()
     }
 
     /// Run a `weir` subcommand against this instance's data directory.
@@ -162,12 +176,19 @@ impl Weir {
 
     fn stop_inner(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
             let start = Instant::now();
             loop {
                 match child.try_wait() {
                     Ok(Some(status)) => {
-                        assert!(status.success(), "weir exited with {status}; log:\n{}", self.log());
+                        assert!(
+                            status.success(),
+                            "weir exited with {status}; log:\n{}",
+                            self.log()
+                        );
                         return;
                     }
                     _ if start.elapsed() > Duration::from_secs(30) => {
@@ -217,7 +238,9 @@ impl Mqtt {
     }
 
     pub fn subscribe(&self, filter: &str) {
-        self.client.subscribe(filter, QoS::AtLeastOnce).expect("subscribe");
+        self.client
+            .subscribe(filter, QoS::AtLeastOnce)
+            .expect("subscribe");
         // SUBACK is not surfaced; give the router a moment to add the filter.
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -234,7 +257,10 @@ impl Mqtt {
         let mut out = Vec::new();
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match self.incoming.recv_timeout(left) {
-                Ok((topic, payload)) => out.push((topic, serde_json::from_slice(&payload).unwrap_or(Value::Null))),
+                Ok((topic, payload)) => out.push((
+                    topic,
+                    serde_json::from_slice(&payload).unwrap_or(Value::Null),
+                )),
                 Err(_) => break,
             }
         }
@@ -247,7 +273,11 @@ impl Mqtt {
     }
 }
 
-fn drive(mut connection: Connection, tx: mpsc::Sender<(String, Vec<u8>)>, connected: mpsc::Sender<()>) {
+fn drive(
+    mut connection: Connection,
+    tx: mpsc::Sender<(String, Vec<u8>)>,
+    connected: mpsc::Sender<()>,
+) {
     for event in connection.iter() {
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {

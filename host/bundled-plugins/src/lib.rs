@@ -9,7 +9,10 @@ include!(concat!(env!("OUT_DIR"), "/shipped.rs"));
 
 /// The component bytes of a shipped plugin, by name (`zscore`, `shadow`, …).
 pub fn get(name: &str) -> Option<&'static [u8]> {
-    SHIPPED.iter().find(|(n, _)| *n == name).map(|(_, bytes)| *bytes)
+    SHIPPED
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, bytes)| *bytes)
 }
 
 /// Names of every shipped plugin.

@@ -7,7 +7,9 @@ use weir_runtime::admin::{query, query_offline, AdminError, Request};
 
 pub async fn print(data_dir: &Path, request: Request) -> Result<ExitCode> {
     let answer = match query(data_dir, &request).await {
-        Err(AdminError::NotRunning(_)) if !matches!(request, Request::Status) => query_offline(data_dir, &request),
+        Err(AdminError::NotRunning(_)) if !matches!(request, Request::Status) => {
+            query_offline(data_dir, &request)
+        }
         other => other,
     };
     match answer {

@@ -102,14 +102,22 @@ fn device_of(topic_or_device: &str) -> Option<usize> {
 
 /// Record an alert's latency if it answers a spike we sent.
 fn record_alert(payload: &[u8], sent: &Sent, hist: &Mutex<Histogram<u64>>) {
-    let Ok(doc) = serde_json::from_slice::<serde_json::Value>(payload) else { return };
+    let Ok(doc) = serde_json::from_slice::<serde_json::Value>(payload) else {
+        return;
+    };
     if doc["kind"] != "zscore" || doc["metric"] != "temperature" {
         return;
     }
-    let (Some(device), Some(value)) = (doc["device"].as_str().and_then(device_of), doc["value"].as_f64()) else {
+    let (Some(device), Some(value)) = (
+        doc["device"].as_str().and_then(device_of),
+        doc["value"].as_f64(),
+    ) else {
         return;
     };
-    let started = sent.lock().ok().and_then(|mut m| m.remove(&(device, value.to_bits())));
+    let started = sent
+        .lock()
+        .ok()
+        .and_then(|mut m| m.remove(&(device, value.to_bits())));
     if let (Some(t), Ok(mut h)) = (started, hist.lock()) {
         let _ = h.record(t.elapsed().as_micros() as u64);
     }
@@ -119,7 +127,10 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("weir-bench-{}", std::process::id()));
     let mut config = weir_runtime::Config {
         data_dir: dir.clone(),
-        rules_dir: args.rules.clone().unwrap_or_else(|| dir.join("no-rules-dir-use-shipped")),
+        rules_dir: args
+            .rules
+            .clone()
+            .unwrap_or_else(|| dir.join("no-rules-dir-use-shipped")),
         listen: "127.0.0.1:0".parse()?,
         ..Default::default()
     };
@@ -131,8 +142,14 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         "weir bench: mode={} devices={} workers={} cores={}",
         args.mode,
         args.devices,
-        if args.workers == 0 { "per-core".to_string() } else { args.workers.to_string() },
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        if args.workers == 0 {
+            "per-core".to_string()
+        } else {
+            args.workers.to_string()
+        },
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
     );
 
     let sent: Sent = Arc::new(Mutex::new(HashMap::new()));
@@ -146,7 +163,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             let (sent, hist) = (sent.clone(), hist.clone());
             std::thread::spawn(move || loop {
                 match rx.recv() {
-                    Ok(Some(rumqttd::Notification::Forward(f))) => record_alert(&f.publish.payload, &sent, &hist),
+                    Ok(Some(rumqttd::Notification::Forward(f))) => {
+                        record_alert(&f.publish.payload, &sent, &hist)
+                    }
                     Ok(Some(rumqttd::Notification::Unschedule)) => {
                         if rx.ready().is_err() {
                             return;
@@ -167,7 +186,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             tokio::spawn(async move {
                 loop {
                     match eventloop.poll().await {
-                        Ok(Event::Incoming(Packet::Publish(p))) => record_alert(&p.payload, &sent, &hist),
+                        Ok(Event::Incoming(Packet::Publish(p))) => {
+                            record_alert(&p.payload, &sent, &hist)
+                        }
                         Ok(_) => {}
                         Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
                     }
@@ -189,7 +210,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     // Phase 1: flat out.
     let before = running.metrics.messages_processed.load(Relaxed);
     // Timed from the first reading handed over (engine mode makes its readings first).
-    let started = publisher.send_n(&fleet, args.messages, None, &sent, 0).await?;
+    let started = publisher
+        .send_n(&fleet, args.messages, None, &sent, 0)
+        .await?;
     wait_processed(&running, before + args.messages, Duration::from_secs(600)).await;
     let elapsed = started.elapsed();
     let throughput = args.messages as f64 / elapsed.as_secs_f64();
@@ -206,10 +229,15 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     }
     let total = args.rate * args.paced.as_secs().max(1);
     let before = running.metrics.messages_processed.load(Relaxed);
-    publisher.send_n(&fleet, total, Some(args.rate), &sent, 1000).await?;
+    publisher
+        .send_n(&fleet, total, Some(args.rate), &sent, 1000)
+        .await?;
     wait_processed(&running, before + total, Duration::from_secs(120)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let h = hist.lock().map(|h| h.clone()).unwrap_or_else(|_| Histogram::new(3).expect("histogram"));
+    let h = hist
+        .lock()
+        .map(|h| h.clone())
+        .unwrap_or_else(|_| Histogram::new(3).expect("histogram"));
     let missing = sent.lock().map(|m| m.len()).unwrap_or(0);
     println!(
         "latency at {} msgs/s (publish → alert, {} spikes, {} without alert): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
@@ -220,7 +248,10 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         h.value_at_quantile(0.99) as f64 / 1000.0,
         h.max() as f64 / 1000.0
     );
-    println!("{}", serde_json::to_string(&running.metrics.snapshot()["counters"])?);
+    println!(
+        "{}",
+        serde_json::to_string(&running.metrics.snapshot()["counters"])?
+    );
     publisher.close().await;
     running.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
@@ -241,13 +272,18 @@ enum Publisher {
 }
 
 impl Publisher {
-    async fn new(args: &BenchArgs, running: &weir_runtime::server::Running, addr: std::net::SocketAddr) -> Result<Publisher> {
+    async fn new(
+        args: &BenchArgs,
+        running: &weir_runtime::server::Running,
+        addr: std::net::SocketAddr,
+    ) -> Result<Publisher> {
         if args.mode == "engine" {
             return Ok(Publisher::Engine(running.engine.clone()));
         }
         let mut clients = Vec::with_capacity(args.devices);
         for i in 0..args.devices {
-            let mut opts = MqttOptions::new(format!("dev-{i:05}"), addr.ip().to_string(), addr.port());
+            let mut opts =
+                MqttOptions::new(format!("dev-{i:05}"), addr.ip().to_string(), addr.port());
             opts.set_keep_alive(Duration::from_secs(60));
             opts.set_inflight(200);
             let (client, mut eventloop) = AsyncClient::new(opts, 1000);
@@ -262,7 +298,9 @@ impl Publisher {
         }
         // Let the connections come up.
         let start = Instant::now();
-        while (running.metrics.connections.load(Relaxed) as usize) < args.devices && start.elapsed() < Duration::from_secs(60) {
+        while (running.metrics.connections.load(Relaxed) as usize) < args.devices
+            && start.elapsed() < Duration::from_secs(60)
+        {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         println!(
@@ -276,7 +314,14 @@ impl Publisher {
     /// Send `n` readings round-robin over the devices, at `rate` msgs/s if
     /// given; every `spike_every`-th reading is a spike (0 = none).
     /// Returns when the first reading was handed over.
-    async fn send_n(&self, fleet: &Mutex<Fleet>, n: u64, rate: Option<u64>, sent: &Sent, spike_every: u64) -> Result<Instant> {
+    async fn send_n(
+        &self,
+        fleet: &Mutex<Fleet>,
+        n: u64,
+        rate: Option<u64>,
+        sent: &Sent,
+        spike_every: u64,
+    ) -> Result<Instant> {
         let devices = fleet.lock().map(|f| f.rngs.len()).unwrap_or(1);
         if let (Publisher::Engine(engine), None, 0) = (self, rate, spike_every) {
             // Flat out into the engine: make the readings first, so what is

@@ -7,9 +7,9 @@ mod admin_cmd;
 mod bench;
 mod eval;
 mod plugin_cmd;
+mod replay;
 mod rng;
 mod rules_cmd;
-mod replay;
 mod simulate;
 
 use anyhow::{Context, Result};
@@ -20,7 +20,11 @@ use std::process::ExitCode;
 use weir_runtime::Config;
 
 #[derive(Parser)]
-#[command(name = "weir", version, about = "Rules engine for IoT telemetry: MQTT in, SQL rules, WebAssembly plugins")]
+#[command(
+    name = "weir",
+    version,
+    about = "Rules engine for IoT telemetry: MQTT in, SQL rules, WebAssembly plugins"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -165,7 +169,10 @@ fn init_logging() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -206,23 +213,45 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             weir_runtime::run(config, listener, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Status { dir } => admin_cmd::print(&dir.resolve()?, weir_runtime::admin::Request::Status).await,
+        Command::Status { dir } => {
+            admin_cmd::print(&dir.resolve()?, weir_runtime::admin::Request::Status).await
+        }
         Command::Shadow {
             command: ShadowCommand::Get { device, dir },
-        } => admin_cmd::print(&dir.resolve()?, weir_runtime::admin::Request::Shadow { device }).await,
+        } => {
+            admin_cmd::print(
+                &dir.resolve()?,
+                weir_runtime::admin::Request::Shadow { device },
+            )
+            .await
+        }
         Command::State { command } => match command {
             StateCommand::Get { bucket, key, dir } => {
-                admin_cmd::print(&dir.resolve()?, weir_runtime::admin::Request::State { bucket, key }).await
+                admin_cmd::print(
+                    &dir.resolve()?,
+                    weir_runtime::admin::Request::State { bucket, key },
+                )
+                .await
             }
             StateCommand::Keys { bucket, dir } => {
-                admin_cmd::print(&dir.resolve()?, weir_runtime::admin::Request::StateKeys { bucket }).await
+                admin_cmd::print(
+                    &dir.resolve()?,
+                    weir_runtime::admin::Request::StateKeys { bucket },
+                )
+                .await
             }
             StateCommand::Reset { bucket, key, dir } => {
-                admin_cmd::print(&dir.resolve()?, weir_runtime::admin::Request::StateDelete { bucket, key }).await
+                admin_cmd::print(
+                    &dir.resolve()?,
+                    weir_runtime::admin::Request::StateDelete { bucket, key },
+                )
+                .await
             }
         },
         Command::Rules { command } => rules_cmd::run(command),
-        Command::Reload { dir } => admin_cmd::print(&dir.resolve()?, weir_runtime::admin::Request::Reload).await,
+        Command::Reload { dir } => {
+            admin_cmd::print(&dir.resolve()?, weir_runtime::admin::Request::Reload).await
+        }
         Command::Plugin { command } => plugin_cmd::run(command),
         Command::Simulate(args) => simulate::run(args).await.map(|_| ExitCode::SUCCESS),
         Command::Bench(args) => bench::run(args).await.map(|_| ExitCode::SUCCESS),
@@ -236,13 +265,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

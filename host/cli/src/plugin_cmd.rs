@@ -36,7 +36,11 @@ pub fn run(command: PluginCommand) -> Result<ExitCode> {
             match weir_runtime::plugin::inspect::inspect(&bytes) {
                 Ok(report) => {
                     println!("{}", serde_json::to_string_pretty(&report)?);
-                    Ok(if report["accepted"] == true { ExitCode::SUCCESS } else { ExitCode::from(1) })
+                    Ok(if report["accepted"] == true {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    })
                 }
                 Err(e) => {
                     eprintln!("error: {component}: {e}");
@@ -52,7 +56,8 @@ pub fn run(command: PluginCommand) -> Result<ExitCode> {
         }
         PluginCommand::Extract { name, out } => {
             let bytes = bytes_of(&format!("builtin:{name}"))?;
-            std::fs::write(&out, bytes).with_context(|| format!("cannot write {}", out.display()))?;
+            std::fs::write(&out, bytes)
+                .with_context(|| format!("cannot write {}", out.display()))?;
             Ok(ExitCode::SUCCESS)
         }
     }

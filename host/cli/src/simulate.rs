@@ -87,7 +87,11 @@ impl Sensor {
         if spike {
             t += 8.0 + 4.0 * self.rng.uniform();
         }
-        ((t * 100.0).round() / 100.0, (h * 10.0).round() / 10.0, spike)
+        (
+            (t * 100.0).round() / 100.0,
+            (h * 10.0).round() / 10.0,
+            spike,
+        )
     }
 
     pub fn uniform(&mut self) -> f64 {

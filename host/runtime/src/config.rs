@@ -189,7 +189,9 @@ impl Config {
             return invalid("broker.max_packet_size must be at least 1024");
         }
         if self.broker.segment_count == 0 || self.broker.segment_size < 64 * 1024 {
-            return invalid("broker.segment_size must be at least 65536 and segment_count at least 1");
+            return invalid(
+                "broker.segment_size must be at least 65536 and segment_count at least 1",
+            );
         }
         if self.data_dir.as_os_str().is_empty() {
             return invalid("data_dir must not be empty");

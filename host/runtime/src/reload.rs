@@ -39,7 +39,12 @@ pub struct ReloadReport {
 }
 
 impl Reloader {
-    pub fn new(rules_dir: PathBuf, rt: Arc<PluginRuntime>, current: Arc<Current>, metrics: Arc<Metrics>) -> Reloader {
+    pub fn new(
+        rules_dir: PathBuf,
+        rt: Arc<PluginRuntime>,
+        current: Arc<Current>,
+        metrics: Arc<Metrics>,
+    ) -> Reloader {
         let next = AtomicU64::new(current.version() + 1);
         Reloader {
             rules_dir,
@@ -63,8 +68,19 @@ impl Reloader {
                 self.current.publish(generation);
                 let elapsed_ms = started.elapsed().as_millis() as u64;
                 self.metrics.count("reloads", 1);
-                self.metrics.note("reload", Some(format!("generation {number} active ({rules} rules, {plugins} plugins)")));
-                tracing::info!(generation = number, rules, plugins, elapsed_ms, "rules reloaded");
+                self.metrics.note(
+                    "reload",
+                    Some(format!(
+                        "generation {number} active ({rules} rules, {plugins} plugins)"
+                    )),
+                );
+                tracing::info!(
+                    generation = number,
+                    rules,
+                    plugins,
+                    elapsed_ms,
+                    "rules reloaded"
+                );
                 ReloadReport {
                     ok: true,
                     generation: number,
@@ -84,7 +100,10 @@ impl Reloader {
                     )),
                 );
                 for p in &problems {
-                    tracing::error!("reload refused, keeping generation {serving}:\n{}", p.report);
+                    tracing::error!(
+                        "reload refused, keeping generation {serving}:\n{}",
+                        p.report
+                    );
                 }
                 ReloadReport {
                     ok: false,
@@ -99,7 +118,10 @@ impl Reloader {
 
 /// Watch `dirs` and reload on every settled change. The watcher lives as
 /// long as the returned handle.
-pub fn watch(reloader: Arc<Reloader>, dirs: &[&Path]) -> Result<notify::RecommendedWatcher, notify::Error> {
+pub fn watch(
+    reloader: Arc<Reloader>,
+    dirs: &[&Path],
+) -> Result<notify::RecommendedWatcher, notify::Error> {
     let (tx, rx) = mpsc::channel::<()>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event {

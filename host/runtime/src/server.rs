@@ -53,7 +53,11 @@ pub fn state_path(data_dir: &Path) -> PathBuf {
 }
 
 /// Serve until `shutdown` completes.
-pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
     let running = start(config, listener).await?;
     shutdown.await;
     running.shutdown().await;
@@ -82,9 +86,12 @@ pub struct Running {
 
 /// Start serving on `listener`; returns once everything is up.
 pub async fn start(config: Config, listener: TcpListener) -> Result<Running, ServerError> {
-    config.validate().map_err(|e| ServerError::Io(e.to_string()))?;
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| ServerError::Io(format!("cannot create {}: {e}", config.data_dir.display())))?;
+    config
+        .validate()
+        .map_err(|e| ServerError::Io(e.to_string()))?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        ServerError::Io(format!("cannot create {}: {e}", config.data_dir.display()))
+    })?;
     let kv = Arc::new(KvStore::open(&state_path(&config.data_dir))?);
     let journals = Arc::new(Journals::new(config.data_dir.clone()));
     let metrics = Arc::new(Metrics::default());
@@ -93,10 +100,15 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
         journals: journals.clone(),
         metrics: metrics.clone(),
     });
-    let rt = Arc::new(PluginRuntime::new(config.plugins.clone(), config.cache_dir(), services)?);
+    let rt = Arc::new(PluginRuntime::new(
+        config.plugins.clone(),
+        config.cache_dir(),
+        services,
+    )?);
 
     let started = std::time::Instant::now();
-    let generation = Generation::load(&config.rules_dir, &rt, None, 1).map_err(ServerError::Rules)?;
+    let generation =
+        Generation::load(&config.rules_dir, &rt, None, 1).map_err(ServerError::Rules)?;
     tracing::info!(
         rules = generation.rules.rules.len(),
         plugins = generation.plugins.len(),
@@ -116,7 +128,12 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
         }
     }
     let current = Arc::new(Current::new(generation));
-    let reloader = Arc::new(Reloader::new(config.rules_dir.clone(), rt.clone(), current.clone(), metrics.clone()));
+    let reloader = Arc::new(Reloader::new(
+        config.rules_dir.clone(),
+        rt.clone(),
+        current.clone(),
+        metrics.clone(),
+    ));
     let watcher = if config.rules_dir.is_dir() {
         let dirs: Vec<&Path> = watched.iter().map(|p| p.as_path()).collect();
         match crate::reload::watch(reloader.clone(), &dirs) {
@@ -159,7 +176,11 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
     }
     let engine = EngineHandle::new(queues);
 
-    let presence = Arc::new(Presence::new(kv.clone(), broker.publisher("weir.internal.host")?, engine.clone()));
+    let presence = Arc::new(Presence::new(
+        kv.clone(),
+        broker.publisher("weir.internal.host")?,
+        engine.clone(),
+    ));
     let shared = Arc::new(Shared::new(
         broker.clone(),
         engine.clone(),
@@ -169,15 +190,17 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
     ));
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let local = listener.local_addr().map_err(|e| ServerError::Io(e.to_string()))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| ServerError::Io(e.to_string()))?;
     tracing::info!(listen = %local, data_dir = %config.data_dir.display(), "weir is serving MQTT");
     let listener_task = tokio::spawn(listener::serve(listener, shared.clone(), stop_rx.clone()));
 
     // Admin socket.
     let socket_path = Config::admin_socket(&config.data_dir);
     let _ = std::fs::remove_file(&socket_path);
-    let admin_listener =
-        UnixListener::bind(&socket_path).map_err(|e| ServerError::Io(format!("admin socket {}: {e}", socket_path.display())))?;
+    let admin_listener = UnixListener::bind(&socket_path)
+        .map_err(|e| ServerError::Io(format!("admin socket {}: {e}", socket_path.display())))?;
     let status_current = current.clone();
     let status_engine = engine.clone();
     let listen_text = local.to_string();

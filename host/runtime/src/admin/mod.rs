@@ -58,15 +58,23 @@ impl Answerer {
                 }
                 Ok(status)
             }
-            Request::Shadow { device } => match self.kv.get(SHADOW_BUCKET, device).map_err(|e| e.to_string())? {
+            Request::Shadow { device } => match self
+                .kv
+                .get(SHADOW_BUCKET, device)
+                .map_err(|e| e.to_string())?
+            {
                 Some(bytes) => Ok(text(bytes)),
                 None => Err(format!("no shadow for device {device:?}")),
             },
-            Request::State { bucket, key } => match self.kv.get(bucket, key).map_err(|e| e.to_string())? {
-                Some(bytes) => Ok(text(bytes)),
-                None => Err(format!("no state under {bucket}/{key}")),
-            },
-            Request::StateKeys { bucket } => Ok(json!(self.kv.keys(bucket).map_err(|e| e.to_string())?)),
+            Request::State { bucket, key } => {
+                match self.kv.get(bucket, key).map_err(|e| e.to_string())? {
+                    Some(bytes) => Ok(text(bytes)),
+                    None => Err(format!("no state under {bucket}/{key}")),
+                }
+            }
+            Request::StateKeys { bucket } => {
+                Ok(json!(self.kv.keys(bucket).map_err(|e| e.to_string())?))
+            }
             Request::Reload => match &self.reloader {
                 Some(r) => serde_json::to_value(r.reload()).map_err(|e| e.to_string()),
                 None => Err("reload needs a running instance".into()),
@@ -81,7 +89,11 @@ impl Answerer {
 }
 
 /// Serve the admin socket until shutdown.
-pub async fn serve(listener: UnixListener, answerer: Arc<Answerer>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: UnixListener,
+    answerer: Arc<Answerer>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -139,17 +151,21 @@ pub async fn query(data_dir: &Path, request: &Request) -> Result<Value, AdminErr
         .await
         .map_err(|e| AdminError::Failed(e.to_string()))?
         .ok_or_else(|| AdminError::Failed("the instance closed the admin socket".into()))?;
-    let reply: Value = serde_json::from_str(&reply).map_err(|e| AdminError::Failed(e.to_string()))?;
+    let reply: Value =
+        serde_json::from_str(&reply).map_err(|e| AdminError::Failed(e.to_string()))?;
     if reply["ok"] == json!(true) {
         Ok(reply["result"].clone())
     } else {
-        Err(AdminError::Failed(reply["error"].as_str().unwrap_or("failed").to_string()))
+        Err(AdminError::Failed(
+            reply["error"].as_str().unwrap_or("failed").to_string(),
+        ))
     }
 }
 
 /// Answer from the data directory when no instance is running.
 pub fn query_offline(data_dir: &Path, request: &Request) -> Result<Value, AdminError> {
-    let kv = KvStore::open(&crate::server::state_path(data_dir)).map_err(|e| AdminError::Failed(e.to_string()))?;
+    let kv = KvStore::open(&crate::server::state_path(data_dir))
+        .map_err(|e| AdminError::Failed(e.to_string()))?;
     let answerer = Answerer {
         kv: Arc::new(kv),
         metrics: None,

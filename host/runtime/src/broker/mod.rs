@@ -9,7 +9,8 @@ use rumqttd::local::{LinkBuilder, LinkRx, LinkTx};
 use rumqttd::Notification;
 use std::sync::Arc;
 
-type Connect = dyn Fn(&str, bool) -> Result<(LinkTx, LinkRx, Notification), BrokerError> + Send + Sync;
+type Connect =
+    dyn Fn(&str, bool) -> Result<(LinkTx, LinkRx, Notification), BrokerError> + Send + Sync;
 
 /// Handle to the running router.
 #[derive(Clone)]
@@ -50,7 +51,11 @@ impl Broker {
     }
 
     /// A link for one client (a device connection or the engine).
-    pub fn link(&self, client_id: &str, clean_session: bool) -> Result<(LinkTx, LinkRx, Notification), BrokerError> {
+    pub fn link(
+        &self,
+        client_id: &str,
+        clean_session: bool,
+    ) -> Result<(LinkTx, LinkRx, Notification), BrokerError> {
         (self.connect)(client_id, clean_session)
     }
 
@@ -86,7 +91,9 @@ pub const ROUTER_DOLLAR: &str = "%24";
 /// A device-side topic or filter as the router stores it.
 pub fn to_router(topic: &str) -> std::borrow::Cow<'_, str> {
     match topic.strip_prefix('$') {
-        Some(rest) if !topic.starts_with("$share/") => std::borrow::Cow::Owned(format!("{ROUTER_DOLLAR}{rest}")),
+        Some(rest) if !topic.starts_with("$share/") => {
+            std::borrow::Cow::Owned(format!("{ROUTER_DOLLAR}{rest}"))
+        }
         _ => std::borrow::Cow::Borrowed(topic),
     }
 }
@@ -133,7 +140,10 @@ mod tests {
 
     #[test]
     fn dollar_topics_round_trip() {
-        assert_eq!(to_router("$aws/events/presence/connected/x"), "%24aws/events/presence/connected/x");
+        assert_eq!(
+            to_router("$aws/events/presence/connected/x"),
+            "%24aws/events/presence/connected/x"
+        );
         assert_eq!(to_router("$share/g/a/b"), "$share/g/a/b");
         assert_eq!(to_router("dt/a/b"), "dt/a/b");
         let back = from_router(&bytes::Bytes::from_static(b"%24aws/things/x/shadow/update"));

@@ -44,7 +44,10 @@ impl Generation {
                 }
                 Err(e) => problems.push(RuleProblem {
                     file: rules_dir.join(crate::rules::PLUGINS_FILE),
-                    report: format!("{}: {e}", rules_dir.join(crate::rules::PLUGINS_FILE).display()),
+                    report: format!(
+                        "{}: {e}",
+                        rules_dir.join(crate::rules::PLUGINS_FILE).display()
+                    ),
                 }),
             }
         }
@@ -79,7 +82,10 @@ impl Current {
     }
 
     pub fn get(&self) -> Arc<Generation> {
-        self.generation.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.generation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn publish(&self, generation: Generation) {

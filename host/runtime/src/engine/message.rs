@@ -63,7 +63,12 @@ impl<'a> Output<'a> {
 }
 
 /// Build the plugin message for one action of a rule.
-pub fn for_action(rule: &Rule, action: &Action, output: &Output<'_>, ctx: &Context<'_>) -> Result<Message, String> {
+pub fn for_action(
+    rule: &Rule,
+    action: &Action,
+    output: &Output<'_>,
+    ctx: &Context<'_>,
+) -> Result<Message, String> {
     let params = action.render_params(ctx.sql).map_err(|e| e.to_string())?;
     let device_time = match params.device_time {
         Some(text) => {

@@ -36,7 +36,10 @@ impl EngineHandle {
     /// Queue a message, waiting while the worker's queue is full.
     /// Returns false when the engine has shut down.
     pub async fn send(&self, ingest: Ingest) -> bool {
-        self.queue_for(&ingest.topic).send_async(ingest).await.is_ok()
+        self.queue_for(&ingest.topic)
+            .send_async(ingest)
+            .await
+            .is_ok()
     }
 
     /// Blocking variant for threads outside the async runtime.

@@ -61,7 +61,9 @@ fn pending_for<'a>(pending: &'a mut Pending, plugin: &str) -> &'a mut (Vec<Messa
     if !pending.contains_key(plugin) {
         pending.insert(plugin.to_string(), Default::default());
     }
-    pending.get_mut(plugin).expect("the batch was inserted above")
+    pending
+        .get_mut(plugin)
+        .expect("the batch was inserted above")
 }
 
 impl Worker {
@@ -121,7 +123,11 @@ impl Worker {
         let changed: Vec<String> = state
             .slots
             .iter()
-            .filter(|(name, slot)| next.plugins.get(*name).is_none_or(|p| !Arc::ptr_eq(p, &slot.plugin)))
+            .filter(|(name, slot)| {
+                next.plugins
+                    .get(*name)
+                    .is_none_or(|p| !Arc::ptr_eq(p, &slot.plugin))
+            })
             .map(|(name, _)| name.clone())
             .collect();
         for name in changed {
@@ -129,7 +135,9 @@ impl Worker {
                 if let Some(instance) = slot.instance.as_mut() {
                     match instance.checkpoint() {
                         Ok(out) => self.route_outputs(state, out, 0),
-                        Err(e) => tracing::warn!(plugin = %name, error = %e, "checkpoint before replacing the plugin failed"),
+                        Err(e) => {
+                            tracing::warn!(plugin = %name, error = %e, "checkpoint before replacing the plugin failed")
+                        }
                     }
                 }
                 self.metrics.note(&format!("plugin.{name}"), None);
@@ -162,14 +170,16 @@ impl Worker {
             return;
         }
         let ingest = Arc::new(ingest);
-        let parsed: Result<serde_json::Value, String> =
-            serde_json::from_slice(&ingest.payload).map_err(|e| format!("payload is not valid JSON: {e}"));
+        let parsed: Result<serde_json::Value, String> = serde_json::from_slice(&ingest.payload)
+            .map_err(|e| format!("payload is not valid JSON: {e}"));
         if parsed.is_err() && ingest.hops == 0 {
             self.metrics.messages_malformed.fetch_add(1, Relaxed);
         }
         let matches = std::mem::take(&mut state.matches);
         for &rule_index in &matches {
-            let Some(rule) = rules.rules.get(rule_index) else { continue };
+            let Some(rule) = rules.rules.get(rule_index) else {
+                continue;
+            };
             let payload = match &parsed {
                 Ok(v) => weir_sql::Payload::Json(v),
                 Err(e) if rule.statement.reads_payload() => {
@@ -222,9 +232,18 @@ impl Worker {
 
     /// Send a failed message to its rule's error action, or to the
     /// dead-letter journal when the rule has none.
-    fn fail(&self, state: &mut State, rule_index: usize, ingest: &Arc<Ingest>, action: &str, error: String) {
+    fn fail(
+        &self,
+        state: &mut State,
+        rule_index: usize,
+        ingest: &Arc<Ingest>,
+        action: &str,
+        error: String,
+    ) {
         let generation = state.generation.clone();
-        let Some(rule) = generation.rules.rules.get(rule_index) else { return };
+        let Some(rule) = generation.rules.rules.get(rule_index) else {
+            return;
+        };
         let doc = message::error_document(
             &rule.name,
             ingest,
@@ -251,7 +270,8 @@ impl Worker {
                 };
                 match message::for_action(rule, error_action, &message::Output::new(&doc), &ctx) {
                     Ok(m) => {
-                        let (messages, origins) = pending_for(&mut state.pending, &error_action.plugin);
+                        let (messages, origins) =
+                            pending_for(&mut state.pending, &error_action.plugin);
                         messages.push(m);
                         origins.push(Origin {
                             rule: rule_index,
@@ -281,7 +301,9 @@ impl Worker {
         for (plugin, (messages, origins)) in pending {
             let result = self.call(state, &plugin, |instance| instance.process(&messages));
             self.metrics.plugin_calls.fetch_add(1, Relaxed);
-            self.metrics.plugin_messages.fetch_add(messages.len() as u64, Relaxed);
+            self.metrics
+                .plugin_messages
+                .fetch_add(messages.len() as u64, Relaxed);
             match result {
                 Ok(outputs) => {
                     let hops = origins.iter().map(|o| o.ingest.hops).max().unwrap_or(0);
@@ -292,7 +314,12 @@ impl Worker {
                         if origin.action.is_none() {
                             // An error action that fails is not retried.
                             let generation = state.generation.clone();
-                            let rule = generation.rules.rules.get(origin.rule).map(|r| r.name.clone()).unwrap_or_default();
+                            let rule = generation
+                                .rules
+                                .rules
+                                .get(origin.rule)
+                                .map(|r| r.name.clone())
+                                .unwrap_or_default();
                             let doc = message::error_document(
                                 &rule,
                                 &origin.ingest,
@@ -326,12 +353,15 @@ impl Worker {
         let Some(loaded) = state.generation.plugins.get(plugin).cloned() else {
             return Err(format!("plugin {plugin} is not loaded"));
         };
-        let slot = state.slots.entry(plugin.to_string()).or_insert_with(|| Slot {
-            plugin: loaded.clone(),
-            instance: None,
-            failures: VecDeque::new(),
-            quarantined: None,
-        });
+        let slot = state
+            .slots
+            .entry(plugin.to_string())
+            .or_insert_with(|| Slot {
+                plugin: loaded.clone(),
+                instance: None,
+                failures: VecDeque::new(),
+                quarantined: None,
+            });
         if let Some(why) = &slot.quarantined {
             return Err(format!("plugin {plugin} is quarantined: {why}"));
         }
@@ -365,7 +395,11 @@ impl Worker {
         let now = Instant::now();
         let window = Duration::from_secs(self.rt.limits.failure_window_s);
         slot.failures.push_back(now);
-        while slot.failures.front().is_some_and(|t| now.duration_since(*t) > window) {
+        while slot
+            .failures
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > window)
+        {
             slot.failures.pop_front();
         }
         if slot.failures.len() >= self.rt.limits.max_failures as usize {
@@ -375,7 +409,10 @@ impl Worker {
                 self.rt.limits.failure_window_s
             );
             tracing::error!(plugin, reason = %why, "plugin quarantined; its messages go to error actions until it is reloaded");
-            self.metrics.note(&format!("plugin.{plugin}"), Some(format!("quarantined: {why}")));
+            self.metrics.note(
+                &format!("plugin.{plugin}"),
+                Some(format!("quarantined: {why}")),
+            );
             slot.quarantined = Some(why);
         }
         format!("plugin {plugin} failed: {message}")
@@ -386,7 +423,8 @@ impl Worker {
         for out in outputs {
             self.metrics.published.fetch_add(1, Relaxed);
             let payload = Bytes::from(out.payload.into_bytes());
-            if let Err(e) = crate::broker::publish(&mut self.publisher, &out.topic, payload.clone()) {
+            if let Err(e) = crate::broker::publish(&mut self.publisher, &out.topic, payload.clone())
+            {
                 tracing::error!(error = %e, topic = %out.topic, "broker refused a plugin publish");
             }
             if hops + 1 >= MAX_HOPS {
@@ -430,7 +468,10 @@ impl Worker {
     fn checkpoint_all(&mut self, state: &mut State) {
         let names: Vec<String> = state.slots.keys().cloned().collect();
         for name in names {
-            let live = state.slots.get(&name).is_some_and(|s| s.instance.is_some() && s.quarantined.is_none());
+            let live = state
+                .slots
+                .get(&name)
+                .is_some_and(|s| s.instance.is_some() && s.quarantined.is_none());
             if !live {
                 continue;
             }

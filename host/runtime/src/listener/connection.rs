@@ -59,7 +59,11 @@ fn packet_from_router(packet: Packet) -> Packet {
 }
 
 /// Read until one whole packet is parsed, or fail.
-async fn read_packet(stream: &mut TcpStream, buf: &mut BytesMut, max: usize) -> Result<Packet, String> {
+async fn read_packet(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    max: usize,
+) -> Result<Packet, String> {
     loop {
         match V4.read_mut(buf, max) {
             Ok(p) => return Ok(p),
@@ -74,15 +78,25 @@ async fn read_packet(stream: &mut TcpStream, buf: &mut BytesMut, max: usize) -> 
     }
 }
 
-async fn write_packets(stream: &mut TcpStream, out: &mut BytesMut, packets: impl IntoIterator<Item = Packet>) -> std::io::Result<()> {
+async fn write_packets(
+    stream: &mut TcpStream,
+    out: &mut BytesMut,
+    packets: impl IntoIterator<Item = Packet>,
+) -> std::io::Result<()> {
     out.clear();
     for p in packets {
-        V4.write(p, out).map_err(|e| std::io::Error::other(e.to_string()))?;
+        V4.write(p, out)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
     }
     stream.write_all(out).await
 }
 
-pub async fn handle(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr, mut shutdown: watch::Receiver<bool>) {
+pub async fn handle(
+    shared: Arc<Shared>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let _ = stream.set_nodelay(true);
     let max = shared.config.max_packet_size;
     let mut buf = BytesMut::with_capacity(4096);
@@ -94,7 +108,11 @@ pub async fn handle(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr
     let (connect, will) = match first {
         Ok(Ok(Packet::Connect(connect, _props, will, _will_props, _login))) => (connect, will),
         Ok(Ok(other)) => {
-            refuse(&shared, &peer, &format!("first packet was not CONNECT: {other:?}"));
+            refuse(
+                &shared,
+                &peer,
+                &format!("first packet was not CONNECT: {other:?}"),
+            );
             return;
         }
         Ok(Err(e)) => {
@@ -135,10 +153,17 @@ pub async fn handle(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr
 
     let broker = shared.broker.clone();
     if client_id.starts_with(INTERNAL_PREFIX) {
-        refuse(&shared, &peer, "client ids starting with weir.internal. are reserved");
+        refuse(
+            &shared,
+            &peer,
+            "client ids starting with weir.internal. are reserved",
+        );
         return;
     }
-    let (cid, clean) = (crate::broker::router_client_id(&client_id), connect.clean_session);
+    let (cid, clean) = (
+        crate::broker::router_client_id(&client_id),
+        connect.clean_session,
+    );
     let link = tokio::task::spawn_blocking(move || broker.link(&cid, clean)).await;
     let (mut link_tx, mut link_rx, connack) = match link {
         Ok(Ok(l)) => l,
@@ -163,7 +188,10 @@ pub async fn handle(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr
     };
     let connack: Option<Packet> = connack.into();
     if let Some(packet) = connack {
-        if write_packets(&mut stream, &mut out, [packet]).await.is_err() {
+        if write_packets(&mut stream, &mut out, [packet])
+            .await
+            .is_err()
+        {
             shared.unregister(&client_id, &session);
             return;
         }
@@ -171,11 +199,15 @@ pub async fn handle(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr
     shared.metrics.connects.fetch_add(1, Relaxed);
     shared.metrics.connections.fetch_add(1, Relaxed);
     tracing::debug!(client_id, %peer, "connected");
-    shared.presence.connected(&client_id, &session, &peer.ip().to_string()).await;
+    shared
+        .presence
+        .connected(&client_id, &session, &peer.ip().to_string())
+        .await;
     let client: Arc<str> = Arc::from(client_id.as_str());
 
     // Keep-alive: 1.5 × the client's interval without a packet ends it.
-    let keep_alive = (connect.keep_alive > 0).then(|| Duration::from_millis(connect.keep_alive as u64 * 1500));
+    let keep_alive =
+        (connect.keep_alive > 0).then(|| Duration::from_millis(connect.keep_alive as u64 * 1500));
     let mut deadline = keep_alive.map(|k| tokio::time::Instant::now() + k);
 
     let reason = 'conn: loop {
@@ -305,7 +337,9 @@ pub async fn handle(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr
         if let Some(will) = will {
             if let Ok(topic) = std::str::from_utf8(&will.topic) {
                 if policy::refuse_publish(topic).is_none() {
-                    shared.presence.publish_raw(topic.to_string(), will.message.clone());
+                    shared
+                        .presence
+                        .publish_raw(topic.to_string(), will.message.clone());
                     shared
                         .engine
                         .send(Ingest {
@@ -320,18 +354,30 @@ pub async fn handle(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr
             }
         }
     }
-    shared.presence.disconnected(&client_id, &session, reason).await;
+    shared
+        .presence
+        .disconnected(&client_id, &session, reason)
+        .await;
 }
 
 /// Hand parsed device packets to the router: all but the last go straight
 /// into the link's buffer, the last one wakes the router once for all.
-async fn flush_router(link_tx: &mut rumqttd::local::LinkTx, packets: &mut Vec<Packet>) -> Result<(), String> {
-    let Some(last) = packets.pop() else { return Ok(()) };
+async fn flush_router(
+    link_tx: &mut rumqttd::local::LinkTx,
+    packets: &mut Vec<Packet>,
+) -> Result<(), String> {
+    let Some(last) = packets.pop() else {
+        return Ok(());
+    };
     {
         let mut buffer = link_tx.buffer();
         buffer.extend(packets.drain(..));
     }
-    link_tx.send(last).await.map(|_| ()).map_err(|e| e.to_string())
+    link_tx
+        .send(last)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 fn refuse(shared: &Shared, peer: &SocketAddr, why: &str) {

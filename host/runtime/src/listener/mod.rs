@@ -53,7 +53,13 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(broker: Broker, engine: EngineHandle, metrics: Arc<Metrics>, presence: Arc<Presence>, config: BrokerConfig) -> Shared {
+    pub fn new(
+        broker: Broker,
+        engine: EngineHandle,
+        metrics: Arc<Metrics>,
+        presence: Arc<Presence>,
+        config: BrokerConfig,
+    ) -> Shared {
         Shared {
             broker,
             engine,
@@ -65,17 +71,24 @@ impl Shared {
     }
 
     /// Record a new connection; returns the connection it replaces, if any.
-    fn register(&self, client_id: &str, session: &str, kick: oneshot::Sender<()>, gone: oneshot::Receiver<()>) -> Option<Replaced> {
+    fn register(
+        &self,
+        client_id: &str,
+        session: &str,
+        kick: oneshot::Sender<()>,
+        gone: oneshot::Receiver<()>,
+    ) -> Option<Replaced> {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         let entry = Live {
             session: session.to_string(),
             kick,
             gone,
         };
-        live.insert(client_id.to_string(), entry).map(|old| Replaced {
-            kick: old.kick,
-            gone: old.gone,
-        })
+        live.insert(client_id.to_string(), entry)
+            .map(|old| Replaced {
+                kick: old.kick,
+                gone: old.gone,
+            })
     }
 
     fn unregister(&self, client_id: &str, session: &str) {
@@ -87,7 +100,11 @@ impl Shared {
 }
 
 /// Accept connections until `shutdown` turns true.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         tokio::select! {

@@ -92,7 +92,8 @@ impl Presence {
             "ipAddress": peer,
             "versionNumber": version,
         });
-        self.emit(format!("$aws/events/presence/connected/{client_id}"), doc).await;
+        self.emit(format!("$aws/events/presence/connected/{client_id}"), doc)
+            .await;
     }
 
     pub async fn disconnected(&self, client_id: &str, session: &str, reason: DisconnectReason) {
@@ -107,7 +108,11 @@ impl Presence {
             "disconnectReason": reason.as_str(),
             "versionNumber": version,
         });
-        self.emit(format!("$aws/events/presence/disconnected/{client_id}"), doc).await;
+        self.emit(
+            format!("$aws/events/presence/disconnected/{client_id}"),
+            doc,
+        )
+        .await;
     }
 
     /// Publish a host-made message to the broker and the engine.

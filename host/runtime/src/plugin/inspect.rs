@@ -14,7 +14,8 @@ pub fn inspect(bytes: &[u8]) -> Result<Value, String> {
     let mut config = Config::new();
     config.wasm_component_model(true);
     let engine = Engine::new(&config).map_err(|e| format!("{e:#}"))?;
-    let component = Component::new(&engine, bytes).map_err(|e| format!("not a valid component: {e:#}"))?;
+    let component =
+        Component::new(&engine, bytes).map_err(|e| format!("not a valid component: {e:#}"))?;
     let ty = component.component_type();
     let surface = Surface {
         imports: ty.imports(&engine).map(|(n, _)| n.to_string()).collect(),

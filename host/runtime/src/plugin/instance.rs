@@ -35,7 +35,9 @@ pub struct Instance {
 
 fn trap(e: wasmtime::Error) -> CallError {
     let text = match e.downcast_ref::<wasmtime::Trap>() {
-        Some(wasmtime::Trap::Interrupt) => "call exceeded its time limit (plugins.call_timeout_ms)".to_string(),
+        Some(wasmtime::Trap::Interrupt) => {
+            "call exceeded its time limit (plugins.call_timeout_ms)".to_string()
+        }
         _ => format!("{e:#}"),
     };
     CallError::Trap(text)
@@ -61,7 +63,8 @@ impl Instance {
         store.limiter(|s| &mut s.limits);
         let budget = rt.budget();
         store.set_epoch_deadline(budget.ticks(0));
-        let fail = |e: wasmtime::Error| PluginError::load(&plugin.name, format!("instantiate: {e:#}"));
+        let fail =
+            |e: wasmtime::Error| PluginError::load(&plugin.name, format!("instantiate: {e:#}"));
         let bound = match &plugin.pre {
             Pre::Processor(pre) => Bound::Processor(pre.instantiate(&mut store).map_err(fail)?),
             Pre::Aggregator(pre) => Bound::Aggregator(pre.instantiate(&mut store).map_err(fail)?),
@@ -99,7 +102,10 @@ impl Instance {
         let (mut returned, published) = self.call(batch.len(), |bound, store| match bound {
             Bound::Processor(p) => p.weir_plugin_processor().call_process(store, batch),
             Bound::Aggregator(p) => p.weir_plugin_processor().call_process(store, batch),
-            Bound::Sink(p) => p.weir_plugin_sink().call_write(store, batch).map(|r| r.map(|()| Vec::new())),
+            Bound::Sink(p) => p
+                .weir_plugin_sink()
+                .call_write(store, batch)
+                .map(|r| r.map(|()| Vec::new())),
         })?;
         self.check_returned(&returned)?;
         returned.extend(published);
@@ -109,7 +115,10 @@ impl Instance {
     /// Returned messages obey the same publish grant as the import.
     fn check_returned(&self, returned: &[Outbound]) -> Result<(), CallError> {
         for m in returned {
-            self.store.data().may_publish(&m.topic).map_err(CallError::Plugin)?;
+            self.store
+                .data()
+                .may_publish(&m.topic)
+                .map_err(CallError::Plugin)?;
         }
         Ok(())
     }

@@ -82,9 +82,13 @@ pub(crate) fn grant_for(import: &str) -> Option<&'static str> {
 
 pub(crate) fn is_always(import: &str) -> bool {
     let base = import.split('@').next().unwrap_or(import);
-    ALWAYS
-        .iter()
-        .any(|a| if a.ends_with('/') { base.starts_with(a) } else { base == *a })
+    ALWAYS.iter().any(|a| {
+        if a.ends_with('/') {
+            base.starts_with(a)
+        } else {
+            base == *a
+        }
+    })
 }
 
 pub fn surface(component: &Component, rt: &PluginRuntime) -> Surface {
@@ -115,7 +119,11 @@ pub fn kind_of(surface: &Surface) -> Option<Kind> {
 }
 
 /// Resolve a declaration's component to bytes.
-pub fn component_bytes(name: &str, decl: &PluginDecl, base_dir: &Path) -> Result<Vec<u8>, PluginError> {
+pub fn component_bytes(
+    name: &str,
+    decl: &PluginDecl,
+    base_dir: &Path,
+) -> Result<Vec<u8>, PluginError> {
     if let Some(builtin) = decl.component.strip_prefix("builtin:") {
         return weir_bundled_plugins::get(builtin)
             .map(|b| b.to_vec())
@@ -130,7 +138,8 @@ pub fn component_bytes(name: &str, decl: &PluginDecl, base_dir: &Path) -> Result
             });
     }
     let path = base_dir.join(&decl.component);
-    std::fs::read(&path).map_err(|e| PluginError::load(name, format!("cannot read {}: {e}", path.display())))
+    std::fs::read(&path)
+        .map_err(|e| PluginError::load(name, format!("cannot read {}: {e}", path.display())))
 }
 
 /// SHA-256 of component bytes, hex.
@@ -140,7 +149,12 @@ pub fn digest(bytes: &[u8]) -> String {
 }
 
 /// Load a declared plugin.
-pub fn load(rt: &PluginRuntime, name: &str, decl: &PluginDecl, base_dir: &Path) -> Result<LoadedPlugin, PluginError> {
+pub fn load(
+    rt: &PluginRuntime,
+    name: &str,
+    decl: &PluginDecl,
+    base_dir: &Path,
+) -> Result<LoadedPlugin, PluginError> {
     let bytes = component_bytes(name, decl, base_dir)?;
     let (component, digest) = rt.compile(name, &bytes)?;
     let surface = surface(&component, rt);

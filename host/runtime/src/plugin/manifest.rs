@@ -67,8 +67,8 @@ pub struct PluginDecls {
 
 impl PluginDecls {
     pub fn parse(text: &str) -> Result<PluginDecls, ManifestError> {
-        let decls: BTreeMap<String, PluginDecl> =
-            toml::from_str(text).map_err(|e| ManifestError::Toml(e.to_string().trim_end().to_string()))?;
+        let decls: BTreeMap<String, PluginDecl> = toml::from_str(text)
+            .map_err(|e| ManifestError::Toml(e.to_string().trim_end().to_string()))?;
         for (name, decl) in &decls {
             let invalid = |message: String| ManifestError::Invalid {
                 name: name.clone(),
@@ -146,7 +146,10 @@ mod tests {
         let z = d.get("z").unwrap();
         assert_eq!(
             z.settings_text(),
-            vec![("name".into(), "x".into()), ("threshold".into(), "3.5".into())]
+            vec![
+                ("name".into(), "x".into()),
+                ("threshold".into(), "3.5".into())
+            ]
         );
         let err = PluginDecls::parse("[z]\ncomponent = \"a\"\ngrant = {}\n").unwrap_err();
         assert!(err.to_string().contains("grant"), "{err}");

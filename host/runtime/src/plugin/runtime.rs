@@ -100,7 +100,9 @@ impl PluginRuntime {
             // compatibility hash (part of the file name).
             match unsafe { Component::deserialize_file(&self.engine, &cached) } {
                 Ok(c) => return Ok((c, digest)),
-                Err(e) => tracing::warn!(plugin, error = %e, "compile cache entry unusable; recompiling"),
+                Err(e) => {
+                    tracing::warn!(plugin, error = %e, "compile cache entry unusable; recompiling")
+                }
             }
         }
         let component = Component::new(&self.engine, bytes)

@@ -38,7 +38,9 @@ impl Journals {
     /// escaped so one line stays one record).
     pub fn append<S: AsRef<str>>(&self, name: &str, lines: &[S]) -> std::io::Result<()> {
         if !Self::valid_name(name) {
-            return Err(std::io::Error::other(format!("invalid journal name {name:?}")));
+            return Err(std::io::Error::other(format!(
+                "invalid journal name {name:?}"
+            )));
         }
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         if !open.contains_key(name) {

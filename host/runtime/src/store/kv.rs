@@ -64,7 +64,8 @@ impl KvStore {
     }
 
     pub fn delete(&self, bucket: &str, key: &str) {
-        self.overlay().insert((bucket.to_string(), key.to_string()), None);
+        self.overlay()
+            .insert((bucket.to_string(), key.to_string()), None);
     }
 
     /// Keys of a bucket, sorted.

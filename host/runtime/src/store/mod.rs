@@ -14,7 +14,9 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("store database: {0}")]
     Db(String),
-    #[error("the data directory {0} is in use by a running weir (ask it through its admin socket)")]
+    #[error(
+        "the data directory {0} is in use by a running weir (ask it through its admin socket)"
+    )]
     Locked(std::path::PathBuf),
 }
 

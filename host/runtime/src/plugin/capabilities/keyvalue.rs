@@ -22,10 +22,7 @@ fn other(e: impl std::fmt::Display) -> Error {
 impl PluginState {
     fn bucket_name(&mut self, bucket: &Resource<BucketHandle>) -> Result<String, Error> {
         let ctx = wasmtime_wasi::WasiView::ctx(self);
-        ctx.table
-            .get(bucket)
-            .map(|b| b.name.clone())
-            .map_err(other)
+        ctx.table.get(bucket).map(|b| b.name.clone()).map_err(other)
     }
 }
 
@@ -42,12 +39,21 @@ impl store::Host for PluginState {
 }
 
 impl store::HostBucket for PluginState {
-    fn get(&mut self, bucket: Resource<BucketHandle>, key: String) -> Result<Option<Vec<u8>>, Error> {
+    fn get(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        key: String,
+    ) -> Result<Option<Vec<u8>>, Error> {
         let name = self.bucket_name(&bucket)?;
         self.services.kv.get(&name, &key).map_err(other)
     }
 
-    fn set(&mut self, bucket: Resource<BucketHandle>, key: String, value: Vec<u8>) -> Result<(), Error> {
+    fn set(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<(), Error> {
         let name = self.bucket_name(&bucket)?;
         self.services.kv.set(&name, &key, value);
         Ok(())
@@ -64,7 +70,11 @@ impl store::HostBucket for PluginState {
         Ok(self.services.kv.get(&name, &key).map_err(other)?.is_some())
     }
 
-    fn list_keys(&mut self, bucket: Resource<BucketHandle>, cursor: Option<u64>) -> Result<KeyResponse, Error> {
+    fn list_keys(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        cursor: Option<u64>,
+    ) -> Result<KeyResponse, Error> {
         let name = self.bucket_name(&bucket)?;
         let keys = self.services.kv.keys(&name).map_err(other)?;
         let start = cursor.unwrap_or(0) as usize;
@@ -97,7 +107,11 @@ impl batch::Host for PluginState {
             .collect()
     }
 
-    fn set_many(&mut self, bucket: Resource<BucketHandle>, key_values: Vec<(String, Vec<u8>)>) -> Result<(), Error> {
+    fn set_many(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        key_values: Vec<(String, Vec<u8>)>,
+    ) -> Result<(), Error> {
         let name = self.bucket_name(&bucket)?;
         for (k, v) in key_values {
             self.services.kv.set(&name, &k, v);
@@ -105,7 +119,11 @@ impl batch::Host for PluginState {
         Ok(())
     }
 
-    fn delete_many(&mut self, bucket: Resource<BucketHandle>, keys: Vec<String>) -> Result<(), Error> {
+    fn delete_many(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        keys: Vec<String>,
+    ) -> Result<(), Error> {
         let name = self.bucket_name(&bucket)?;
         for k in keys {
             self.services.kv.delete(&name, &k);

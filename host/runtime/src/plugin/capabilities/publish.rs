@@ -13,12 +13,7 @@ impl PluginState {
         if topic.is_empty() || topic.contains(['+', '#', '\0']) {
             return Err(format!("invalid topic {topic:?}"));
         }
-        if self
-            .grants
-            .publish
-            .iter()
-            .any(|f| filter_matches(f, topic))
-        {
+        if self.grants.publish.iter().any(|f| filter_matches(f, topic)) {
             Ok(())
         } else {
             self.services.metrics.publish_refused.fetch_add(1, Relaxed);

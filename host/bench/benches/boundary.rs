@@ -1,0 +1,184 @@
+//! zscore per reading: Wasm component (through the real plugin host, with
+//! its key-value capability) vs the same detector compiled natively; and
+//! startup of ten plugins from a warm compile cache.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use std::sync::Arc;
+use std::time::Instant;
+use weir_runtime::plugin::bindings::{Message, Metric};
+use weir_runtime::plugin::capabilities::HostServices;
+use weir_runtime::plugin::manifest::PluginDecls;
+use weir_runtime::plugin::{loader, Instance, PluginRuntime};
+
+const DEVICES: usize = 1000;
+const METRICS: [&str; 3] = ["temperature", "humidity", "pressure"];
+
+fn reading(i: usize) -> (String, [f64; 3]) {
+    let device = format!("dev-{:05}", i % DEVICES);
+    // Deterministic noise around fixed means: no alerts after warm-up.
+    let n = ((i * 7919) % 101) as f64 / 100.0 - 0.5;
+    (device, [21.0 + 0.3 * n, 40.0 + n, 1013.0 + n])
+}
+
+fn host_message(i: usize) -> Message {
+    let (device, values) = reading(i);
+    Message {
+        rule: "telemetry".into(),
+        topic: format!("dt/bench/{device}/telemetry"),
+        client_id: device.clone(),
+        device,
+        device_type: "bench".into(),
+        received_at: 1_764_300_000_000 + i as i64,
+        device_time: None,
+        metrics: METRICS
+            .iter()
+            .zip(values)
+            .map(|(name, value)| Metric {
+                name: name.to_string(),
+                value,
+            })
+            .collect(),
+        payload: String::new(),
+    }
+}
+
+fn native_message(i: usize) -> weir_plugin::Message {
+    let m = host_message(i);
+    weir_plugin::Message {
+        rule: m.rule,
+        topic: m.topic,
+        client_id: m.client_id,
+        device: m.device,
+        device_type: m.device_type,
+        received_at: m.received_at,
+        device_time: m.device_time,
+        metrics: m
+            .metrics
+            .into_iter()
+            .map(|x| weir_plugin::Metric {
+                name: x.name,
+                value: x.value,
+            })
+            .collect(),
+        payload: m.payload,
+    }
+}
+
+fn runtime(dir: &std::path::Path) -> Arc<PluginRuntime> {
+    let services = Arc::new(HostServices {
+        kv: Arc::new(weir_runtime::store::KvStore::open(&dir.join("state.redb")).expect("store")),
+        journals: Arc::new(weir_runtime::store::Journals::new(dir.to_path_buf())),
+        metrics: Arc::new(weir_runtime::metrics::Metrics::default()),
+    });
+    let limits = weir_runtime::config::PluginLimits {
+        call_timeout_ms: 10_000,
+        ..Default::default()
+    };
+    Arc::new(PluginRuntime::new(limits, dir.join("cache"), services).expect("runtime"))
+}
+
+fn boundary(c: &mut Criterion) {
+    let dir = std::env::temp_dir().join(format!("weir-bench-boundary-{}", std::process::id()));
+    let rt = runtime(&dir);
+    let decls = PluginDecls::parse(
+        "[zscore]\ncomponent = \"builtin:zscore\"\ngrants = { keyvalue = [\"zscore\"], publish = [\"$weir/alerts/+\"] }\n",
+    )
+    .expect("decls");
+    let decl = decls.get("zscore").expect("zscore");
+    let loaded = Arc::new(loader::load(&rt, "zscore", decl, &dir).expect("load zscore"));
+    let mut instance = Instance::new(&rt, loaded).expect("instance");
+    let mut native = zscore::detector::Detector::new(zscore::settings::Settings::default());
+
+    // Warm both up on every device.
+    let warm: Vec<Message> = (0..DEVICES * 30).map(host_message).collect();
+    for chunk in warm.chunks(256) {
+        instance.process(chunk).expect("warm-up");
+    }
+    let mut events = Vec::new();
+    for i in 0..DEVICES * 30 {
+        native.observe(&native_message(i), &mut events);
+    }
+
+    let mut group = c.benchmark_group("zscore_per_batch");
+    for batch in [1usize, 16, 256] {
+        let host_batches: Vec<Vec<Message>> = (0..64)
+            .map(|b| (0..batch).map(|i| host_message(b * batch + i)).collect())
+            .collect();
+        let native_batches: Vec<Vec<weir_plugin::Message>> = (0..64)
+            .map(|b| (0..batch).map(|i| native_message(b * batch + i)).collect())
+            .collect();
+        group.throughput(Throughput::Elements(batch as u64));
+        group.bench_with_input(BenchmarkId::new("wasm", batch), &batch, |b, _| {
+            let mut k = 0;
+            b.iter(|| {
+                k = (k + 1) % host_batches.len();
+                instance.process(&host_batches[k]).expect("process")
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("native", batch), &batch, |b, _| {
+            let mut k = 0;
+            b.iter(|| {
+                k = (k + 1) % native_batches.len();
+                events.clear();
+                for m in &native_batches[k] {
+                    native.observe(m, &mut events);
+                }
+                events.len()
+            })
+        });
+    }
+    group.finish();
+
+    // Startup: ten plugin instances declared, loaded from a warm compile cache.
+    let mut text = String::new();
+    for i in 0..10 {
+        let name = ["zscore", "shadow", "alerts", "echo", "ticker"][i % 5];
+        let grants = match name {
+            "zscore" => "grants = { keyvalue = [\"zscore\"], publish = [\"$weir/alerts/+\"] }",
+            "shadow" => "grants = { keyvalue = [\"shadow\"] }",
+            "alerts" => "grants = { publish = [\"weir/alerts/+\"], journal = [\"alerts\"] }",
+            "echo" => "grants = { publish = [\"echo/+\"] }",
+            _ => "grants = { publish = [\"ticker/+\"] }",
+        };
+        text.push_str(&format!(
+            "[p{i}]\ncomponent = \"builtin:{name}\"\n{grants}\n"
+        ));
+    }
+    let decls = PluginDecls::parse(&text).expect("ten decls");
+    let load_all = |rt: &PluginRuntime| {
+        let start = Instant::now();
+        for (name, decl) in &decls.decls {
+            let p = Arc::new(loader::load(rt, name, decl, &dir).expect("load"));
+            Instance::new(rt, p).expect("instantiate");
+        }
+        start.elapsed()
+    };
+    let cold = load_all(&rt);
+    let warm_rt = runtime(&dir.join("second"));
+    let _ = std::fs::remove_dir_all(dir.join("second/cache"));
+    std::fs::create_dir_all(dir.join("second")).ok();
+    let _ = std::fs::create_dir_all(dir.join("second/cache"));
+    for entry in std::fs::read_dir(dir.join("cache"))
+        .expect("cache dir")
+        .flatten()
+    {
+        let _ = std::fs::copy(
+            entry.path(),
+            dir.join("second/cache").join(entry.file_name()),
+        );
+    }
+    let warm = load_all(&warm_rt);
+    println!(
+        "startup, 10 plugins loaded and instantiated: first (compiling, partly cached) {:.0} ms; from a warm compile cache {:.0} ms",
+        cold.as_secs_f64() * 1000.0,
+        warm.as_secs_f64() * 1000.0
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20).measurement_time(std::time::Duration::from_secs(3)).warm_up_time(std::time::Duration::from_secs(1));
+    targets = boundary
+}
+criterion_main!(benches);
