@@ -397,3 +397,44 @@ fn rules_read_the_shadow_with_get_thing_shadow() {
     watcher.disconnect();
     weir.stop();
 }
+
+/// `weir state reset` on a running instance really starts the baseline afresh.
+#[test]
+fn a_state_reset_restarts_the_baseline() {
+    let dir = TempDir::new("reset");
+    let weir = Weir::start(&dir.0);
+    let watcher = Mqtt::connect(weir.addr, "watcher-z");
+    watcher.subscribe("weir/alerts/#");
+    let device = Mqtt::connect(weir.addr, "dev-z");
+    warm_up(&weir, &device, "dev-z", &quiet_series(25));
+    let out = weir.cli(&["state", "reset", "zscore", "dev-z"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A fresh baseline is in warm-up: the spike is its first reading, not an anomaly.
+    device.publish(
+        "dt/thermostat/dev-z/telemetry",
+        reading(now_ms(), 30.0, 40.1),
+    );
+    let got = watcher.collect(Duration::from_secs(3));
+    assert!(zscore_alerts(&got).is_empty(), "{got:?}");
+    let start = Instant::now();
+    loop {
+        let out = weir.cli(&["state", "get", "zscore", "dev-z"]);
+        if out.status.success() {
+            let state: Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(state["metrics"]["temperature"]["n"], 1, "{state}");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no state after the reset"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    device.disconnect();
+    watcher.disconnect();
+    weir.stop();
+}

@@ -218,6 +218,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
             })
         })),
         reloader: Some(reloader.clone()),
+        engine: Some((current.clone(), config.workers())),
     });
     let admin_task = tokio::spawn(admin::serve(admin_listener, answerer, stop_rx.clone()));
 

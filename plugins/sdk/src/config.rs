@@ -85,6 +85,17 @@ pub fn parse_list(raw: &str) -> Vec<String> {
         .collect()
 }
 
+/// Whether a plugin looks at metric `name`, given its `metrics` setting (a
+/// list; empty means every metric) and its `ignore` setting (skipped when
+/// `metrics` is empty). Shared by the shipped detectors.
+pub fn selects(metrics: &[String], ignore: &[String], name: &str) -> bool {
+    if metrics.is_empty() {
+        !ignore.iter().any(|m| m == name)
+    } else {
+        metrics.iter().any(|m| m == name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

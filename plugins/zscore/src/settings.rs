@@ -85,11 +85,7 @@ impl Settings {
 
     /// Whether metric `name` is scored.
     pub fn scores(&self, name: &str) -> bool {
-        if self.metrics.is_empty() {
-            !self.ignore.iter().any(|m| m == name)
-        } else {
-            self.metrics.iter().any(|m| m == name)
-        }
+        weir_plugin::config::selects(&self.metrics, &self.ignore, name)
     }
 }
 

@@ -35,6 +35,8 @@ pub struct Answerer {
     pub metrics: Option<Arc<Metrics>>,
     pub extra_status: Option<Arc<dyn Fn() -> Value + Send + Sync>>,
     pub reloader: Option<Arc<crate::reload::Reloader>>,
+    /// The running engine (current generation, worker count), for resets.
+    pub engine: Option<(Arc<crate::engine::Current>, usize)>,
 }
 
 impl Answerer {
@@ -80,6 +82,22 @@ impl Answerer {
                 None => Err("reload needs a running instance".into()),
             },
             Request::StateDelete { bucket, key } => {
+                if let Some((current, workers)) = &self.engine {
+                    // Running: first have every worker save and drop the
+                    // instances holding this bucket (bounded wait).
+                    let before = current.release_acks();
+                    current.request_release(bucket);
+                    let start = std::time::Instant::now();
+                    while current.release_acks() < before + *workers as u64 {
+                        if start.elapsed() > std::time::Duration::from_secs(5) {
+                            return Err(
+                                "engine workers did not release the bucket in 5 s; nothing deleted"
+                                    .into(),
+                            );
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                }
                 self.kv.delete(bucket, key);
                 self.kv.flush().map_err(|e| e.to_string())?;
                 Ok(json!({"deleted": format!("{bucket}/{key}")}))
@@ -171,6 +189,7 @@ pub fn query_offline(data_dir: &Path, request: &Request) -> Result<Value, AdminE
         metrics: None,
         extra_status: None,
         reloader: None,
+        engine: None,
     };
     answerer.answer(request).map_err(AdminError::Failed)
 }

@@ -66,6 +66,12 @@ impl Generation {
 pub struct Current {
     version: AtomicU64,
     generation: Mutex<Arc<Generation>>,
+    /// State resets asked for by operators: workers save and drop the
+    /// instances that hold the bucket, so the reset is not overwritten by
+    /// an instance's in-memory copy.
+    reset_requests: AtomicU64,
+    reset_buckets: Mutex<Vec<(u64, String)>>,
+    reset_acks: AtomicU64,
 }
 
 impl Current {
@@ -73,6 +79,9 @@ impl Current {
         Current {
             version: AtomicU64::new(generation.number),
             generation: Mutex::new(Arc::new(generation)),
+            reset_requests: AtomicU64::new(0),
+            reset_buckets: Mutex::new(Vec::new()),
+            reset_acks: AtomicU64::new(0),
         }
     }
 
@@ -86,6 +95,41 @@ impl Current {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Ask every worker to release the instances holding `bucket`; returns
+    /// the request number to wait for with [`Current::released`].
+    pub fn request_release(&self, bucket: &str) -> u64 {
+        let mut buckets = self.reset_buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let n = self.reset_requests.load(Ordering::Acquire) + 1;
+        buckets.push((n, bucket.to_string()));
+        self.reset_requests.store(n, Ordering::Release);
+        n
+    }
+
+    /// Latest release request number (cheap check for workers).
+    pub fn release_requests(&self) -> u64 {
+        self.reset_requests.load(Ordering::Acquire)
+    }
+
+    /// Buckets to release with request numbers above `seen`.
+    pub fn releases_since(&self, seen: u64) -> Vec<String> {
+        let buckets = self.reset_buckets.lock().unwrap_or_else(|p| p.into_inner());
+        buckets
+            .iter()
+            .filter(|(n, _)| *n > seen)
+            .map(|(_, b)| b.clone())
+            .collect()
+    }
+
+    /// A worker has handled requests up to `n`.
+    pub fn ack_release(&self) {
+        self.reset_acks.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Acknowledgements so far (one per worker per handled round).
+    pub fn release_acks(&self) -> u64 {
+        self.reset_acks.load(Ordering::Acquire)
     }
 
     pub fn publish(&self, generation: Generation) {

@@ -75,6 +75,7 @@ impl Worker {
             local: VecDeque::new(),
             matches: Vec::new(),
         };
+        let mut releases_seen = self.current.release_requests();
         let mut last_checkpoint = Instant::now();
         let mut last_tick = Instant::now();
         let mut batch: Vec<Ingest> = Vec::with_capacity(self.max_batch);
@@ -99,6 +100,14 @@ impl Worker {
             }
             if self.current.version() != state.generation.number {
                 self.swap_generation(&mut state);
+            }
+            let releases = self.current.release_requests();
+            if releases != releases_seen {
+                for bucket in self.current.releases_since(releases_seen) {
+                    self.release(&mut state, &bucket);
+                }
+                releases_seen = releases;
+                self.current.ack_release();
             }
             if !batch.is_empty() {
                 self.round(&mut state, &mut batch);
@@ -144,6 +153,29 @@ impl Worker {
             }
         }
         state.generation = next;
+    }
+
+    /// Save and drop the instances of plugins granted `bucket`, so state
+    /// reset by an operator is read afresh by the next instance.
+    fn release(&mut self, state: &mut State, bucket: &str) {
+        let holders: Vec<String> = state
+            .slots
+            .iter()
+            .filter(|(_, slot)| slot.plugin.grants.keyvalue.iter().any(|b| b == bucket))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in holders {
+            if let Some(slot) = state.slots.get_mut(&name) {
+                if let Some(mut instance) = slot.instance.take() {
+                    match instance.checkpoint() {
+                        Ok(out) => self.route_outputs(state, out, 0),
+                        Err(e) => {
+                            tracing::warn!(plugin = %name, error = %e, "checkpoint before a state reset failed")
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Process one batch of incoming messages and everything they cause.
