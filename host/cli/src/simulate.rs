@@ -144,6 +144,8 @@ pub async fn run(args: SimulateArgs) -> Result<()> {
             // Stagger devices across the interval.
             let offset = interval.mul_f64(sensor.uniform());
             let poller_progress = progress.clone();
+            let closing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let poller_closing = closing.clone();
             let poller = tokio::spawn(async move {
                 let mut up = false;
                 loop {
@@ -159,6 +161,9 @@ pub async fn run(args: SimulateArgs) -> Result<()> {
                             if up {
                                 poller_progress.connected.fetch_sub(1, Relaxed);
                                 up = false;
+                            }
+                            if poller_closing.load(Relaxed) {
+                                return;
                             }
                             poller_progress.errors.fetch_add(1, Relaxed);
                             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -185,6 +190,7 @@ pub async fn run(args: SimulateArgs) -> Result<()> {
                     }
                 }
             }
+            closing.store(true, Relaxed);
             let _ = client.disconnect().await;
             tokio::time::sleep(Duration::from_millis(200)).await;
             poller.abort();
