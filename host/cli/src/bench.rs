@@ -42,6 +42,9 @@ pub struct BenchArgs {
     /// Engine workers (0 = one per core).
     #[arg(long, default_value_t = 0)]
     pub workers: usize,
+    /// Plugin checkpoint interval, ms.
+    #[arg(long, default_value_t = 1000)]
+    pub checkpoint_ms: u64,
     /// Rules directory (default: the rules shipped in the binary).
     #[arg(long)]
     pub rules: Option<std::path::PathBuf>,
@@ -135,6 +138,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         ..Default::default()
     };
     config.engine.workers = args.workers;
+    config.engine.checkpoint_interval_ms = args.checkpoint_ms;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let running = weir_runtime::server::start(config, listener).await?;
     let addr = running.local_addr;

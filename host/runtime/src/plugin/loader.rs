@@ -236,3 +236,76 @@ fn linker(rt: &PluginRuntime, grants: &Grants) -> wasmtime::Result<Linker<Plugin
     }
     Ok(linker)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::capabilities::HostServices;
+    use crate::plugin::manifest::PluginDecls;
+
+    /// Rewrite every `weir:plugin/…@0.1.0` name in a component to another
+    /// 0.1 patch (same length, so the binary stays valid).
+    fn as_patch(bytes: &[u8], patch: u8) -> Vec<u8> {
+        let mut out = bytes.to_vec();
+        let needle = b"@0.1.0";
+        let mut i = 0;
+        while i + needle.len() <= out.len() {
+            if &out[i..i + needle.len()] == needle {
+                let start = i.saturating_sub(40);
+                if out[start..i].windows(12).any(|w| w == b"weir:plugin/") {
+                    out[i + 5] = b'0' + patch;
+                }
+            }
+            i += 1;
+        }
+        out
+    }
+
+    /// A plugin built against another 0.1 patch of the WIT package loads and
+    /// runs on this host: wasmtime matches 0.1.x imports and exports by semver.
+    #[test]
+    fn a_plugin_from_another_0_1_patch_loads_and_runs() {
+        let dir = std::env::temp_dir().join(format!("weir-semver-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let Some(echo) = weir_bundled_plugins::get("echo") else {
+            eprintln!("SKIPPED: built without plugins (WEIR_SKIP_PLUGIN_BUILD)");
+            return;
+        };
+        let patched = as_patch(echo, 7);
+        assert_ne!(patched, echo, "no weir:plugin names were rewritten");
+        std::fs::write(dir.join("echo.wasm"), &patched).unwrap();
+        let services = Arc::new(HostServices {
+            kv: Arc::new(crate::store::KvStore::open(&dir.join("state.redb")).unwrap()),
+            journals: Arc::new(crate::store::Journals::new(dir.clone())),
+            metrics: Arc::new(crate::metrics::Metrics::default()),
+        });
+        let rt = PluginRuntime::new(Default::default(), dir.join("cache"), services).unwrap();
+        let decls = PluginDecls::parse(
+            "[echo]\ncomponent = \"echo.wasm\"\ngrants = { publish = [\"echo/+\"] }\n",
+        )
+        .unwrap();
+        let loaded = load(&rt, "echo", decls.get("echo").unwrap(), &dir)
+            .expect("a 0.1.7 plugin loads on a 0.1.0 host");
+        assert!(surface(&rt.compile("echo", &patched).unwrap().0, &rt)
+            .exports
+            .iter()
+            .any(|e| e.ends_with("@0.1.7")));
+        let mut instance = crate::plugin::Instance::new(&rt, Arc::new(loaded)).unwrap();
+        let out = instance
+            .process(&[crate::plugin::bindings::Message {
+                rule: "r".into(),
+                topic: "t".into(),
+                client_id: "c".into(),
+                device: "d1".into(),
+                device_type: String::new(),
+                received_at: 0,
+                device_time: None,
+                metrics: Vec::new(),
+                payload: "{\"v\":1}".into(),
+            }])
+            .unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].topic, "echo/d1");
+        std::fs::remove_dir_all(dir).ok();
+    }
+}
