@@ -87,11 +87,28 @@ impl ShadowDoc {
             if value.is_null() {
                 self.state.reported.remove(&name);
                 self.metadata.reported.remove(&name);
-            } else {
-                self.state.reported.insert(name.clone(), value);
-                self.metadata
-                    .reported
-                    .insert(name, serde_json::json!({ "timestamp": secs }));
+                continue;
+            }
+            // Fields a device keeps reporting are updated in place: no key
+            // or metadata object is allocated on the hot path.
+            match self.state.reported.get_mut(&name) {
+                Some(slot) => *slot = value,
+                None => {
+                    self.state.reported.insert(name.clone(), value);
+                }
+            }
+            match self.metadata.reported.get_mut(&name) {
+                Some(Value::Object(meta)) if meta.len() == 1 && meta.contains_key("timestamp") => {
+                    if let Some(t) = meta.get_mut("timestamp") {
+                        *t = Value::from(secs);
+                    }
+                }
+                Some(other) => *other = serde_json::json!({ "timestamp": secs }),
+                None => {
+                    self.metadata
+                        .reported
+                        .insert(name, serde_json::json!({ "timestamp": secs }));
+                }
             }
         }
         self.version += 1;
@@ -146,8 +163,12 @@ impl Shadows {
         received_at: i64,
         device_type: &str,
     ) -> Result<(), String> {
-        let doc = self.docs.entry(device.to_string()).or_default();
-        doc.merge(payload, received_at, device_type)?;
+        if !self.docs.contains_key(device) {
+            self.docs.insert(device.to_string(), ShadowDoc::default());
+        }
+        if let Some(doc) = self.docs.get_mut(device) {
+            doc.merge(payload, received_at, device_type)?;
+        }
         if !self.dirty.contains(device) {
             self.dirty.insert(device.to_string());
         }
