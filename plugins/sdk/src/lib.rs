@@ -63,6 +63,7 @@ extern crate self as weir_plugin;
 #[doc(hidden)]
 pub mod bindings;
 pub mod config;
+pub mod devices;
 pub mod journal;
 pub mod kv;
 pub mod log;

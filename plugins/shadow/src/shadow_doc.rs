@@ -18,7 +18,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use std::collections::{HashMap, HashSet};
+use weir_plugin::devices::Devices;
 
 /// When a reported field was last written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -124,19 +124,13 @@ impl ShadowDoc {
 /// stored.
 #[derive(Debug, Default)]
 pub struct Shadows {
-    docs: HashMap<String, ShadowDoc>,
-    dirty: HashSet<String>,
+    docs: Devices<ShadowDoc>,
 }
 
 impl Shadows {
     /// Devices in `devices` that are not in memory yet, each once.
     pub fn unknown<'a>(&self, devices: impl IntoIterator<Item = &'a str>) -> Vec<String> {
-        let mut seen = HashSet::new();
-        devices
-            .into_iter()
-            .filter(|d| !self.docs.contains_key(*d) && seen.insert(*d))
-            .map(String::from)
-            .collect()
+        self.docs.unknown(devices)
     }
 
     /// Install a stored shadow. An unreadable one is an error, and the
@@ -146,13 +140,13 @@ impl Shadows {
             Ok(doc) => (doc, Ok(())),
             Err(e) => (ShadowDoc::default(), Err(e)),
         };
-        self.docs.insert(device.to_string(), doc);
+        self.docs.insert(device, doc);
         result
     }
 
     /// Remember that `device` has no stored shadow.
     pub fn load_empty(&mut self, device: &str) {
-        self.docs.entry(device.to_string()).or_default();
+        self.docs.insert_default(device);
     }
 
     /// Merge one reading into a device's shadow.
@@ -163,32 +157,21 @@ impl Shadows {
         received_at: i64,
         device_type: &str,
     ) -> Result<(), String> {
-        if !self.docs.contains_key(device) {
-            self.docs.insert(device.to_string(), ShadowDoc::default());
-        }
-        if let Some(doc) = self.docs.get_mut(device) {
-            doc.merge(payload, received_at, device_type)?;
-        }
-        if !self.dirty.contains(device) {
-            self.dirty.insert(device.to_string());
-        }
+        self.docs
+            .get_mut_or_default(device)
+            .merge(payload, received_at, device_type)?;
+        self.docs.mark_dirty(device);
         Ok(())
     }
 
     /// Changed shadows as bucket entries (device, JSON), one per device.
     pub fn dirty_entries(&self) -> Vec<(String, Vec<u8>)> {
-        let mut keys: Vec<&String> = self.dirty.iter().collect();
-        keys.sort();
-        keys.into_iter()
-            .filter_map(|d| self.docs.get(d).map(|doc| (d.clone(), doc.to_json())))
-            .collect()
+        self.docs.dirty_entries(ShadowDoc::to_json)
     }
 
     /// The entries from [`Shadows::dirty_entries`] were stored.
     pub fn saved(&mut self, entries: &[(String, Vec<u8>)]) {
-        for (device, _) in entries {
-            self.dirty.remove(device);
-        }
+        self.docs.saved(entries);
     }
 
     pub fn get(&self, device: &str) -> Option<&ShadowDoc> {

@@ -8,7 +8,7 @@ use crate::timefmt::rfc3339;
 use crate::trend::{self, Summary};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
-use std::collections::{HashMap, HashSet};
+use weir_plugin::devices::Devices;
 use weir_plugin::{Message, Outbound};
 
 /// A trend alert, serialized as the payload of the outbound message. The
@@ -56,16 +56,14 @@ pub struct Output {
 #[derive(Debug)]
 pub struct Tracker {
     settings: Settings,
-    devices: HashMap<String, DeviceState>,
-    dirty: HashSet<String>,
+    devices: Devices<DeviceState>,
 }
 
 impl Tracker {
     pub fn new(settings: Settings) -> Tracker {
         Tracker {
             settings,
-            devices: HashMap::new(),
-            dirty: HashSet::new(),
+            devices: Devices::new(),
         }
     }
 
@@ -76,12 +74,8 @@ impl Tracker {
     /// Devices of `batch` not in memory yet (each once, in order of first
     /// appearance): load them before [`Tracker::observe`].
     pub fn unknown_devices(&self, batch: &[Message]) -> Vec<String> {
-        let mut seen = HashSet::new();
-        batch
-            .iter()
-            .filter(|m| !self.devices.contains_key(&m.device) && seen.insert(m.device.as_str()))
-            .map(|m| m.device.clone())
-            .collect()
+        self.devices
+            .unknown(batch.iter().map(|m| m.device.as_str()))
     }
 
     /// Install a device's saved state; an undecodable value is an error and
@@ -91,13 +85,13 @@ impl Tracker {
             Ok(s) => (s, Ok(())),
             Err(e) => (DeviceState::default(), Err(e)),
         };
-        self.devices.insert(device.to_string(), state);
+        self.devices.insert(device, state);
         result
     }
 
     /// Remember that `device` has no saved state.
     pub fn load_empty(&mut self, device: &str) {
-        self.devices.entry(device.to_string()).or_default();
+        self.devices.insert_default(device);
     }
 
     /// Fold one reading in, and close what its event time closes.
@@ -112,13 +106,7 @@ impl Tracker {
         if metrics.is_empty() {
             return;
         }
-        if !self.devices.contains_key(&msg.device) {
-            self.devices
-                .insert(msg.device.clone(), DeviceState::default());
-        }
-        let Some(device) = self.devices.get_mut(&msg.device) else {
-            return;
-        };
+        let device = self.devices.get_mut_or_default(&msg.device);
         if device.device_type != msg.device_type {
             device.device_type = msg.device_type.clone();
         }
@@ -147,35 +135,28 @@ impl Tracker {
             Some(clock) => device.close(clock, s.window_ms, s.lateness_ms),
             None => Vec::new(),
         };
-        if !self.dirty.contains(&msg.device) {
-            self.dirty.insert(msg.device.clone());
-        }
         Self::emit(s, &msg.device, device, closed, out);
+        self.devices.mark_dirty(&msg.device);
     }
 
     /// Close, at wall-clock `now`, what each device's event clock closes.
     /// Devices come in no particular order.
     pub fn tick(&mut self, now: i64, out: &mut Output) {
-        let Tracker {
-            settings: s,
-            devices,
-            dirty,
-        } = self;
-        for (name, device) in devices.iter_mut() {
+        let s = &self.settings;
+        self.devices.update_each(|name, device| {
             if device.open.is_empty() {
-                continue;
+                return false;
             }
             let Some(clock) = device.clock(now) else {
-                continue;
+                return false;
             };
             let closed = device.close(clock, s.window_ms, s.lateness_ms);
-            if !closed.is_empty() {
-                if !dirty.contains(name) {
-                    dirty.insert(name.clone());
-                }
-                Self::emit(s, name, device, closed, out);
+            if closed.is_empty() {
+                return false;
             }
-        }
+            Self::emit(s, name, device, closed, out);
+            true
+        });
     }
 
     /// Aggregates and trend alerts of the windows that closed.
@@ -268,18 +249,12 @@ impl Tracker {
     /// Every device changed since the last [`Tracker::saved`], as bucket
     /// entries (device, JSON).
     pub fn dirty_entries(&self) -> Vec<(String, Vec<u8>)> {
-        let mut keys: Vec<&String> = self.dirty.iter().collect();
-        keys.sort();
-        keys.into_iter()
-            .filter_map(|d| self.devices.get(d).map(|s| (d.clone(), s.to_json())))
-            .collect()
+        self.devices.dirty_entries(DeviceState::to_json)
     }
 
     /// The entries from [`Tracker::dirty_entries`] were stored.
     pub fn saved(&mut self, entries: &[(String, Vec<u8>)]) {
-        for (device, _) in entries {
-            self.dirty.remove(device);
-        }
+        self.devices.saved(entries);
     }
 
     pub fn device(&self, device: &str) -> Option<&DeviceState> {

@@ -6,7 +6,8 @@
 use crate::baseline::{Baseline, Mode};
 use crate::settings::Settings;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+use weir_plugin::devices::Devices;
 use weir_plugin::{Message, Outbound};
 
 /// What the detector remembers about one metric of one device.
@@ -97,8 +98,7 @@ pub struct Event {
 pub struct Detector {
     settings: Settings,
     mode: Mode,
-    devices: HashMap<String, DeviceState>,
-    dirty: HashSet<String>,
+    devices: Devices<DeviceState>,
 }
 
 impl Detector {
@@ -106,8 +106,7 @@ impl Detector {
         Detector {
             mode: Mode::from_half_life(settings.half_life),
             settings,
-            devices: HashMap::new(),
-            dirty: HashSet::new(),
+            devices: Devices::new(),
         }
     }
 
@@ -119,48 +118,32 @@ impl Detector {
     /// first appearance): load them with [`Detector::load`] before
     /// [`Detector::observe`], or they start from an empty baseline.
     pub fn unknown_devices(&self, batch: &[Message]) -> Vec<String> {
-        let mut seen = HashSet::new();
-        batch
-            .iter()
-            .filter(|m| !self.devices.contains_key(&m.device) && seen.insert(m.device.as_str()))
-            .map(|m| m.device.clone())
-            .collect()
+        self.devices
+            .unknown(batch.iter().map(|m| m.device.as_str()))
     }
 
     /// Install a device's saved state (the bucket value). A value that does
     /// not decode is an error, and the device starts from scratch.
     pub fn load(&mut self, device: &str, saved: &[u8]) -> Result<(), String> {
-        match DeviceState::from_json(saved) {
-            Ok(state) => {
-                self.devices.insert(device.to_string(), state);
-                Ok(())
-            }
-            Err(e) => {
-                self.devices
-                    .insert(device.to_string(), DeviceState::default());
-                Err(e)
-            }
-        }
+        let (state, result) = match DeviceState::from_json(saved) {
+            Ok(state) => (state, Ok(())),
+            Err(e) => (DeviceState::default(), Err(e)),
+        };
+        self.devices.insert(device, state);
+        result
     }
 
     /// Remember that `device` has no saved state (so it is not looked up
     /// again).
     pub fn load_empty(&mut self, device: &str) {
-        self.devices.entry(device.to_string()).or_default();
+        self.devices.insert_default(device);
     }
 
     /// Score one message; appends at most one event per metric to `events`.
     pub fn observe(&mut self, msg: &Message, events: &mut Vec<Event>) {
         let settings = &self.settings;
         let mode = self.mode;
-        // Look up before inserting, so the hot path allocates no keys.
-        if !self.devices.contains_key(&msg.device) {
-            self.devices
-                .insert(msg.device.clone(), DeviceState::default());
-        }
-        let Some(device) = self.devices.get_mut(&msg.device) else {
-            return;
-        };
+        let device = self.devices.get_mut_or_default(&msg.device);
         let mut changed = false;
         for metric in &msg.metrics {
             if !metric.value.is_finite() || !settings.scores(&metric.name) {
@@ -235,8 +218,8 @@ impl Detector {
                 }
             }
         }
-        if changed && !self.dirty.contains(&msg.device) {
-            self.dirty.insert(msg.device.clone());
+        if changed {
+            self.devices.mark_dirty(&msg.device);
         }
     }
 
@@ -253,18 +236,12 @@ impl Detector {
     /// The state of every device changed since the last [`Detector::saved`],
     /// as bucket entries (device, JSON).
     pub fn dirty_entries(&self) -> Vec<(String, Vec<u8>)> {
-        let mut keys: Vec<&String> = self.dirty.iter().collect();
-        keys.sort();
-        keys.into_iter()
-            .filter_map(|d| self.devices.get(d).map(|s| (d.clone(), s.to_json())))
-            .collect()
+        self.devices.dirty_entries(DeviceState::to_json)
     }
 
     /// The entries returned by [`Detector::dirty_entries`] were stored.
     pub fn saved(&mut self, entries: &[(String, Vec<u8>)]) {
-        for (device, _) in entries {
-            self.dirty.remove(device);
-        }
+        self.devices.saved(entries);
     }
 
     /// The in-memory state of a device.

@@ -1,0 +1,129 @@
+//! Per-device state a plugin keeps in memory and saves to its key-value
+//! bucket: which devices it holds, and which changed since they were last
+//! saved. The shipped detectors and the shadow sink all keep their state
+//! this way; `checkpoint` (or `flush`) stores `dirty_entries` with one
+//! `set-many` and then calls `saved`.
+
+use std::collections::{HashMap, HashSet};
+
+#[derive(Debug)]
+pub struct Devices<T> {
+    states: HashMap<String, T>,
+    dirty: HashSet<String>,
+}
+
+impl<T> Default for Devices<T> {
+    fn default() -> Self {
+        Devices {
+            states: HashMap::new(),
+            dirty: HashSet::new(),
+        }
+    }
+}
+
+impl<T: Default> Devices<T> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Devices among `devices` not held yet, each once, in order of first
+    /// appearance: load these from the bucket before using them.
+    pub fn unknown<'a>(&self, devices: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        let mut seen = HashSet::new();
+        devices
+            .into_iter()
+            .filter(|d| !self.states.contains_key(*d) && seen.insert(*d))
+            .map(String::from)
+            .collect()
+    }
+
+    /// Install a device's state (loaded from the bucket, or fresh).
+    pub fn insert(&mut self, device: &str, state: T) {
+        self.states.insert(device.to_string(), state);
+    }
+
+    /// Hold `device` with a default state unless it is held already (so a
+    /// device with nothing saved is not looked up again).
+    pub fn insert_default(&mut self, device: &str) {
+        if !self.states.contains_key(device) {
+            self.states.insert(device.to_string(), T::default());
+        }
+    }
+
+    /// The state of `device`, created with its default when new. The key is
+    /// allocated only then, so the hot path allocates nothing.
+    pub fn get_mut_or_default(&mut self, device: &str) -> &mut T {
+        self.insert_default(device);
+        self.states
+            .get_mut(device)
+            .expect("insert_default holds the device")
+    }
+
+    pub fn get(&self, device: &str) -> Option<&T> {
+        self.states.get(device)
+    }
+
+    /// Note that `device` changed and must be saved.
+    pub fn mark_dirty(&mut self, device: &str) {
+        if !self.dirty.contains(device) {
+            self.dirty.insert(device.to_string());
+        }
+    }
+
+    /// Visit every device (in no particular order); those for which `f`
+    /// returns true are marked changed.
+    pub fn update_each(&mut self, mut f: impl FnMut(&str, &mut T) -> bool) {
+        for (name, state) in self.states.iter_mut() {
+            if f(name, state) && !self.dirty.contains(name) {
+                self.dirty.insert(name.clone());
+            }
+        }
+    }
+
+    /// Every changed device, sorted, encoded by `encode`, as bucket entries.
+    pub fn dirty_entries(&self, encode: impl Fn(&T) -> Vec<u8>) -> Vec<(String, Vec<u8>)> {
+        let mut keys: Vec<&String> = self.dirty.iter().collect();
+        keys.sort();
+        keys.into_iter()
+            .filter_map(|d| self.states.get(d).map(|s| (d.clone(), encode(s))))
+            .collect()
+    }
+
+    /// The entries from [`Devices::dirty_entries`] were stored.
+    pub fn saved(&mut self, entries: &[(String, Vec<u8>)]) {
+        for (device, _) in entries {
+            self.dirty.remove(device);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dirty_tracking_round_trip() {
+        let mut d: Devices<u32> = Devices::new();
+        assert_eq!(d.unknown(["a", "b", "a"]), vec!["a", "b"]);
+        d.insert("a", 1);
+        d.insert_default("b");
+        assert_eq!(d.unknown(["a", "b", "c"]), vec!["c"]);
+        *d.get_mut_or_default("c") += 5;
+        d.mark_dirty("c");
+        d.update_each(|name, v| {
+            *v += 1;
+            name == "a"
+        });
+        let entries = d.dirty_entries(|v| v.to_string().into_bytes());
+        assert_eq!(
+            entries,
+            vec![
+                ("a".to_string(), b"2".to_vec()),
+                ("c".to_string(), b"6".to_vec())
+            ]
+        );
+        d.saved(&entries);
+        assert!(d.dirty_entries(|v| v.to_string().into_bytes()).is_empty());
+        assert_eq!(d.get("b"), Some(&1));
+    }
+}
