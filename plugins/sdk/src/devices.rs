@@ -42,6 +42,22 @@ impl<T: Default> Devices<T> {
         self.states.insert(device.to_string(), state);
     }
 
+    /// Install a device's saved state, decoded by `decode`. A value that
+    /// does not decode is an error, and the device starts from its default.
+    pub fn load(
+        &mut self,
+        device: &str,
+        saved: &[u8],
+        decode: impl Fn(&[u8]) -> Result<T, String>,
+    ) -> Result<(), String> {
+        let (state, result) = match decode(saved) {
+            Ok(state) => (state, Ok(())),
+            Err(e) => (T::default(), Err(e)),
+        };
+        self.insert(device, state);
+        result
+    }
+
     /// Hold `device` with a default state unless it is held already (so a
     /// device with nothing saved is not looked up again).
     pub fn insert_default(&mut self, device: &str) {

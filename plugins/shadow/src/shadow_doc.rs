@@ -136,12 +136,7 @@ impl Shadows {
     /// Install a stored shadow. An unreadable one is an error, and the
     /// device starts from an empty shadow (version 0).
     pub fn load(&mut self, device: &str, stored: &[u8]) -> Result<(), String> {
-        let (doc, result) = match ShadowDoc::from_json(stored) {
-            Ok(doc) => (doc, Ok(())),
-            Err(e) => (ShadowDoc::default(), Err(e)),
-        };
-        self.docs.insert(device, doc);
-        result
+        self.docs.load(device, stored, ShadowDoc::from_json)
     }
 
     /// Remember that `device` has no stored shadow.

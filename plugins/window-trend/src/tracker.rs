@@ -81,12 +81,7 @@ impl Tracker {
     /// Install a device's saved state; an undecodable value is an error and
     /// the device starts afresh.
     pub fn load(&mut self, device: &str, saved: &[u8]) -> Result<(), String> {
-        let (state, result) = match DeviceState::from_json(saved) {
-            Ok(s) => (s, Ok(())),
-            Err(e) => (DeviceState::default(), Err(e)),
-        };
-        self.devices.insert(device, state);
-        result
+        self.devices.load(device, saved, DeviceState::from_json)
     }
 
     /// Remember that `device` has no saved state.

@@ -125,12 +125,7 @@ impl Detector {
     /// Install a device's saved state (the bucket value). A value that does
     /// not decode is an error, and the device starts from scratch.
     pub fn load(&mut self, device: &str, saved: &[u8]) -> Result<(), String> {
-        let (state, result) = match DeviceState::from_json(saved) {
-            Ok(state) => (state, Ok(())),
-            Err(e) => (DeviceState::default(), Err(e)),
-        };
-        self.devices.insert(device, state);
-        result
+        self.devices.load(device, saved, DeviceState::from_json)
     }
 
     /// Remember that `device` has no saved state (so it is not looked up
