@@ -76,7 +76,11 @@ impl Worker {
             matches: Vec::new(),
         };
         let mut releases_seen = self.current.release_requests();
+        // Checkpoints are staggered: one plugin at a time, spread over the
+        // interval, so the pause a checkpoint costs the worker is one
+        // plugin's, not all of them at once.
         let mut last_checkpoint = Instant::now();
+        let mut next_to_checkpoint = 0usize;
         let mut last_tick = Instant::now();
         let mut batch: Vec<Ingest> = Vec::with_capacity(self.max_batch);
         loop {
@@ -116,9 +120,10 @@ impl Worker {
                 last_tick = Instant::now();
                 self.tick(&mut state);
             }
-            if last_checkpoint.elapsed() >= self.checkpoint_every {
+            let slots = state.slots.len().max(1) as u32;
+            if last_checkpoint.elapsed() >= self.checkpoint_every / slots {
                 last_checkpoint = Instant::now();
-                self.checkpoint_all(&mut state);
+                self.checkpoint_next(&mut state, &mut next_to_checkpoint);
             }
         }
         self.checkpoint_all(&mut state);
@@ -496,18 +501,35 @@ impl Worker {
         }
     }
 
+    /// Checkpoint the next plugin in turn (see `run`).
+    fn checkpoint_next(&mut self, state: &mut State, next: &mut usize) {
+        if state.slots.is_empty() {
+            return;
+        }
+        *next %= state.slots.len();
+        let name = state.slots.keys().nth(*next).cloned();
+        *next += 1;
+        if let Some(name) = name {
+            self.checkpoint(state, &[name]);
+        }
+    }
+
     /// Ask every live instance to save its state (processors) or flush (sinks).
     fn checkpoint_all(&mut self, state: &mut State) {
         let names: Vec<String> = state.slots.keys().cloned().collect();
+        self.checkpoint(state, &names);
+    }
+
+    fn checkpoint(&mut self, state: &mut State, names: &[String]) {
         for name in names {
             let live = state
                 .slots
-                .get(&name)
+                .get(name)
                 .is_some_and(|s| s.instance.is_some() && s.quarantined.is_none());
             if !live {
                 continue;
             }
-            match self.call(state, &name, |i| i.checkpoint()) {
+            match self.call(state, name, |i| i.checkpoint()) {
                 Ok(out) => self.route_outputs(state, out, 0),
                 Err(e) => tracing::warn!(plugin = %name, error = %e, "checkpoint failed"),
             }
