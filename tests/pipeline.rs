@@ -438,3 +438,49 @@ fn a_state_reset_restarts_the_baseline() {
     watcher.disconnect();
     weir.stop();
 }
+
+/// paho-mqtt (Python), the client most device code is written with: QoS 1
+/// publishes, a `$aws/…` subscription, and the alert.
+#[test]
+fn paho_mqtt_devices_and_consoles_work() {
+    let have_paho = Command::new("python3")
+        .args(["-c", "import paho.mqtt.client"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have_paho {
+        assert!(std::env::var("CI").is_err(), "CI must install paho-mqtt");
+        eprintln!("SKIPPED: paho-mqtt is not installed (pip install paho-mqtt)");
+        return;
+    }
+    let dir = TempDir::new("paho");
+    let weir = Weir::start(&dir.0);
+    let script = support::repo_root().join("tests/clients/paho_device.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(weir.addr.port().to_string())
+        .arg("paho-dev")
+        .output()
+        .expect("run the paho client");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "paho client failed: {}\n{stdout}\nlog:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        weir.log()
+    );
+    let got: Vec<Value> = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let alert = got
+        .iter()
+        .find(|m| m["payload"]["kind"] == "zscore")
+        .expect("an alert");
+    assert_eq!(alert["topic"], "weir/alerts/paho-dev");
+    assert_eq!(alert["payload"]["value"], 35.0);
+    let connected = got
+        .iter()
+        .find(|m| m["topic"] == "$aws/events/presence/connected/paho-dev")
+        .expect("a connected event over a $aws subscription");
+    assert_eq!(connected["payload"]["clientId"], "paho-dev");
+    let s = wait_shadow_version(&weir, "paho-dev", 26);
+    assert_eq!(s["state"]["reported"]["temperature"], 35.0);
+    weir.stop();
+}
