@@ -4,6 +4,7 @@
 //! this way; `checkpoint` (or `flush`) stores `dirty_entries` with one
 //! `set-many` and then calls `saved`.
 
+use crate::kv::Bucket;
 use std::collections::{HashMap, HashSet};
 
 #[derive(Debug)]
@@ -56,6 +57,34 @@ impl<T: Default> Devices<T> {
         };
         self.insert(device, state);
         result
+    }
+
+    /// Load from `bucket`, with one `get-many`, every device of `devices` not
+    /// held yet; a device with nothing saved starts from its default. A value
+    /// that does not decode is logged (as the device's `what`) and the device
+    /// starts afresh: one bad entry never fails a batch.
+    pub fn load_missing<'a>(
+        &mut self,
+        bucket: &Bucket,
+        devices: impl IntoIterator<Item = &'a str>,
+        what: &str,
+        decode: impl Fn(&[u8]) -> Result<T, String>,
+    ) -> Result<(), String> {
+        let unknown = self.unknown(devices);
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        for (device, saved) in bucket.get_many(&unknown)? {
+            if let Err(e) = self.load(&device, &saved, &decode) {
+                crate::log::warn(format!(
+                    "saved {what} of device `{device}` is unreadable ({e}); starting afresh"
+                ));
+            }
+        }
+        for device in &unknown {
+            self.insert_default(device);
+        }
+        Ok(())
     }
 
     /// Hold `device` with a default state unless it is held already (so a

@@ -68,21 +68,8 @@ impl Sink for Shadow {
     }
 
     fn write(&mut self, batch: Vec<Message>) -> Result<(), String> {
-        let unknown = self
-            .shadows
-            .unknown(batch.iter().map(|m| m.device.as_str()));
-        if !unknown.is_empty() {
-            for (device, stored) in self.bucket.get_many(&unknown)? {
-                if let Err(e) = self.shadows.load(&device, &stored) {
-                    log::warn(format!(
-                        "stored shadow of device `{device}` is unreadable ({e}); starting afresh"
-                    ));
-                }
-            }
-            for device in &unknown {
-                self.shadows.load_empty(device);
-            }
-        }
+        self.shadows
+            .load_missing(&self.bucket, batch.iter().map(|m| m.device.as_str()))?;
 
         let mut skipped = 0usize;
         let mut first_error = None;

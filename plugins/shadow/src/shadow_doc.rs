@@ -133,6 +133,16 @@ impl Shadows {
         self.docs.unknown(devices)
     }
 
+    /// Load the devices not in memory yet from `bucket`.
+    pub fn load_missing<'a>(
+        &mut self,
+        bucket: &weir_plugin::kv::Bucket,
+        devices: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), String> {
+        self.docs
+            .load_missing(bucket, devices, "shadow", ShadowDoc::from_json)
+    }
+
     /// Install a stored shadow. An unreadable one is an error, and the
     /// device starts from an empty shadow (version 0).
     pub fn load(&mut self, device: &str, stored: &[u8]) -> Result<(), String> {

@@ -123,19 +123,7 @@ impl Processor for WindowTrend {
     }
 
     fn process(&mut self, batch: Vec<Message>) -> Result<Vec<Outbound>, String> {
-        let unknown = self.tracker.unknown_devices(&batch);
-        if !unknown.is_empty() {
-            for (device, saved) in self.bucket.get_many(&unknown)? {
-                if let Err(e) = self.tracker.load(&device, &saved) {
-                    log::warn(format!(
-                        "saved windows of device `{device}` are unreadable ({e}); starting afresh"
-                    ));
-                }
-            }
-            for device in &unknown {
-                self.tracker.load_empty(device);
-            }
-        }
+        self.tracker.load_missing(&self.bucket, &batch)?;
         let mut out = Output::default();
         for msg in &batch {
             self.tracker.observe(msg, &mut out);

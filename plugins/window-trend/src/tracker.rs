@@ -78,6 +78,17 @@ impl Tracker {
             .unknown(batch.iter().map(|m| m.device.as_str()))
     }
 
+    /// Load the batch's devices not in memory yet from `bucket`.
+    pub fn load_missing(
+        &mut self,
+        bucket: &weir_plugin::kv::Bucket,
+        batch: &[Message],
+    ) -> Result<(), String> {
+        let devices = batch.iter().map(|m| m.device.as_str());
+        self.devices
+            .load_missing(bucket, devices, "windows", DeviceState::from_json)
+    }
+
     /// Install a device's saved state; an undecodable value is an error and
     /// the device starts afresh.
     pub fn load(&mut self, device: &str, saved: &[u8]) -> Result<(), String> {

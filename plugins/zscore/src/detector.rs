@@ -122,6 +122,17 @@ impl Detector {
             .unknown(batch.iter().map(|m| m.device.as_str()))
     }
 
+    /// Load the batch's devices not in memory yet from `bucket`.
+    pub fn load_missing(
+        &mut self,
+        bucket: &weir_plugin::kv::Bucket,
+        batch: &[Message],
+    ) -> Result<(), String> {
+        let devices = batch.iter().map(|m| m.device.as_str());
+        self.devices
+            .load_missing(bucket, devices, "baselines", DeviceState::from_json)
+    }
+
     /// Install a device's saved state (the bucket value). A value that does
     /// not decode is an error, and the device starts from scratch.
     pub fn load(&mut self, device: &str, saved: &[u8]) -> Result<(), String> {

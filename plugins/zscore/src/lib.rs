@@ -72,19 +72,7 @@ impl Processor for ZScore {
     }
 
     fn process(&mut self, batch: Vec<Message>) -> Result<Vec<Outbound>, String> {
-        let unknown = self.detector.unknown_devices(&batch);
-        if !unknown.is_empty() {
-            for (device, saved) in self.bucket.get_many(&unknown)? {
-                if let Err(e) = self.detector.load(&device, &saved) {
-                    log::warn(format!(
-                        "saved baselines of device `{device}` are unreadable ({e}); starting afresh"
-                    ));
-                }
-            }
-            for device in &unknown {
-                self.detector.load_empty(device);
-            }
-        }
+        self.detector.load_missing(&self.bucket, &batch)?;
 
         let mut events = Vec::new();
         for msg in &batch {
