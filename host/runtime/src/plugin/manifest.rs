@@ -118,21 +118,6 @@ impl PluginDecls {
     }
 }
 
-/// MQTT topic-filter match (for grants): `+` one level, `#` the rest.
-pub fn filter_matches(filter: &str, topic: &str) -> bool {
-    let mut f = filter.split('/');
-    let mut t = topic.split('/');
-    loop {
-        match (f.next(), t.next()) {
-            (Some("#"), _) => return true,
-            (Some("+"), Some(_)) => {}
-            (Some(a), Some(b)) if a == b => {}
-            (None, None) => return true,
-            _ => return false,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,9 +142,18 @@ mod tests {
 
     #[test]
     fn grant_filters() {
-        assert!(filter_matches("weir/alerts/+", "weir/alerts/dev-1"));
-        assert!(!filter_matches("weir/alerts/+", "weir/alerts/dev-1/x"));
-        assert!(filter_matches("weir/#", "weir/alerts/dev-1/x"));
-        assert!(!filter_matches("weir/alerts/+", "weir/other/dev-1"));
+        assert!(weir_sql::topic_matches(
+            "weir/alerts/+",
+            "weir/alerts/dev-1"
+        ));
+        assert!(!weir_sql::topic_matches(
+            "weir/alerts/+",
+            "weir/alerts/dev-1/x"
+        ));
+        assert!(weir_sql::topic_matches("weir/#", "weir/alerts/dev-1/x"));
+        assert!(!weir_sql::topic_matches(
+            "weir/alerts/+",
+            "weir/other/dev-1"
+        ));
     }
 }

@@ -4,7 +4,6 @@
 use super::PluginState;
 use crate::plugin::bindings::host::weir::plugin::publish::Host;
 use crate::plugin::bindings::Outbound;
-use crate::plugin::manifest::filter_matches;
 use std::sync::atomic::Ordering::Relaxed;
 
 impl PluginState {
@@ -13,7 +12,12 @@ impl PluginState {
         if topic.is_empty() || topic.contains(['+', '#', '\0']) {
             return Err(format!("invalid topic {topic:?}"));
         }
-        if self.grants.publish.iter().any(|f| filter_matches(f, topic)) {
+        if self
+            .grants
+            .publish
+            .iter()
+            .any(|f| weir_sql::topic_matches(f, topic))
+        {
             Ok(())
         } else {
             self.services.metrics.publish_refused.fetch_add(1, Relaxed);
