@@ -468,7 +468,10 @@ fn paho_mqtt_devices_and_consoles_work() {
         String::from_utf8_lossy(&out.stderr),
         weir.log()
     );
-    let got: Vec<Value> = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let got: Vec<Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
     let alert = got
         .iter()
         .find(|m| m["payload"]["kind"] == "zscore")

@@ -68,7 +68,14 @@ impl Weir {
         std::fs::create_dir_all(data_dir).expect("data dir");
         // The compile cache is shared by all tests; it joins the extra
         // config's [plugins] table when there is one.
-        let cache_line = format!("cache_dir = {cache:?}\n");
+        let mut cache_line = format!("cache_dir = {cache:?}\n");
+        // Tests start many debug-build instances at once, each compiling its
+        // plugins on a cold cache: a call budget meant for production would
+        // turn that CPU contention into dead letters. Tests about deadlines
+        // (tests/sandbox.rs) set their own.
+        if !extra_config.contains("call_timeout_ms") {
+            cache_line.push_str("call_timeout_ms = 2000\n");
+        }
         let extra = if extra_config.contains("[plugins]\n") {
             extra_config.replacen("[plugins]\n", &format!("[plugins]\n{cache_line}"), 1)
         } else {
