@@ -23,6 +23,10 @@ const SHIPPED: &[(&str, &str)] = &[
     ("bad-import", "bad_import.wasm"),
     ("ticker", "ticker.wasm"),
     ("window-trend", "window_trend.wasm"),
+    ("timeseries", "timeseries.wasm"),
+    ("archive", "archive.wasm"),
+    ("kinesis", "kinesis.wasm"),
+    ("notify", "notify.wasm"),
 ];
 
 fn main() {
@@ -42,6 +46,10 @@ fn main() {
         "alerts",
         "testing",
         "window-trend",
+        "timeseries",
+        "archive",
+        "kinesis",
+        "notify",
     ] {
         println!("cargo:rerun-if-changed={}", plugins.join(dir).display());
     }

@@ -63,6 +63,17 @@ impl Weir {
     }
 
     pub fn start_with_rules(data_dir: &Path, rules_dir: &Path, extra_config: &str) -> Weir {
+        Weir::start_with_env(data_dir, rules_dir, extra_config, &[])
+    }
+
+    /// As `start_with_rules`, with extra environment variables (AWS
+    /// credentials for the local AWS-compatible servers, say).
+    pub fn start_with_env(
+        data_dir: &Path,
+        rules_dir: &Path,
+        extra_config: &str,
+        env: &[(&str, &str)],
+    ) -> Weir {
         let cache = repo_root().join("target/weir-test-cache");
         let config = data_dir.join("weir.toml");
         std::fs::create_dir_all(data_dir).expect("data dir");
@@ -95,6 +106,7 @@ impl Weir {
             .args(["run", "--config"])
             .arg(&config)
             .env("WEIR_LOG", "info,weir_runtime=debug,rumqttd=warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -69,6 +69,7 @@ fn runtime(dir: &std::path::Path) -> Arc<PluginRuntime> {
         kv: Arc::new(weir_runtime::store::KvStore::open(&dir.join("state.redb")).expect("store")),
         journals: Arc::new(weir_runtime::store::Journals::new(dir.to_path_buf())),
         metrics: Arc::new(weir_runtime::metrics::Metrics::default()),
+        sinks: Arc::new(weir_runtime::sinks::Sinks::disabled()),
     });
     let limits = weir_runtime::config::PluginLimits {
         call_timeout_ms: 10_000,

@@ -4,6 +4,7 @@
 //! benchmark.
 
 mod admin_cmd;
+mod archive_cmd;
 mod bench;
 mod eval;
 mod plugin_cmd;
@@ -11,6 +12,7 @@ mod replay;
 mod rng;
 mod rules_cmd;
 mod simulate;
+mod ts_cmd;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -106,6 +108,16 @@ enum Command {
     Eval {
         #[command(subcommand)]
         command: eval::EvalCommand,
+    },
+    /// Query the embedded time-series store.
+    Ts {
+        #[command(subcommand)]
+        command: ts_cmd::TsCommand,
+    },
+    /// The Parquet archive (Athena DDL).
+    Archive {
+        #[command(subcommand)]
+        command: archive_cmd::ArchiveCommand,
     },
 }
 
@@ -257,6 +269,8 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Bench(args) => bench::run(args).await.map(|_| ExitCode::SUCCESS),
         Command::Replay(args) => replay::run(args).await.map(|_| ExitCode::SUCCESS),
         Command::Eval { command } => eval::run(command).await.map(|_| ExitCode::SUCCESS),
+        Command::Ts { command } => ts_cmd::run(command).await,
+        Command::Archive { command } => archive_cmd::run(command),
     }
 }
 

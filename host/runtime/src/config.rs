@@ -3,7 +3,12 @@
 //! Every section rejects unknown keys, so a typo is an error that names the
 //! key rather than a setting silently ignored.
 
+pub use crate::sinks::config::{
+    ArchiveBackend, DeliveryConfig, NotifyTarget, ShadowBackend, StorageConfig, StreamTarget,
+    TimeseriesBackend,
+};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -36,6 +41,17 @@ pub struct Config {
     pub engine: EngineConfig,
     pub plugins: PluginLimits,
     pub broker: BrokerConfig,
+    /// AWS region, credentials and per-service endpoint overrides, shared
+    /// by every AWS backend.
+    pub aws: weir_aws::AwsSettings,
+    /// Where the shadow, time-series and archive tiers live.
+    pub storage: StorageConfig,
+    /// Notify targets (`[notify.<target>]`) plugins may be granted.
+    pub notify: BTreeMap<String, NotifyTarget>,
+    /// Streams (`[stream.<name>]`) plugins may be granted.
+    pub stream: BTreeMap<String, StreamTarget>,
+    /// The outbox (queue, spool, retry) in front of every backend.
+    pub delivery: DeliveryConfig,
 }
 
 impl Default for Config {
@@ -47,6 +63,11 @@ impl Default for Config {
             engine: EngineConfig::default(),
             plugins: PluginLimits::default(),
             broker: BrokerConfig::default(),
+            aws: weir_aws::AwsSettings::default(),
+            storage: StorageConfig::default(),
+            notify: BTreeMap::new(),
+            stream: BTreeMap::new(),
+            delivery: DeliveryConfig::default(),
         }
     }
 }
@@ -196,6 +217,11 @@ impl Config {
         if self.data_dir.as_os_str().is_empty() {
             return invalid("data_dir must not be empty");
         }
+        self.aws
+            .validate()
+            .map_err(|e| ConfigError::Invalid(format!("aws: {e}")))?;
+        crate::sinks::config::validate(&self.storage, &self.notify, &self.stream, &self.delivery)
+            .map_err(ConfigError::Invalid)?;
         Ok(())
     }
 
@@ -237,6 +263,34 @@ mod tests {
     fn unknown_key_is_named() {
         let err = Config::from_toml("[engine]\nworkerz = 2\n").unwrap_err();
         assert!(err.to_string().contains("workerz"), "{err}");
+    }
+
+    #[test]
+    fn storage_backends_need_their_settings() {
+        let err =
+            Config::from_toml("[storage.timeseries]\nbackend = \"timestream\"\n").unwrap_err();
+        assert!(
+            err.to_string().contains("storage.timeseries.database"),
+            "{err}"
+        );
+        let err = Config::from_toml("[storage.archive]\nbackend = \"s3\"\n").unwrap_err();
+        assert!(err.to_string().contains("storage.archive.bucket"), "{err}");
+        let err = Config::from_toml("[storage.archive]\nbackend = \"ftp\"\n").unwrap_err();
+        assert!(err.to_string().contains("ftp"), "{err}");
+        let err =
+            Config::from_toml("[notify.ops]\nkind = \"sns\"\ntopic_arn = \"ops\"\n").unwrap_err();
+        assert!(err.to_string().contains("notify.ops.topic_arn"), "{err}");
+        let err = Config::from_toml("[stream.telemetry]\nkind = \"kinesis\"\nstream = \"x\"\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("stream"), "{err}");
+        let ok = Config::from_toml(
+            "[aws]\nregion = \"eu-west-1\"\n[aws.endpoints]\nkinesis = \"http://127.0.0.1:4567\"\n\
+             [storage.timeseries]\nbackend = \"influxdb\"\nurl = \"http://127.0.0.1:8086\"\norg = \"o\"\nbucket = \"b\"\n\
+             [stream.telemetry]\nkind = \"kinesis\"\nstream_name = \"weir\"\n",
+        )
+        .unwrap();
+        assert_eq!(ok.storage.timeseries.backend, TimeseriesBackend::Influxdb);
+        assert_eq!(ok.stream["telemetry"].shard_records_per_sec, 1000);
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! - [`engine`]: worker threads that evaluate rules and batch messages to plugins.
 //! - [`plugin`]: the wasmtime component host, its limits and its capabilities.
 //! - [`reload`]: watching the rules directory and swapping generations.
-//! - [`store`]: the embedded backends (key-value state, journals).
+//! - [`store`]: the embedded key-value state and journals.
+//! - [`sinks`]: the storage tiers and outlets (time series, Parquet archive,
+//!   DynamoDB shadow replica, SNS, Kinesis), each behind an outbox.
 //! - [`admin`]: the socket `weir status` / `weir shadow get` talk to.
 //! - [`server`]: `run(config, listener, shutdown)`, which wires it together.
 
@@ -23,6 +25,7 @@ pub mod plugin;
 pub mod reload;
 pub mod rules;
 pub mod server;
+pub mod sinks;
 pub mod store;
 
 pub use config::Config;

@@ -14,6 +14,7 @@ use crate::plugin::capabilities::HostServices;
 use crate::plugin::PluginRuntime;
 use crate::reload::Reloader;
 use crate::rules::RuleProblem;
+use crate::sinks::Sinks;
 use crate::store::{Journals, KvStore, StoreError};
 use serde_json::json;
 use std::future::Future;
@@ -82,6 +83,8 @@ pub struct Running {
     socket_path: PathBuf,
     _watcher: Option<notify::RecommendedWatcher>,
     pub reloader: Arc<Reloader>,
+    pub sinks: Arc<Sinks>,
+    sinks_timeout: Duration,
 }
 
 /// Start serving on `listener`; returns once everything is up.
@@ -95,10 +98,16 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
     let kv = Arc::new(KvStore::open(&state_path(&config.data_dir))?);
     let journals = Arc::new(Journals::new(config.data_dir.clone()));
     let metrics = Arc::new(Metrics::default());
+    let sinks = Arc::new(
+        Sinks::start(&config, &kv, &metrics)
+            .await
+            .map_err(|e| ServerError::Io(format!("storage: {e}")))?,
+    );
     let services = Arc::new(HostServices {
         kv: kv.clone(),
         journals: journals.clone(),
         metrics: metrics.clone(),
+        sinks: sinks.clone(),
     });
     let rt = Arc::new(PluginRuntime::new(
         config.plugins.clone(),
@@ -174,7 +183,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
             .map_err(|e| ServerError::Io(e.to_string()))?;
         workers.push(handle);
     }
-    let engine = EngineHandle::new(queues);
+    let engine = EngineHandle::new(queues).with_gate(sinks.gate());
 
     let presence = Arc::new(Presence::new(
         kv.clone(),
@@ -203,6 +212,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
         .map_err(|e| ServerError::Io(format!("admin socket {}: {e}", socket_path.display())))?;
     let status_current = current.clone();
     let status_engine = engine.clone();
+    let status_sinks = sinks.clone();
     let listen_text = local.to_string();
     let answerer = Arc::new(Answerer {
         kv: kv.clone(),
@@ -215,10 +225,12 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
                 "rules": g.rules.rules.iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
                 "plugins": g.plugins.iter().map(|(n, p)| json!({"name": n, "kind": p.kind.name(), "digest": &p.digest[..12]})).collect::<Vec<_>>(),
                 "queued": status_engine.queued(),
+                "sinks": status_sinks.status(),
             })
         })),
         reloader: Some(reloader.clone()),
         engine: Some((current.clone(), config.workers())),
+        ts: sinks.ts_store(),
     });
     let admin_task = tokio::spawn(admin::serve(admin_listener, answerer, stop_rx.clone()));
 
@@ -256,6 +268,8 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
         socket_path,
         _watcher: watcher,
         reloader,
+        sinks,
+        sinks_timeout: Duration::from_millis(config.delivery.shutdown_timeout_ms),
     })
 }
 
@@ -281,6 +295,8 @@ impl Running {
         })
         .await;
         flush(&self.kv, &self.journals);
+        // Last: the backends, which the final checkpoint and flush fed.
+        self.sinks.shutdown(self.sinks_timeout).await;
         let _ = std::fs::remove_file(&self.socket_path);
         tracing::info!("stopped");
     }

@@ -22,11 +22,15 @@ pub use weir_plugin_sys::aggregator;
 pub mod processor {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "weir:plugin/processor-plugin@0.1.0",
+        world: "weir:plugin/processor-plugin@0.1.1",
         with: {
-            "weir:plugin/types@0.1.0": weir_plugin_sys::aggregator::weir::plugin::types,
-            "weir:plugin/publish@0.1.0": weir_plugin_sys::aggregator::weir::plugin::publish,
-            "weir:plugin/journal@0.1.0": weir_plugin_sys::aggregator::weir::plugin::journal,
+            "weir:plugin/types@0.1.1": weir_plugin_sys::aggregator::weir::plugin::types,
+            "weir:plugin/publish@0.1.1": weir_plugin_sys::aggregator::weir::plugin::publish,
+            "weir:plugin/journal@0.1.1": weir_plugin_sys::aggregator::weir::plugin::journal,
+            "weir:plugin/timeseries@0.1.1": weir_plugin_sys::aggregator::weir::plugin::timeseries,
+            "weir:plugin/archive@0.1.1": weir_plugin_sys::aggregator::weir::plugin::archive,
+            "weir:plugin/notify@0.1.1": weir_plugin_sys::aggregator::weir::plugin::notify,
+            "weir:plugin/streams@0.1.1": weir_plugin_sys::aggregator::weir::plugin::streams,
             "wasi:logging/logging@0.1.0-draft": weir_plugin_sys::aggregator::wasi::logging::logging,
             "wasi:config/store@0.2.0-rc.1": weir_plugin_sys::aggregator::wasi::config::store,
             "wasi:keyvalue/store@0.2.0-draft": weir_plugin_sys::aggregator::wasi::keyvalue::store,
@@ -42,11 +46,15 @@ pub mod processor {
 pub mod sink {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "weir:plugin/sink-plugin@0.1.0",
+        world: "weir:plugin/sink-plugin@0.1.1",
         with: {
-            "weir:plugin/types@0.1.0": weir_plugin_sys::aggregator::weir::plugin::types,
-            "weir:plugin/publish@0.1.0": weir_plugin_sys::aggregator::weir::plugin::publish,
-            "weir:plugin/journal@0.1.0": weir_plugin_sys::aggregator::weir::plugin::journal,
+            "weir:plugin/types@0.1.1": weir_plugin_sys::aggregator::weir::plugin::types,
+            "weir:plugin/publish@0.1.1": weir_plugin_sys::aggregator::weir::plugin::publish,
+            "weir:plugin/journal@0.1.1": weir_plugin_sys::aggregator::weir::plugin::journal,
+            "weir:plugin/timeseries@0.1.1": weir_plugin_sys::aggregator::weir::plugin::timeseries,
+            "weir:plugin/archive@0.1.1": weir_plugin_sys::aggregator::weir::plugin::archive,
+            "weir:plugin/notify@0.1.1": weir_plugin_sys::aggregator::weir::plugin::notify,
+            "weir:plugin/streams@0.1.1": weir_plugin_sys::aggregator::weir::plugin::streams,
             "wasi:logging/logging@0.1.0-draft": weir_plugin_sys::aggregator::wasi::logging::logging,
             "wasi:config/store@0.2.0-rc.1": weir_plugin_sys::aggregator::wasi::config::store,
             "wasi:keyvalue/store@0.2.0-draft": weir_plugin_sys::aggregator::wasi::keyvalue::store,

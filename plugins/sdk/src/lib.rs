@@ -1,7 +1,7 @@
 //! # weir-plugin: the guest SDK for Weir plugins
 //!
 //! A Weir plugin is a WebAssembly component built for `wasm32-wasip2` against
-//! the WIT package `weir:plugin@0.1.0` (in the repository's `wit/`). This
+//! the WIT package `weir:plugin@0.1.1` (in the repository's `wit/`). This
 //! crate wraps the generated bindings so that a plugin is a struct, a trait
 //! impl and one macro call:
 //!
@@ -43,7 +43,9 @@
 //! ## Host capabilities
 //!
 //! [`config`] (plugin settings, `wasi:config`), [`kv`] (key-value buckets,
-//! `wasi:keyvalue`), [`log`] (`wasi:logging`), [`publish()`] and [`journal`].
+//! `wasi:keyvalue`), [`log`] (`wasi:logging`), [`publish()`], [`journal`],
+//! and the storage tiers and outlets: [`timeseries`], [`archive`],
+//! [`notify`] and [`stream`].
 //! Each is linked only when the plugin's declaration grants it; calls to a
 //! capability that was not granted return an error (or the component is
 //! refused at load, depending on the host's policy).
@@ -60,6 +62,7 @@
 
 extern crate self as weir_plugin;
 
+pub mod archive;
 #[doc(hidden)]
 pub mod bindings;
 pub mod config;
@@ -67,6 +70,9 @@ pub mod devices;
 pub mod journal;
 pub mod kv;
 pub mod log;
+pub mod notify;
+pub mod stream;
+pub mod timeseries;
 
 /// One message handed to a plugin: the output of one rule for one reading.
 /// See `weir:plugin/types.message` for the meaning of each field.

@@ -15,6 +15,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 
+const NO_TS: &str = "no embedded time-series store here (storage.timeseries.backend is not \"embedded\", or nothing was written yet)";
+
 /// Bucket the shadow plugin keeps device shadows in.
 pub const SHADOW_BUCKET: &str = "shadow";
 
@@ -22,11 +24,29 @@ pub const SHADOW_BUCKET: &str = "shadow";
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
     Status,
-    Shadow { device: String },
-    State { bucket: String, key: String },
-    StateKeys { bucket: String },
-    StateDelete { bucket: String, key: String },
+    Shadow {
+        device: String,
+    },
+    State {
+        bucket: String,
+        key: String,
+    },
+    StateKeys {
+        bucket: String,
+    },
+    StateDelete {
+        bucket: String,
+        key: String,
+    },
     Reload,
+    /// Readings of one series from the embedded time-series store.
+    TsQuery {
+        query: weir_storage::timeseries::TsQuery,
+    },
+    /// The series (device, metric) the embedded store holds.
+    TsSeries {
+        device: Option<String>,
+    },
 }
 
 /// What an instance (or the offline store) can answer.
@@ -37,6 +57,8 @@ pub struct Answerer {
     pub reloader: Option<Arc<crate::reload::Reloader>>,
     /// The running engine (current generation, worker count), for resets.
     pub engine: Option<(Arc<crate::engine::Current>, usize)>,
+    /// The embedded time-series store, when it is the configured backend.
+    pub ts: Option<Arc<weir_storage::timeseries::TsStore>>,
 }
 
 impl Answerer {
@@ -76,6 +98,19 @@ impl Answerer {
             }
             Request::StateKeys { bucket } => {
                 Ok(json!(self.kv.keys(bucket).map_err(|e| e.to_string())?))
+            }
+            Request::TsQuery { query } => {
+                let ts = self.ts.as_ref().ok_or(NO_TS)?;
+                let rows = ts.query(query).map_err(|e| e.to_string())?;
+                serde_json::to_value(rows).map_err(|e| e.to_string())
+            }
+            Request::TsSeries { device } => {
+                let ts = self.ts.as_ref().ok_or(NO_TS)?;
+                let series = ts.series(device.as_deref()).map_err(|e| e.to_string())?;
+                Ok(json!(series
+                    .into_iter()
+                    .map(|(device, metric)| json!({"device": device, "metric": metric}))
+                    .collect::<Vec<_>>()))
             }
             Request::Reload => match &self.reloader {
                 Some(r) => serde_json::to_value(r.reload()).map_err(|e| e.to_string()),
@@ -184,12 +219,26 @@ pub async fn query(data_dir: &Path, request: &Request) -> Result<Value, AdminErr
 pub fn query_offline(data_dir: &Path, request: &Request) -> Result<Value, AdminError> {
     let kv = KvStore::open(&crate::server::state_path(data_dir))
         .map_err(|e| AdminError::Failed(e.to_string()))?;
+    let ts_path = crate::sinks::timeseries::store_path(data_dir);
+    let ts = match request {
+        Request::TsQuery { .. } | Request::TsSeries { .. } if ts_path.exists() => Some(Arc::new(
+            // Retention is only enforced by a running instance; reading
+            // does not need the configured value.
+            weir_storage::timeseries::TsStore::open(
+                &ts_path,
+                std::time::Duration::from_secs(90 * 86_400),
+            )
+            .map_err(|e| AdminError::Failed(format!("{}: {e}", ts_path.display())))?,
+        )),
+        _ => None,
+    };
     let answerer = Answerer {
         kv: Arc::new(kv),
         metrics: None,
         extra_status: None,
         reloader: None,
         engine: None,
+        ts,
     };
     answerer.answer(request).map_err(AdminError::Failed)
 }

@@ -14,16 +14,25 @@ pub use generation::{Current, Generation};
 pub use ingest::Ingest;
 
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 /// The sending side of the workers' queues.
 #[derive(Clone)]
 pub struct EngineHandle {
     queues: Vec<flume::Sender<Ingest>>,
+    /// Closed while a backend's spool is full (see `sinks::Gate`).
+    gate: Option<Arc<crate::sinks::Gate>>,
 }
 
 impl EngineHandle {
     pub fn new(queues: Vec<flume::Sender<Ingest>>) -> EngineHandle {
-        EngineHandle { queues }
+        EngineHandle { queues, gate: None }
+    }
+
+    /// Make `send` wait while `gate` is closed.
+    pub fn with_gate(mut self, gate: Arc<crate::sinks::Gate>) -> EngineHandle {
+        self.gate = Some(gate);
+        self
     }
 
     fn queue_for(&self, topic: &str) -> &flume::Sender<Ingest> {
@@ -33,9 +42,13 @@ impl EngineHandle {
         &self.queues[i]
     }
 
-    /// Queue a message, waiting while the worker's queue is full.
-    /// Returns false when the engine has shut down.
+    /// Queue a message, waiting while the worker's queue is full or a
+    /// backend's spool is (the sinks' gate is closed). Returns false when
+    /// the engine has shut down.
     pub async fn send(&self, ingest: Ingest) -> bool {
+        if let Some(gate) = &self.gate {
+            gate.wait_open().await;
+        }
         self.queue_for(&ingest.topic)
             .send_async(ingest)
             .await

@@ -28,6 +28,10 @@ macro_rules! plugin_world {
                     "weir:plugin/types": crate::plugin::bindings::host::weir::plugin::types,
                     "weir:plugin/publish": crate::plugin::bindings::host::weir::plugin::publish,
                     "weir:plugin/journal": crate::plugin::bindings::host::weir::plugin::journal,
+                    "weir:plugin/timeseries": crate::plugin::bindings::host::weir::plugin::timeseries,
+                    "weir:plugin/archive": crate::plugin::bindings::host::weir::plugin::archive,
+                    "weir:plugin/notify": crate::plugin::bindings::host::weir::plugin::notify,
+                    "weir:plugin/streams": crate::plugin::bindings::host::weir::plugin::streams,
                 },
             });
         }

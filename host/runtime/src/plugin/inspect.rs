@@ -7,7 +7,7 @@ use wasmtime::component::Component;
 use wasmtime::{Config, Engine};
 
 /// The WIT package version this host implements.
-pub const HOST_WIT_VERSION: &str = "0.1.0";
+pub const HOST_WIT_VERSION: &str = "0.1.1";
 
 /// Describe a component as JSON.
 pub fn inspect(bytes: &[u8]) -> Result<Value, String> {

@@ -76,6 +76,10 @@ pub(crate) fn grant_for(import: &str) -> Option<&'static str> {
         "wasi:keyvalue/store" | "wasi:keyvalue/batch" => Some("keyvalue"),
         "weir:plugin/publish" => Some("publish"),
         "weir:plugin/journal" => Some("journal"),
+        "weir:plugin/timeseries" => Some("timeseries"),
+        "weir:plugin/archive" => Some("archive"),
+        "weir:plugin/notify" => Some("notify"),
+        "weir:plugin/streams" => Some("stream"),
         _ => None,
     }
 }
@@ -178,6 +182,10 @@ pub fn load(
             Some("keyvalue") => !grants.keyvalue.is_empty(),
             Some("publish") => !grants.publish.is_empty(),
             Some("journal") => !grants.journal.is_empty(),
+            Some("timeseries") => grants.timeseries,
+            Some("archive") => grants.archive,
+            Some("notify") => !grants.notify.is_empty(),
+            Some("stream") => !grants.stream.is_empty(),
             _ => {
                 return Err(PluginError::load(
                     name,
@@ -189,7 +197,10 @@ pub fn load(
             let grant = grant_for(import).unwrap_or("?");
             return Err(PluginError::load(
                 name,
-                format!("imports {import}, but its declaration grants no `{grant}` (add grants.{grant} = [...] in plugins.toml)"),
+                match grant {
+                    "timeseries" | "archive" => format!("imports {import}, but its declaration does not grant `{grant}` (add grants.{grant} = true in plugins.toml)"),
+                    _ => format!("imports {import}, but its declaration grants no `{grant}` (add grants.{grant} = [...] in plugins.toml)"),
+                },
             ));
         }
     }
@@ -234,6 +245,18 @@ fn linker(rt: &PluginRuntime, grants: &Grants) -> wasmtime::Result<Linker<Plugin
     if !grants.journal.is_empty() {
         host::weir::plugin::journal::add_to_linker::<PluginState, Me>(&mut linker, |s| s)?;
     }
+    if grants.timeseries {
+        host::weir::plugin::timeseries::add_to_linker::<PluginState, Me>(&mut linker, |s| s)?;
+    }
+    if grants.archive {
+        host::weir::plugin::archive::add_to_linker::<PluginState, Me>(&mut linker, |s| s)?;
+    }
+    if !grants.notify.is_empty() {
+        host::weir::plugin::notify::add_to_linker::<PluginState, Me>(&mut linker, |s| s)?;
+    }
+    if !grants.stream.is_empty() {
+        host::weir::plugin::streams::add_to_linker::<PluginState, Me>(&mut linker, |s| s)?;
+    }
     Ok(linker)
 }
 
@@ -243,11 +266,11 @@ mod tests {
     use crate::plugin::capabilities::HostServices;
     use crate::plugin::manifest::PluginDecls;
 
-    /// Rewrite every `weir:plugin/…@0.1.0` name in a component to another
+    /// Rewrite every `weir:plugin/…@0.1.1` name in a component to another
     /// 0.1 patch (same length, so the binary stays valid).
     fn as_patch(bytes: &[u8], patch: u8) -> Vec<u8> {
         let mut out = bytes.to_vec();
-        let needle = b"@0.1.0";
+        let needle = b"@0.1.1";
         let mut i = 0;
         while i + needle.len() <= out.len() {
             if &out[i..i + needle.len()] == needle {
@@ -264,20 +287,32 @@ mod tests {
     /// A plugin built against another 0.1 patch of the WIT package loads and
     /// runs on this host: wasmtime matches 0.1.x imports and exports by semver.
     #[test]
-    fn a_plugin_from_another_0_1_patch_loads_and_runs() {
+    fn a_plugin_from_a_later_0_1_patch_loads_and_runs() {
+        runs_as_patch(7);
+    }
+
+    /// Plugins built against 0.1.0 (before the storage interfaces were
+    /// added in 0.1.1) keep loading.
+    #[test]
+    fn a_plugin_from_an_earlier_0_1_patch_loads_and_runs() {
+        runs_as_patch(0);
+    }
+
+    fn runs_as_patch(patch: u8) {
         let dir = std::env::temp_dir().join(format!("weir-semver-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         let Some(echo) = weir_bundled_plugins::get("echo") else {
             eprintln!("SKIPPED: built without plugins (WEIR_SKIP_PLUGIN_BUILD)");
             return;
         };
-        let patched = as_patch(echo, 7);
+        let patched = as_patch(echo, patch);
         assert_ne!(patched, echo, "no weir:plugin names were rewritten");
         std::fs::write(dir.join("echo.wasm"), &patched).unwrap();
         let services = Arc::new(HostServices {
             kv: Arc::new(crate::store::KvStore::open(&dir.join("state.redb")).unwrap()),
             journals: Arc::new(crate::store::Journals::new(dir.clone())),
             metrics: Arc::new(crate::metrics::Metrics::default()),
+            sinks: Arc::new(crate::sinks::Sinks::disabled()),
         });
         let rt = PluginRuntime::new(Default::default(), dir.join("cache"), services).unwrap();
         let decls = PluginDecls::parse(
@@ -285,11 +320,12 @@ mod tests {
         )
         .unwrap();
         let loaded = load(&rt, "echo", decls.get("echo").unwrap(), &dir)
-            .expect("a 0.1.7 plugin loads on a 0.1.0 host");
+            .expect("a plugin of another 0.1 patch loads on a 0.1.1 host");
+        let suffix = format!("@0.1.{patch}");
         assert!(surface(&rt.compile("echo", &patched).unwrap().0, &rt)
             .exports
             .iter()
-            .any(|e| e.ends_with("@0.1.7")));
+            .any(|e| e.ends_with(&suffix)));
         let mut instance = crate::plugin::Instance::new(&rt, Arc::new(loaded)).unwrap();
         let out = instance
             .process(&[crate::plugin::bindings::Message {

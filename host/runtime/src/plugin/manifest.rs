@@ -41,6 +41,18 @@ pub struct Grants {
     /// Journals it may append to (`weir:plugin/journal`).
     #[serde(default)]
     pub journal: Vec<String>,
+    /// May it write to the time-series tier (`weir:plugin/timeseries`).
+    #[serde(default)]
+    pub timeseries: bool,
+    /// May it append to the archive (`weir:plugin/archive`).
+    #[serde(default)]
+    pub archive: bool,
+    /// Notify targets (`[notify.<target>]`) it may send to (`weir:plugin/notify`).
+    #[serde(default)]
+    pub notify: Vec<String>,
+    /// Streams (`[stream.<name>]`) it may put to (`weir:plugin/streams`).
+    #[serde(default)]
+    pub stream: Vec<String>,
 }
 
 impl PluginDecl {

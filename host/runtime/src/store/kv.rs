@@ -16,9 +16,16 @@ const TABLE: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("kv");
 /// `None` in the overlay is a pending delete.
 type Overlay = HashMap<(String, String), Option<Vec<u8>>>;
 
+/// Told, after each flush, of the keys of one bucket that reached disk
+/// (`None` for a delete): how a bucket is replicated elsewhere (the shadow
+/// bucket to DynamoDB). Writes of one key within a flush interval are
+/// coalesced by the overlay, so the observer sees the last value only.
+pub type Observer = Box<dyn Fn(Vec<(String, Option<Vec<u8>>)>) + Send + Sync>;
+
 pub struct KvStore {
     db: Database,
     pending: Mutex<Overlay>,
+    observers: Mutex<Vec<(String, Observer)>>,
 }
 
 impl KvStore {
@@ -40,7 +47,16 @@ impl KvStore {
         Ok(KvStore {
             db,
             pending: Mutex::new(HashMap::new()),
+            observers: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Call `observer` after each flush with the flushed keys of `bucket`.
+    pub fn observe(&self, bucket: &str, observer: Observer) {
+        self.observers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((bucket.to_string(), observer));
     }
 
     fn overlay(&self) -> std::sync::MutexGuard<'_, Overlay> {
@@ -129,6 +145,22 @@ impl KvStore {
                 overlay.entry(k).or_insert(v);
             }
             return Err(e);
+        }
+        let observers = self.observers.lock().unwrap_or_else(|p| p.into_inner());
+        if !observers.is_empty() {
+            let mut flushed: Vec<((String, String), Option<Vec<u8>>)> =
+                pending.into_iter().collect();
+            flushed.sort_by(|a, b| a.0.cmp(&b.0));
+            for (bucket, observer) in observers.iter() {
+                let changes: Vec<(String, Option<Vec<u8>>)> = flushed
+                    .iter()
+                    .filter(|((b, _), _)| b == bucket)
+                    .map(|((_, k), v)| (k.clone(), v.clone()))
+                    .collect();
+                if !changes.is_empty() {
+                    observer(changes);
+                }
+            }
         }
         Ok(n)
     }

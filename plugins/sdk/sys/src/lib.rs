@@ -1,4 +1,4 @@
-//! Raw `wit-bindgen` bindings for `weir:plugin@0.1.0`; use the `weir-plugin`
+//! Raw `wit-bindgen` bindings for `weir:plugin@0.1.1`; use the `weir-plugin`
 //! SDK instead.
 //!
 //! Why a crate of its own: with `pub_export_macro`, wit-bindgen emits one
@@ -17,7 +17,7 @@
 pub mod aggregator {
     wit_bindgen::generate!({
         path: "../../../wit",
-        world: "weir:plugin/aggregator-plugin@0.1.0",
+        world: "weir:plugin/aggregator-plugin@0.1.1",
         generate_all,
         pub_export_macro: true,
         default_bindings_module: "::weir_plugin::__private::aggregator",
@@ -27,6 +27,10 @@ pub mod aggregator {
 
 pub use wit_bindgen;
 
+use aggregator::weir::plugin::archive::Row;
+use aggregator::weir::plugin::notify::Notification;
+use aggregator::weir::plugin::streams::Entry;
+use aggregator::weir::plugin::timeseries::Reading;
 use aggregator::weir::plugin::types::{Message, Metric, Outbound};
 use std::fmt;
 
@@ -91,5 +95,70 @@ impl PartialEq for Outbound {
 impl fmt::Display for Outbound {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.topic, self.payload)
+    }
+}
+
+impl Reading {
+    /// A reading of `device` at `time` (ms since the epoch).
+    pub fn new(
+        device: impl Into<String>,
+        device_type: impl Into<String>,
+        time: i64,
+        measures: Vec<Metric>,
+    ) -> Self {
+        Reading {
+            device: device.into(),
+            device_type: device_type.into(),
+            time,
+            measures,
+        }
+    }
+}
+
+impl Row {
+    /// The row that archives `message` as it is.
+    pub fn from_message(message: &Message) -> Self {
+        Row {
+            device: message.device.clone(),
+            device_type: message.device_type.clone(),
+            topic: message.topic.clone(),
+            received_at: message.received_at,
+            device_time: message.device_time,
+            metrics: message.metrics.clone(),
+            payload: message.payload.clone(),
+        }
+    }
+}
+
+impl Notification {
+    /// A notification with a body and no subject or attributes.
+    pub fn new(body: impl Into<String>) -> Self {
+        Notification {
+            subject: None,
+            body: body.into(),
+            attributes: Vec::new(),
+        }
+    }
+
+    /// Set the subject line.
+    pub fn subject(mut self, subject: impl Into<String>) -> Self {
+        self.subject = Some(subject.into());
+        self
+    }
+
+    /// Add a string attribute (for subscription filter policies).
+    pub fn attribute(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.attributes.push((name.into(), value.into()));
+        self
+    }
+}
+
+impl Entry {
+    /// An entry for the shard chosen by `partition_key`.
+    pub fn new(partition_key: impl Into<String>, data: impl Into<Vec<u8>>) -> Self {
+        Entry {
+            partition_key: partition_key.into(),
+            data: data.into(),
+        }
     }
 }

@@ -5,15 +5,20 @@
 //! plugin's `Linker` at all (so the component is refused at load), and the
 //! granted ones check each bucket, topic or journal name per call.
 
+pub mod archive;
 pub mod config;
 pub mod journal;
 pub mod keyvalue;
 pub mod logging;
+pub mod notify;
 pub mod publish;
+pub mod streams;
+pub mod timeseries;
 
 use crate::metrics::Metrics;
 use crate::plugin::bindings::Outbound;
 use crate::plugin::manifest::Grants;
+use crate::sinks::Sinks;
 use crate::store::{Journals, KvStore};
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
@@ -25,6 +30,8 @@ pub struct HostServices {
     pub kv: Arc<KvStore>,
     pub journals: Arc<Journals>,
     pub metrics: Arc<Metrics>,
+    /// The storage tiers and outlets (time series, archive, notify, streams).
+    pub sinks: Arc<Sinks>,
 }
 
 /// The data of one plugin instance's `Store`.

@@ -1,0 +1,205 @@
+//! The time-series tier: the embedded store (default, with retention
+//! enforced hourly), Amazon Timestream for LiveAnalytics, or InfluxDB line
+//! protocol. Each is a [`Deliver`] behind the tier's outbox.
+
+use super::outbox::Factory;
+use super::SinkError;
+use crate::config::{Config, TimeseriesBackend};
+use crate::metrics::Metrics;
+use std::sync::Arc;
+use std::time::Duration;
+use weir_delivery::{Deliver, Delivery, Outbox};
+use weir_storage::timeseries::{TsRecord, TsStore};
+
+/// The embedded store's file.
+pub fn store_path(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("timeseries.redb")
+}
+
+type Started = (
+    Outbox<TsRecord>,
+    Option<Arc<TsStore>>,
+    Option<tokio::task::JoinHandle<()>>,
+);
+
+pub async fn start(
+    config: &Config,
+    aws: Option<&weir_aws::AwsClients>,
+    outboxes: &Factory,
+    metrics: &Arc<Metrics>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<Started, SinkError> {
+    let ts = &config.storage.timeseries;
+    match ts.backend {
+        TimeseriesBackend::Embedded => {
+            let retention = Duration::from_secs(u64::from(ts.retention_days) * 86_400);
+            let path = store_path(&config.data_dir);
+            let store =
+                Arc::new(TsStore::open(&path, retention).map_err(|e| {
+                    SinkError::start("timeseries", format!("{}: {e}", path.display()))
+                })?);
+            let outbox = outboxes.spawn(
+                "timeseries",
+                Embedded {
+                    store: store.clone(),
+                    metrics: metrics.clone(),
+                },
+                4096,
+            )?;
+            let task = retention_task(store.clone(), stop);
+            Ok((outbox, Some(store), Some(task)))
+        }
+        TimeseriesBackend::Timestream => {
+            let aws = aws.ok_or_else(|| SinkError::start("timeseries", "AWS clients missing"))?;
+            let (database, table) = (
+                ts.database.clone().unwrap_or_default(),
+                ts.table.clone().unwrap_or_default(),
+            );
+            // Endpoint discovery follows `aws.timestream_endpoint_discovery`
+            // (default: on unless `aws.endpoints.timestream` is set).
+            let writer =
+                weir_aws::timestream::TimestreamWriter::from_clients(aws, &database, &table);
+            if ts.create_table {
+                writer
+                    .ensure_database_and_table()
+                    .await
+                    .map_err(|e| SinkError::start("timeseries", e))?;
+            }
+            let outbox = outboxes.spawn("timeseries", Timestream { writer }, 500)?;
+            Ok((outbox, None, None))
+        }
+        TimeseriesBackend::Influxdb => {
+            let token = match (&ts.token, &ts.token_env) {
+                (Some(t), _) => Some(t.clone()),
+                (None, Some(var)) => Some(std::env::var(var).map_err(|_| {
+                    SinkError::start(
+                        "timeseries",
+                        format!("environment variable {var} (token_env) is not set"),
+                    )
+                })?),
+                (None, None) => None,
+            };
+            let writer = weir_aws::influx::InfluxWriter::new(
+                ts.url.as_deref().unwrap_or_default(),
+                ts.org.as_deref().unwrap_or_default(),
+                ts.bucket.as_deref().unwrap_or_default(),
+                token,
+                Duration::from_millis(config.aws.timeout_ms),
+            );
+            let outbox = outboxes.spawn("timeseries", Influx { writer }, 5000)?;
+            Ok((outbox, None, None))
+        }
+    }
+}
+
+/// Drop whole days past the retention, at start and then hourly.
+fn retention_task(
+    store: Arc<TsStore>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stop.changed() => break,
+            }
+            let store = store.clone();
+            let now = weir_storage::timeseries::now_ms();
+            match tokio::task::spawn_blocking(move || store.enforce_retention(now)).await {
+                Ok(Ok(r)) if !r.days_dropped.is_empty() => tracing::info!(
+                    days = ?r.days_dropped,
+                    points = r.points_dropped,
+                    "time series: dropped days past the retention"
+                ),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "time series: retention failed; retried next hour")
+                }
+                Err(e) => tracing::error!(error = %e, "time series: retention task failed"),
+            }
+        }
+    })
+}
+
+/// The embedded store as a backend.
+struct Embedded {
+    store: Arc<TsStore>,
+    metrics: Arc<Metrics>,
+}
+
+impl Deliver for Embedded {
+    type Item = TsRecord;
+
+    async fn deliver(&mut self, batch: Vec<TsRecord>) -> Delivery<TsRecord> {
+        let store = self.store.clone();
+        let metrics = self.metrics.clone();
+        let (outcome, batch) = super::blocking(batch, move |b| store.write(b)).await;
+        match outcome {
+            Ok(Ok(report)) => {
+                metrics.count("timeseries.points", report.points as u64);
+                if report.expired > 0 {
+                    metrics.count("timeseries.expired", report.expired as u64);
+                }
+                if report.invalid > 0 {
+                    metrics.count("timeseries.invalid", report.invalid as u64);
+                }
+                Delivery::Done
+            }
+            Ok(Err(e)) => Delivery::Retry {
+                items: batch,
+                reason: format!("embedded time-series store: {e}"),
+            },
+            Err(e) => Delivery::Retry {
+                items: batch,
+                reason: format!("embedded time-series store: {e}"),
+            },
+        }
+    }
+}
+
+struct Timestream {
+    writer: weir_aws::timestream::TimestreamWriter,
+}
+
+fn to_aws(r: &TsRecord) -> weir_aws::timestream::TsRecord {
+    weir_aws::timestream::TsRecord {
+        device: r.device.clone(),
+        device_type: r.device_type.clone(),
+        time_ms: r.time_ms,
+        measures: r.measures.clone(),
+    }
+}
+
+impl Deliver for Timestream {
+    type Item = TsRecord;
+
+    async fn deliver(&mut self, batch: Vec<TsRecord>) -> Delivery<TsRecord> {
+        let records: Vec<_> = batch.iter().map(to_aws).collect();
+        let report = self.writer.write(&records).await;
+        super::split_by_index(batch, &report.rejected, &report.retryable, "timestream")
+    }
+}
+
+struct Influx {
+    writer: weir_aws::influx::InfluxWriter,
+}
+
+impl Deliver for Influx {
+    type Item = TsRecord;
+
+    async fn deliver(&mut self, batch: Vec<TsRecord>) -> Delivery<TsRecord> {
+        let records: Vec<_> = batch.iter().map(to_aws).collect();
+        match self.writer.write(&records).await {
+            Ok(()) => Delivery::Done,
+            Err(weir_aws::AwsError::Retryable(reason)) => Delivery::Retry {
+                items: batch,
+                reason: format!("influxdb: {reason}"),
+            },
+            Err(weir_aws::AwsError::Permanent(reason)) => Delivery::Reject {
+                items: batch,
+                reason: format!("influxdb: {reason}"),
+            },
+        }
+    }
+}
