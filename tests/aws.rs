@@ -108,8 +108,7 @@ async fn read_stream(kinesis: &aws_sdk_kinesis::Client, stream: &str) -> Vec<(St
             .send()
             .await
             .expect("GetShardIterator")
-            .shard_iterator
-            .map(String::from);
+            .shard_iterator;
         while let Some(it) = iterator {
             let page = kinesis
                 .get_records()
@@ -180,7 +179,7 @@ fn every_tier_reaches_its_aws_service() {
          kinesis = \"{endpoint}\"\ntimestream = \"{endpoint}\"\n\
          [storage.shadow]\nbackend = \"dynamodb\"\ntable = \"weir-shadow\"\ncreate_table = true\n\
          [storage.timeseries]\nbackend = \"timestream\"\ndatabase = \"weir\"\ntable = \"readings\"\n\
-         endpoint_discovery = false\ncreate_table = true\n\
+         create_table = true\n\
          [storage.archive]\nbackend = \"s3\"\nbucket = \"weir-archive\"\nprefix = \"fleet\"\n\
          create_bucket = true\nroll_secs = 1\n\
          [notify.ops]\nkind = \"sns\"\ntopic_arn = \"{TOPIC_ARN}\"\n\
@@ -352,7 +351,7 @@ fn every_tier_reaches_its_aws_service() {
         .args([
             "-c",
             &format!(
-                "import duckdb; print(duckdb.sql(\"SELECT count(*) FROM read_parquet('{}/**/*.parquet', hive_partitioning=true)\").fetchone()[0])",
+                "import duckdb; print(duckdb.sql(\"SELECT count(*) FROM read_parquet('{}/**/*.parquet', hive_partitioning=true)\").fetchall()[0][0])",
                 download.display()
             ),
         ])
@@ -454,8 +453,6 @@ fn a_kinesis_outage_spools_holds_back_ingestion_and_loses_nothing() {
         stream["spooled_bytes"].as_u64().unwrap_or(0) >= 1024 * 1024,
         "{stream}"
     );
-    assert!(stream["failures"].as_u64().unwrap_or(0) > 0, "{stream}");
-    assert!(stream["last_error"].is_string(), "{stream}");
     let received_while_closed = status["counters"]["messages_received"]
         .as_u64()
         .unwrap_or(0);
@@ -463,6 +460,28 @@ fn a_kinesis_outage_spools_holds_back_ingestion_and_loses_nothing() {
         received_while_closed < total as u64,
         "ingestion was not held back"
     );
+    // The batch in flight gives up after the writer's deadline; the failure
+    // is counted and reported, and ingestion stays held back meanwhile.
+    let failing = wait_for(
+        "the failure to be reported",
+        Duration::from_secs(60),
+        || {
+            let s = weir.status();
+            let failures = s["sinks"]["stream.telemetry"]["failures"]
+                .as_u64()
+                .unwrap_or(0);
+            (failures > 0).then_some(s)
+        },
+    );
+    let stream = &failing["sinks"]["stream.telemetry"];
+    assert!(
+        stream["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("kinesis")),
+        "{stream}"
+    );
+    assert_eq!(failing["sinks"]["gate_closed"], Value::Bool(true));
+    let drain_start = Instant::now();
 
     // Kinesis returns: the spool drains in order, the gate opens, the rest flows.
     kinesis_server.restart();
@@ -474,6 +493,11 @@ fn a_kinesis_outage_spools_holds_back_ingestion_and_loses_nothing() {
             r.iter().filter_map(|(_, v)| v["seq"].as_i64()).collect();
         (distinct.len() >= total).then_some(r)
     });
+    println!(
+        "backlog of {} readings drained into Kinesis {:.1} s after the restart",
+        total - 500,
+        drain_start.elapsed().as_secs_f64()
+    );
     let mut by_seq: BTreeMap<i64, usize> = BTreeMap::new();
     for (key, data) in &records {
         let seq = data["seq"].as_i64().expect("seq");

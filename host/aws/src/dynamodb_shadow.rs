@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
@@ -177,8 +176,8 @@ impl ShadowTable {
             }
             Err(e) => return Err(classify(&e)),
         }
-        let mut delay = Duration::from_millis(50);
-        for _ in 0..120 {
+        let what = format!("table {}", self.table);
+        crate::error::poll_until_active(&what, || async {
             let out = self
                 .client
                 .describe_table()
@@ -186,16 +185,9 @@ impl ShadowTable {
                 .send()
                 .await
                 .map_err(|e| classify(&e))?;
-            if out.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
-                return Ok(());
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(1));
-        }
-        Err(AwsError::Retryable(format!(
-            "table {} did not become ACTIVE",
-            self.table
-        )))
+            Ok(out.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active))
+        })
+        .await
     }
 
     /// Conditional put: stored only if the device is new or the stored

@@ -124,6 +124,25 @@ fn source_chain(err: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
+/// Poll `probe` until it reports `true` (a table or stream became ACTIVE),
+/// backing off from 50 ms to 1 s, for at most 120 polls; `what` names the
+/// resource in the error when it never does.
+pub(crate) async fn poll_until_active<F, Fut>(what: &str, mut probe: F) -> Result<(), AwsError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, AwsError>>,
+{
+    let mut delay = std::time::Duration::from_millis(50);
+    for _ in 0..120 {
+        if probe().await? {
+            return Ok(());
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(std::time::Duration::from_secs(1));
+    }
+    Err(AwsError::Retryable(format!("{what} did not become ACTIVE")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

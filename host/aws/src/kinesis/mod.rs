@@ -290,8 +290,8 @@ impl KinesisStream {
             }
             Err(e) => return Err(classify(&e)),
         }
-        let mut delay = Duration::from_millis(50);
-        for _ in 0..120 {
+        let what = format!("stream {}", self.stream);
+        crate::error::poll_until_active(&what, || async {
             let out = self
                 .client
                 .describe_stream_summary()
@@ -299,19 +299,12 @@ impl KinesisStream {
                 .send()
                 .await
                 .map_err(|e| classify(&e))?;
-            let active = out
+            Ok(out
                 .stream_description_summary()
-                .is_some_and(|s| s.stream_status() == &StreamStatus::Active);
-            if active {
-                return self.refresh_shards().await;
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(1));
-        }
-        Err(AwsError::Retryable(format!(
-            "stream {} did not become ACTIVE",
-            self.stream
-        )))
+                .is_some_and(|s| s.stream_status() == &StreamStatus::Active))
+        })
+        .await?;
+        self.refresh_shards().await
     }
 
     /// Put the records (see the module docs); gives up on what is still

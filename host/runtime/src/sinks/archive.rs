@@ -161,31 +161,25 @@ pub async fn start(
 fn roller(
     writer: Writer,
     uploads: Option<Arc<Uploads>>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                _ = stop.changed() => break,
-            }
-            let w = writer.clone();
-            match tokio::task::spawn_blocking(move || lock(&w).roll_due(SystemTime::now())).await {
-                Ok(Ok(files)) if !files.is_empty() => {
-                    log_closed(&files);
-                    if let Some(u) = &uploads {
-                        u.wake.notify_one();
-                    }
+    super::every(
+        Duration::from_secs(1),
+        stop,
+        move || lock(&writer).roll_due(SystemTime::now()),
+        move |outcome| match outcome {
+            Ok(files) if !files.is_empty() => {
+                log_closed(&files);
+                if let Some(u) = &uploads {
+                    u.wake.notify_one();
                 }
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "archive: rolling files failed; retried in a second")
-                }
-                Err(e) => tracing::error!(error = %e, "archive: roll task failed"),
             }
-        }
-    })
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "archive: rolling files failed; retried in a second")
+            }
+        },
+    )
 }
 
 /// The writer as a backend.

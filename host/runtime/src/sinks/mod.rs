@@ -336,6 +336,36 @@ pub(crate) fn log_shutdown(name: &str, s: OutboxStats) {
     }
 }
 
+/// Run `job` on the blocking pool every `period` until `stop` changes;
+/// `report` logs its outcome (a failure is retried at the next period).
+pub(crate) fn every<R, J, F>(
+    period: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    job: J,
+    report: F,
+) -> tokio::task::JoinHandle<()>
+where
+    R: Send + 'static,
+    J: Fn() -> R + Send + Sync + 'static,
+    F: Fn(R) + Send + 'static,
+{
+    let job = Arc::new(job);
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(period);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stop.changed() => break,
+            }
+            let job = job.clone();
+            match tokio::task::spawn_blocking(move || job()).await {
+                Ok(r) => report(r),
+                Err(e) => tracing::error!(error = %e, "periodic storage task failed"),
+            }
+        }
+    })
+}
+
 /// Run `f` over `batch` on the blocking pool and hand the batch back,
 /// whatever happens, so a failed write can be retried. A panic in `f` is
 /// an `Err` (retried), not a lost batch.

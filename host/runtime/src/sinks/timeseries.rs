@@ -95,31 +95,24 @@ pub async fn start(
 /// Drop whole days past the retention, at start and then hourly.
 fn retention_task(
     store: Arc<TsStore>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(Duration::from_secs(3600));
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                _ = stop.changed() => break,
+    super::every(
+        Duration::from_secs(3600),
+        stop,
+        move || store.enforce_retention(weir_storage::timeseries::now_ms()),
+        |outcome| match outcome {
+            Ok(r) if !r.days_dropped.is_empty() => tracing::info!(
+                days = ?r.days_dropped,
+                points = r.points_dropped,
+                "time series: dropped days past the retention"
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "time series: retention failed; retried next hour")
             }
-            let store = store.clone();
-            let now = weir_storage::timeseries::now_ms();
-            match tokio::task::spawn_blocking(move || store.enforce_retention(now)).await {
-                Ok(Ok(r)) if !r.days_dropped.is_empty() => tracing::info!(
-                    days = ?r.days_dropped,
-                    points = r.points_dropped,
-                    "time series: dropped days past the retention"
-                ),
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "time series: retention failed; retried next hour")
-                }
-                Err(e) => tracing::error!(error = %e, "time series: retention task failed"),
-            }
-        }
-    })
+        },
+    )
 }
 
 /// The embedded store as a backend.

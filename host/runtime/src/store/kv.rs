@@ -148,8 +148,7 @@ impl KvStore {
         }
         let observers = self.observers.lock().unwrap_or_else(|p| p.into_inner());
         if !observers.is_empty() {
-            let mut flushed: Vec<((String, String), Option<Vec<u8>>)> =
-                pending.into_iter().collect();
+            let mut flushed: Vec<_> = pending.into_iter().collect();
             flushed.sort_by(|a, b| a.0.cmp(&b.0));
             for (bucket, observer) in observers.iter() {
                 let changes: Vec<(String, Option<Vec<u8>>)> = flushed
