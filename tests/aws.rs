@@ -79,13 +79,27 @@ fn rules_with_outlets(dir: &Path, stream_only: bool) {
     .expect("write rule");
 }
 
-fn wait_for<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+fn wait_for<T>(what: &str, limit: Duration, probe: impl FnMut() -> Option<T>) -> T {
+    wait_for_or(what, limit, probe, String::new)
+}
+
+/// As `wait_for`; on timeout the panic also shows `context()` (weir's status).
+fn wait_for_or<T>(
+    what: &str,
+    limit: Duration,
+    mut probe: impl FnMut() -> Option<T>,
+    context: impl Fn() -> String,
+) -> T {
     let start = Instant::now();
     loop {
         if let Some(v) = probe() {
             return v;
         }
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out waiting for {what}\n{}",
+            context()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -183,7 +197,8 @@ fn every_tier_reaches_its_aws_service() {
          [storage.archive]\nbackend = \"s3\"\nbucket = \"weir-archive\"\nprefix = \"fleet\"\n\
          create_bucket = true\nroll_secs = 1\n\
          [notify.ops]\nkind = \"sns\"\ntopic_arn = \"{TOPIC_ARN}\"\n\
-         [stream.telemetry]\nkind = \"kinesis\"\nstream_name = \"weir-telemetry\"\ncreate_shards = 2\n"
+         [stream.telemetry]\nkind = \"kinesis\"\nstream_name = \"weir-telemetry\"\ncreate_shards = 2\n\
+         [delivery]\nretry_max_ms = 2000\n"
     );
     let weir = Weir::start_with_env(&tmp.0.join("weir"), &rules, &config, &ENV);
 
@@ -217,9 +232,9 @@ fn every_tier_reaches_its_aws_service() {
 
     // Shadow: one item per device, version = readings seen, latest state.
     let dynamo = aws.dynamodb();
-    let item = wait_for(
+    let item = wait_for_or(
         "dev-a's shadow item in DynamoDB",
-        Duration::from_secs(60),
+        Duration::from_secs(120),
         || {
             let out = rt
                 .block_on(
@@ -237,6 +252,7 @@ fn every_tier_reaches_its_aws_service() {
             let version: u64 = item.get("version")?.as_n().ok()?.parse().ok()?;
             (version == 26).then_some(item)
         },
+        || format!("status: {}\nlog:\n{}", weir.status(), weir.log()),
     );
     let reported = item["reported"].as_m().expect("reported is a map");
     assert_eq!(

@@ -267,3 +267,27 @@ fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The AWS example (examples/aws) is a valid config with checked rules.
+#[test]
+fn the_aws_example_config_and_rules_check() {
+    let example = repo_root().join("examples/aws");
+    let config = weir_runtime::Config::from_file(&example.join("weir.toml"))
+        .expect("examples/aws/weir.toml is valid");
+    assert_eq!(
+        config.storage.timeseries.backend,
+        weir_runtime::config::TimeseriesBackend::Timestream
+    );
+    assert!(config.notify.contains_key("ops") && config.stream.contains_key("telemetry"));
+    let out = Command::new(support::weir_bin())
+        .args(["rules", "check"])
+        .arg(example.join("rules"))
+        .output()
+        .expect("weir rules check");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
