@@ -487,3 +487,41 @@ fn paho_mqtt_devices_and_consoles_work() {
     assert_eq!(s["state"]["reported"]["temperature"], 35.0);
     weir.stop();
 }
+
+/// A client that sends SUBSCRIBE right behind CONNECT, in one write, and
+/// then only listens (as paho and most device SDKs do) gets its SUBACK and
+/// its messages at once: packets that arrive with CONNECT are not left
+/// waiting for the next bytes from the client.
+#[test]
+fn subscribe_sent_with_connect_takes_effect_at_once() {
+    use std::io::{Read, Write};
+    let dir = TempDir::new("connect-subscribe");
+    let weir = Weir::start(&dir.0);
+    let mut raw = std::net::TcpStream::connect(weir.addr).expect("connect");
+    raw.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut bytes = vec![0x10, 19, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 60, 0, 7];
+    bytes.extend_from_slice(b"raw-sub");
+    bytes.extend_from_slice(&[0x82, 10, 0, 1, 0, 5]);
+    bytes.extend_from_slice(b"raw/t");
+    bytes.push(0);
+    raw.write_all(&bytes)
+        .expect("CONNECT + SUBSCRIBE in one write");
+
+    let mut got = Vec::new();
+    let read_until = |raw: &mut std::net::TcpStream, got: &mut Vec<u8>, want: &[u8]| {
+        let mut chunk = [0u8; 512];
+        while !got.windows(want.len()).any(|w| w == want) {
+            let n = raw.read(&mut chunk).expect("bytes before the read timeout");
+            assert!(n > 0, "connection closed; got {got:?}");
+            got.extend_from_slice(&chunk[..n]);
+        }
+    };
+    // CONNACK then SUBACK (packet id 1, granted QoS 0), without another byte sent.
+    read_until(&mut raw, &mut got, &[0x90, 3, 0, 1, 0]);
+    assert_eq!(&got[..4], &[0x20, 2, 0, 0]);
+
+    let publisher = Mqtt::connect(weir.addr, "raw-pub");
+    publisher.publish("raw/t", "hello");
+    read_until(&mut raw, &mut got, b"raw/thello");
+}

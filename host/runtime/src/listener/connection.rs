@@ -209,6 +209,10 @@ pub async fn handle(
     let keep_alive =
         (connect.keep_alive > 0).then(|| Duration::from_millis(connect.keep_alive as u64 * 1500));
     let mut deadline = keep_alive.map(|k| tokio::time::Instant::now() + k);
+    // Packets that arrived in the same read as CONNECT (a client commonly
+    // sends SUBSCRIBE right behind it, before the CONNACK) are handled at
+    // once, not when the next bytes happen to arrive.
+    let mut buffered = !buf.is_empty();
 
     let reason = 'conn: loop {
         let sleep = async {
@@ -217,8 +221,15 @@ pub async fn handle(
                 None => std::future::pending().await,
             }
         };
+        let leftover = std::mem::take(&mut buffered);
         tokio::select! {
-            read = stream.read_buf(&mut buf) => {
+            read = async {
+                if leftover {
+                    Ok(1)
+                } else {
+                    stream.read_buf(&mut buf).await
+                }
+            } => {
                 match read {
                     Ok(0) => break DisconnectReason::ConnectionLost,
                     Err(_) => break DisconnectReason::ConnectionLost,
