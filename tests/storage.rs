@@ -37,6 +37,21 @@ fn publish_fleet(weir: &Weir, base: i64) {
     mqtt.disconnect();
 }
 
+/// `weir ts query` arguments for one series over [from, to), plus `extra`.
+fn ts_query<'a>(
+    device: &'a str,
+    metric: &'a str,
+    from: &'a str,
+    to: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "ts", "query", "--device", device, "--metric", metric, "--from", from, "--to", to,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 fn json_out(out: std::process::Output) -> Value {
     assert!(
         out.status.success(),
@@ -82,19 +97,7 @@ fn readings_reach_the_time_series_store_and_the_parquet_archive() {
     // Queried while weir serves: exact raw values, in time order.
     let from = base.to_string();
     let to = (base + READINGS * 1000).to_string();
-    let raw = json_out(weir.cli(&[
-        "ts",
-        "query",
-        "--device",
-        "t-2",
-        "--metric",
-        "temperature",
-        "--from",
-        &from,
-        "--to",
-        &to,
-        "--json",
-    ]));
+    let raw = json_out(weir.cli(&ts_query("t-2", "temperature", &from, &to, &["--json"])));
     let samples = raw["Raw"].as_array().expect("raw samples");
     assert_eq!(samples.len(), READINGS as usize, "{raw}");
     for (i, s) in samples.iter().enumerate() {
@@ -103,10 +106,13 @@ fn readings_reach_the_time_series_store_and_the_parquet_archive() {
     }
 
     // Ten-second buckets: 10 readings each, i % 7 pattern known.
-    let buckets = json_out(weir.cli(&[
-        "ts", "query", "--device", "p-1", "--metric", "humidity", "--from", &from, "--to", &to,
-        "--every", "10s", "--json",
-    ]));
+    let buckets = json_out(weir.cli(&ts_query(
+        "p-1",
+        "humidity",
+        &from,
+        &to,
+        &["--every", "10s", "--json"],
+    )));
     let buckets = buckets["Buckets"].as_array().expect("buckets");
     assert_eq!(buckets.len(), 3, "{buckets:?}");
     for b in buckets {
@@ -115,18 +121,7 @@ fn readings_reach_the_time_series_store_and_the_parquet_archive() {
     }
 
     // The table form prints one line per sample after the header.
-    let table = weir.cli(&[
-        "ts",
-        "query",
-        "--device",
-        "t-1",
-        "--metric",
-        "temperature",
-        "--from",
-        &from,
-        "--to",
-        &to,
-    ]);
+    let table = weir.cli(&ts_query("t-1", "temperature", &from, &to, &[]));
     assert!(table.status.success());
     assert_eq!(
         String::from_utf8_lossy(&table.stdout).lines().count(),
@@ -139,20 +134,13 @@ fn readings_reach_the_time_series_store_and_the_parquet_archive() {
 
     // Offline: the same query answers from the data directory.
     let offline = Command::new(support::weir_bin())
-        .args([
-            "ts",
-            "query",
-            "--device",
+        .args(ts_query(
             "t-2",
-            "--metric",
             "temperature",
-            "--from",
             &from,
-            "--to",
             &to,
-            "--json",
-            "--data-dir",
-        ])
+            &["--json", "--data-dir"],
+        ))
         .arg(tmp.0.join("data"))
         .output()
         .expect("weir ts query");
