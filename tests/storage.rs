@@ -279,3 +279,44 @@ fn the_aws_example_config_and_rules_check() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A plugin granted a notify target that weir.toml does not configure is
+/// refused when it loads, naming the target, instead of failing on its
+/// first alert.
+#[test]
+fn a_grant_naming_an_unconfigured_target_is_refused_at_load() {
+    let tmp = TempDir::new("unconfigured-target");
+    let rules = tmp.0.join("rules");
+    std::fs::create_dir_all(&rules).expect("rules dir");
+    std::fs::write(
+        rules.join("plugins.toml"),
+        "[notify]\ncomponent = \"builtin:notify\"\nsettings = { target = \"ops\" }\ngrants = { notify = [\"ops\"] }\n",
+    )
+    .expect("plugins.toml");
+    std::fs::write(
+        rules.join("alerts-to-sns.toml"),
+        "sql = \"SELECT * FROM '$weir/alerts/+'\"\n[[actions]]\nplugin = \"notify\"\n",
+    )
+    .expect("rule");
+    let config = tmp.0.join("weir.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\nrules_dir = {:?}\n",
+            tmp.0.join("data"),
+            rules
+        ),
+    )
+    .expect("weir.toml");
+    let out = Command::new(support::weir_bin())
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .expect("weir run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("grants notify target \"ops\"") && stderr.contains("[notify.ops]"),
+        "{stderr}"
+    );
+}

@@ -205,6 +205,12 @@ pub fn load(
         }
     }
 
+    // Notify targets and streams must exist in this host's configuration.
+    rt.services
+        .sinks
+        .check_grants(&grants.notify, &grants.stream)
+        .map_err(|e| PluginError::load(name, e))?;
+
     let linker = linker(rt, grants).map_err(|e| PluginError::load(name, format!("{e:#}")))?;
     let instance_pre = linker
         .instantiate_pre(&component)

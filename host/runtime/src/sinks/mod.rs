@@ -246,6 +246,32 @@ impl Sinks {
             .map_err(|e| format!("stream.{name}: {e}"))
     }
 
+    /// Whether every granted notify target and stream is configured here.
+    /// A host without sinks (`weir rules check`, engine-only tests) accepts
+    /// any name: there is nothing to check against.
+    pub fn check_grants(&self, notify: &[String], streams: &[String]) -> Result<(), String> {
+        if self.stop.is_none() {
+            return Ok(());
+        }
+        for t in notify {
+            if !self.notify.contains_key(t) {
+                return Err(format!(
+                    "grants notify target {t:?}, which weir.toml does not configure (add [notify.{t}]; configured: {:?})",
+                    self.notify.keys().collect::<Vec<_>>()
+                ));
+            }
+        }
+        for s in streams {
+            if !self.streams.contains_key(s) {
+                return Err(format!(
+                    "grants stream {s:?}, which weir.toml does not configure (add [stream.{s}]; configured: {:?})",
+                    self.streams.keys().collect::<Vec<_>>()
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The embedded time-series store, when it is the configured backend.
     pub fn ts_store(&self) -> Option<Arc<TsStore>> {
         self.ts_store.clone()
