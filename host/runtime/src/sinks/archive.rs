@@ -196,11 +196,7 @@ impl Deliver for Appender {
         match result {
             // Files that reached their size are finished inside `append`
             // and reported by the roller's next `roll_due`.
-            Ok(Ok(())) => Delivery::Done,
-            Ok(Err(e)) => Delivery::Retry {
-                items: batch,
-                reason: format!("archive writer: {e}"),
-            },
+            Ok(()) => Delivery::Done,
             Err(e) => Delivery::Retry {
                 items: batch,
                 reason: format!("archive writer: {e}"),

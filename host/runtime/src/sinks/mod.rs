@@ -145,15 +145,20 @@ impl Sinks {
 
         sinks.shadow = shadow::start(config, aws.as_deref(), &outboxes, metrics, kv).await?;
 
+        // `uses_aws` built the clients whenever a target or stream is configured.
+        let need_aws = |backend: String| {
+            aws.as_deref()
+                .ok_or_else(|| SinkError::start(&backend, "AWS clients missing"))
+        };
         for (name, target) in &config.notify {
-            let Some(aws) = aws.as_deref() else { continue };
+            let aws = need_aws(format!("notify.{name}"))?;
             sinks.notify.insert(
                 name.clone(),
                 notify::start(name, target, aws, &outboxes).await?,
             );
         }
         for (name, target) in &config.stream {
-            let Some(aws) = aws.as_deref() else { continue };
+            let aws = need_aws(format!("stream.{name}"))?;
             sinks.streams.insert(
                 name.clone(),
                 kinesis::start(name, target, aws, &outboxes).await?,
@@ -392,22 +397,25 @@ where
     })
 }
 
-/// Run `f` over `batch` on the blocking pool and hand the batch back,
-/// whatever happens, so a failed write can be retried. A panic in `f` is
-/// an `Err` (retried), not a lost batch.
-pub(crate) async fn blocking<T, R>(
+/// Run the write `f` over `batch` on the blocking pool and hand the batch
+/// back, whatever happens, so a failed write can be retried. A write error,
+/// a panic in `f` and a failed task all come back as one `Err` text.
+pub(crate) async fn blocking<T, R, E>(
     batch: Vec<T>,
-    f: impl FnOnce(&[T]) -> R + Send + 'static,
+    f: impl FnOnce(&[T]) -> Result<R, E> + Send + 'static,
 ) -> (Result<R, String>, Vec<T>)
 where
     T: Send + Sync + 'static,
     R: Send + 'static,
+    E: std::fmt::Display,
 {
     let shared = Arc::new(batch);
     let inner = shared.clone();
     let outcome = tokio::task::spawn_blocking(move || {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&inner)))
-            .map_err(|_| "the write panicked".to_string())
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&inner))) {
+            Ok(written) => written.map_err(|e| e.to_string()),
+            Err(_) => Err("the write panicked".to_string()),
+        }
     })
     .await
     .unwrap_or_else(|e| Err(format!("the write task failed: {e}")));

@@ -129,7 +129,7 @@ impl Deliver for Embedded {
         let metrics = self.metrics.clone();
         let (outcome, batch) = super::blocking(batch, move |b| store.write(b)).await;
         match outcome {
-            Ok(Ok(report)) => {
+            Ok(report) => {
                 metrics.count("timeseries.points", report.points as u64);
                 if report.expired > 0 {
                     metrics.count("timeseries.expired", report.expired as u64);
@@ -139,10 +139,6 @@ impl Deliver for Embedded {
                 }
                 Delivery::Done
             }
-            Ok(Err(e)) => Delivery::Retry {
-                items: batch,
-                reason: format!("embedded time-series store: {e}"),
-            },
             Err(e) => Delivery::Retry {
                 items: batch,
                 reason: format!("embedded time-series store: {e}"),
