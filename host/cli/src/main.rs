@@ -6,7 +6,9 @@
 mod admin_cmd;
 mod archive_cmd;
 mod bench;
+mod connect_bench;
 mod eval;
+mod identity_cmd;
 mod plugin_cmd;
 mod replay;
 mod rng;
@@ -67,6 +69,9 @@ enum Command {
         /// Rules directory (overrides the config).
         #[arg(long)]
         rules: Option<PathBuf>,
+        /// mTLS listen address (overrides `identity.tls_listen`; needs `weir ca init`).
+        #[arg(long)]
+        tls_listen: Option<SocketAddr>,
     },
     /// Counters and state of the running instance.
     Status {
@@ -102,6 +107,8 @@ enum Command {
     Simulate(simulate::SimulateArgs),
     /// Measure throughput and publish→alert latency of the shipped pipeline.
     Bench(bench::BenchArgs),
+    /// mTLS connections/s (a reconnect storm) and memory per idle connection.
+    BenchConnect(connect_bench::ConnectBenchArgs),
     /// Publish a CSV series over MQTT with its own timestamps as the device clock.
     Replay(replay::ReplayArgs),
     /// Detection quality of the shipped pipeline (NAB series, synthetic fleet).
@@ -113,6 +120,21 @@ enum Command {
     Ts {
         #[command(subcommand)]
         command: ts_cmd::TsCommand,
+    },
+    /// The fleet CA (`weir ca init`).
+    Ca {
+        #[command(subcommand)]
+        command: identity_cmd::CaCommand,
+    },
+    /// The registry of things (devices) and their certificates.
+    Things {
+        #[command(subcommand)]
+        command: identity_cmd::ThingsCommand,
+    },
+    /// Device certificates: list, revoke, deactivate, claim certificates.
+    Certs {
+        #[command(subcommand)]
+        command: identity_cmd::CertsCommand,
     },
     /// The Parquet archive (Athena DDL).
     Archive {
@@ -207,6 +229,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             listen,
             data_dir,
             rules,
+            tls_listen,
         } => {
             let mut config = load_config(config.as_deref())?;
             if let Some(l) = listen {
@@ -217,6 +240,16 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             }
             if let Some(r) = rules {
                 config.rules_dir = r;
+            }
+            if let Some(t) = tls_listen {
+                config.identity.tls_listen = t;
+                let dir = config.identity.dir(&config.data_dir);
+                if !weir_runtime::identity::IdentityService::exists(&dir) {
+                    anyhow::bail!(
+                        "--tls-listen needs the fleet CA, and there is none in {}: run `weir ca init` first",
+                        dir.display()
+                    );
+                }
             }
             config.validate()?;
             let listener = tokio::net::TcpListener::bind(config.listen)
@@ -267,10 +300,14 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Plugin { command } => plugin_cmd::run(command),
         Command::Simulate(args) => simulate::run(args).await.map(|_| ExitCode::SUCCESS),
         Command::Bench(args) => bench::run(args).await.map(|_| ExitCode::SUCCESS),
+        Command::BenchConnect(args) => connect_bench::run(args).await.map(|_| ExitCode::SUCCESS),
         Command::Replay(args) => replay::run(args).await.map(|_| ExitCode::SUCCESS),
         Command::Eval { command } => eval::run(command).await.map(|_| ExitCode::SUCCESS),
         Command::Ts { command } => ts_cmd::run(command).await,
         Command::Archive { command } => archive_cmd::run(command),
+        Command::Ca { command } => identity_cmd::ca(command),
+        Command::Things { command } => identity_cmd::things(command).await,
+        Command::Certs { command } => identity_cmd::certs(command).await,
     }
 }
 

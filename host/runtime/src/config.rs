@@ -52,6 +52,8 @@ pub struct Config {
     pub stream: BTreeMap<String, StreamTarget>,
     /// The outbox (queue, spool, retry) in front of every backend.
     pub delivery: DeliveryConfig,
+    /// Device identity: the mTLS listener, topic policies, provisioning.
+    pub identity: crate::identity::IdentityConfig,
 }
 
 impl Default for Config {
@@ -68,6 +70,7 @@ impl Default for Config {
             notify: BTreeMap::new(),
             stream: BTreeMap::new(),
             delivery: DeliveryConfig::default(),
+            identity: crate::identity::IdentityConfig::default(),
         }
     }
 }
@@ -145,6 +148,13 @@ pub struct BrokerConfig {
     pub segment_count: usize,
     /// Seconds a new connection has to send CONNECT.
     pub connect_timeout_s: u64,
+    /// How long a persistent session outlives its connection: MQTT 3.1.1
+    /// clean-session-off sessions get this, MQTT 5 session expiry
+    /// intervals are capped at it (seconds; AWS IoT's default is 1 hour).
+    pub session_expiry_s: u64,
+    /// QoS 1 messages one offline session holds; beyond it the oldest is
+    /// dropped and counted (`sessions.messages_dropped`).
+    pub session_max_messages: usize,
 }
 
 impl Default for BrokerConfig {
@@ -155,6 +165,8 @@ impl Default for BrokerConfig {
             segment_size: 16 * 1024 * 1024,
             segment_count: 4,
             connect_timeout_s: 10,
+            session_expiry_s: 3_600,
+            session_max_messages: 1_000,
         }
     }
 }
@@ -214,9 +226,13 @@ impl Config {
                 "broker.segment_size must be at least 65536 and segment_count at least 1",
             );
         }
+        if self.broker.session_max_messages == 0 {
+            return invalid("broker.session_max_messages must be at least 1");
+        }
         if self.data_dir.as_os_str().is_empty() {
             return invalid("data_dir must not be empty");
         }
+        self.identity.validate().map_err(ConfigError::Invalid)?;
         self.aws
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("aws: {e}")))?;

@@ -1,8 +1,11 @@
 //! The Weir host: everything between a device's socket and a plugin's
 //! output.
 //!
-//! - [`listener`]: device connections (MQTT 3.1.1), identity, lifecycle
-//!   events, arrival timestamps, publish policy, back-pressure.
+//! - [`listener`]: device connections (MQTT 3.1.1 and 5, plain TCP and
+//!   mTLS), topic policy, persistent sessions, lifecycle events, arrival
+//!   timestamps, back-pressure.
+//! - [`identity`]: the fleet CA and registry in the running host: who a
+//!   TLS client is, operator registry operations, fleet provisioning.
 //! - [`broker`]: the embedded rumqttd router, reached through in-process links.
 //! - [`rules`]: rule files, checked and compiled into a dispatch trie.
 //! - [`engine`]: worker threads that evaluate rules and batch messages to plugins.
@@ -19,6 +22,7 @@ pub mod broker;
 pub mod clock;
 pub mod config;
 pub mod engine;
+pub mod identity;
 pub mod listener;
 pub mod metrics;
 pub mod plugin;

@@ -8,6 +8,7 @@ use crate::broker::Broker;
 use crate::config::Config;
 use crate::engine::worker::Worker;
 use crate::engine::{Current, EngineHandle, Generation};
+use crate::identity::IdentityService;
 use crate::listener::{self, presence::Presence, Shared};
 use crate::metrics::Metrics;
 use crate::plugin::capabilities::HostServices;
@@ -190,12 +191,23 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
         broker.publisher("weir.internal.host")?,
         engine.clone(),
     ));
+    // Device identity and the mTLS listener, once the fleet CA exists.
+    let identity_dir = config.identity.dir(&config.data_dir);
+    let identity = if IdentityService::exists(&identity_dir) {
+        let service = IdentityService::open(&identity_dir, config.identity.clone())
+            .map_err(|e| ServerError::Io(format!("identity: {e}")))?;
+        Some(Arc::new(service))
+    } else {
+        tracing::info!(dir = %identity_dir.display(), "no fleet CA (run `weir ca init` for the mTLS listener)");
+        None
+    };
     let shared = Arc::new(Shared::new(
         broker.clone(),
         engine.clone(),
         metrics.clone(),
         presence.clone(),
         config.broker.clone(),
+        identity.clone(),
     ));
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -204,6 +216,28 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
         .map_err(|e| ServerError::Io(e.to_string()))?;
     tracing::info!(listen = %local, data_dir = %config.data_dir.display(), "weir is serving MQTT");
     let listener_task = tokio::spawn(listener::serve(listener, shared.clone(), stop_rx.clone()));
+    let mut tls_local = None;
+    let mut tls_task = None;
+    if let Some(service) = &identity {
+        let tls_config = service
+            .tls_config()
+            .map_err(|e| ServerError::Io(format!("identity: {e}")))?;
+        let addr = config.identity.tls_listen;
+        let tls_listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| ServerError::Io(format!("cannot listen (mTLS) on {addr}: {e}")))?;
+        let bound = tls_listener
+            .local_addr()
+            .map_err(|e| ServerError::Io(e.to_string()))?;
+        tracing::info!(tls_listen = %bound, "weir is serving MQTT over mTLS");
+        tls_local = Some(bound);
+        tls_task = Some(tokio::spawn(listener::tls::serve(
+            tls_listener,
+            tls_config,
+            shared.clone(),
+            stop_rx.clone(),
+        )));
+    }
 
     // Admin socket.
     let socket_path = Config::admin_socket(&config.data_dir);
@@ -214,6 +248,8 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
     let status_engine = engine.clone();
     let status_sinks = sinks.clone();
     let listen_text = local.to_string();
+    let tls_text = tls_local.map(|a| a.to_string());
+    let status_sessions = shared.sessions.clone();
     let answerer = Arc::new(Answerer {
         kv: kv.clone(),
         metrics: Some(metrics.clone()),
@@ -221,6 +257,8 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
             let g = status_current.get();
             json!({
                 "listen": listen_text,
+                "tls_listen": tls_text,
+                "sessions_parked": status_sessions.parked(),
                 "generation": g.number,
                 "rules": g.rules.rules.iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
                 "plugins": g.plugins.iter().map(|(n, p)| json!({"name": n, "kind": p.kind.name(), "digest": &p.digest[..12]})).collect::<Vec<_>>(),
@@ -231,6 +269,13 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
         reloader: Some(reloader.clone()),
         engine: Some((current.clone(), config.workers())),
         ts: sinks.ts_store(),
+        identity: identity.clone().map(|service| {
+            let kicker = shared.clone();
+            crate::admin::IdentityAccess {
+                service,
+                kick: Arc::new(move |id: &str| kicker.kick_certificate(id)),
+            }
+        }),
     });
     let admin_task = tokio::spawn(admin::serve(admin_listener, answerer, stop_rx.clone()));
 
@@ -259,7 +304,15 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
         metrics,
         kv,
         stop_tx,
-        tasks: vec![listener_task, admin_task, flusher],
+        tasks: [
+            Some(listener_task),
+            tls_task,
+            Some(admin_task),
+            Some(flusher),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
         shared,
         presence,
         stop,

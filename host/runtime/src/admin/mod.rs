@@ -47,6 +47,16 @@ pub enum Request {
     TsSeries {
         device: Option<String>,
     },
+    /// A registry operation (`weir things …`, `weir certs …`).
+    Identity {
+        op: crate::identity::Op,
+    },
+}
+
+/// The registry, and how to close the connections of a certificate.
+pub struct IdentityAccess {
+    pub service: Arc<crate::identity::IdentityService>,
+    pub kick: Arc<dyn Fn(&str) -> usize + Send + Sync>,
 }
 
 /// What an instance (or the offline store) can answer.
@@ -59,6 +69,8 @@ pub struct Answerer {
     pub engine: Option<(Arc<crate::engine::Current>, usize)>,
     /// The embedded time-series store, when it is the configured backend.
     pub ts: Option<Arc<weir_storage::timeseries::TsStore>>,
+    /// The fleet registry, when identity is set up.
+    pub identity: Option<IdentityAccess>,
 }
 
 impl Answerer {
@@ -111,6 +123,24 @@ impl Answerer {
                     .into_iter()
                     .map(|(device, metric)| json!({"device": device, "metric": metric}))
                     .collect::<Vec<_>>()))
+            }
+            Request::Identity { op } => {
+                let access = self
+                    .identity
+                    .as_ref()
+                    .ok_or("no fleet CA in this data directory: run `weir ca init` first")?;
+                let mut result = access.service.apply(op)?;
+                // A certificate that may no longer connect is disconnected now.
+                if let crate::identity::Op::SetStatus { status, .. } = op {
+                    if *status != weir_identity::registry::CertStatus::Active {
+                        let id = result["certificateId"].as_str().unwrap_or_default();
+                        let closed = (access.kick)(id);
+                        if let Some(obj) = result.as_object_mut() {
+                            obj.insert("connectionsClosed".into(), json!(closed));
+                        }
+                    }
+                }
+                Ok(result)
             }
             Request::Reload => match &self.reloader {
                 Some(r) => serde_json::to_value(r.reload()).map_err(|e| e.to_string()),
@@ -232,6 +262,21 @@ pub fn query_offline(data_dir: &Path, request: &Request) -> Result<Value, AdminE
         )),
         _ => None,
     };
+    let identity_dir = data_dir.join("identity");
+    let identity = match request {
+        Request::Identity { .. } if crate::identity::IdentityService::exists(&identity_dir) => {
+            let service = crate::identity::IdentityService::open(
+                &identity_dir,
+                crate::identity::IdentityConfig::default(),
+            )
+            .map_err(|e| AdminError::Failed(e.to_string()))?;
+            Some(IdentityAccess {
+                service: Arc::new(service),
+                kick: Arc::new(|_: &str| 0),
+            })
+        }
+        _ => None,
+    };
     let answerer = Answerer {
         kv: Arc::new(kv),
         metrics: None,
@@ -239,6 +284,7 @@ pub fn query_offline(data_dir: &Path, request: &Request) -> Result<Value, AdminE
         reloader: None,
         engine: None,
         ts,
+        identity,
     };
     answerer.answer(request).map_err(AdminError::Failed)
 }

@@ -1,6 +1,8 @@
 //! What a device may publish. Topics under `$weir/` and AWS's reserved
 //! event topics are the host's alone, so a device cannot forge an alert or
-//! a lifecycle event. (Per-thing policies come with device identity.)
+//! a lifecycle event, and neither can it forge the host's answers to
+//! fleet-provisioning requests. Per-thing policies (TLS devices) are in
+//! `weir_identity::policy`, applied on top of this.
 
 /// Why a publish was refused, or `None` when it is allowed.
 pub fn refuse_publish(topic: &str) -> Option<&'static str> {
@@ -15,6 +17,12 @@ pub fn refuse_publish(topic: &str) -> Option<&'static str> {
     }
     if topic.starts_with("$weir/") || topic.starts_with("$aws/events/") {
         return Some("topic is reserved for the host");
+    }
+    if (topic.starts_with("$aws/certificates/")
+        || topic.starts_with("$aws/provisioning-templates/"))
+        && (topic.ends_with("/accepted") || topic.ends_with("/rejected"))
+    {
+        return Some("provisioning answers are the host's to send");
     }
     None
 }
@@ -31,5 +39,8 @@ mod tests {
         assert!(refuse_publish("a/+/b").is_some());
         assert!(refuse_publish("%24aws/x").is_some());
         assert!(refuse_publish("$aws/things/d/shadow/update").is_none());
+        assert!(refuse_publish("$aws/certificates/create/json").is_none());
+        assert!(refuse_publish("$aws/certificates/create/json/accepted").is_some());
+        assert!(refuse_publish("$aws/provisioning-templates/t/provision/json/rejected").is_some());
     }
 }

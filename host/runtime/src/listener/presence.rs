@@ -33,6 +33,8 @@ pub enum DisconnectReason {
     ForbiddenAccess,
     ServerInitiated,
     ServerError,
+    /// The certificate was revoked or deactivated while connected.
+    AuthError,
 }
 
 impl DisconnectReason {
@@ -46,6 +48,7 @@ impl DisconnectReason {
             DisconnectReason::ForbiddenAccess => "FORBIDDEN_ACCESS",
             DisconnectReason::ServerInitiated => "SERVER_INITIATED_DISCONNECT",
             DisconnectReason::ServerError => "SERVER_ERROR",
+            DisconnectReason::AuthError => "AUTH_ERROR",
         }
     }
 }
@@ -81,14 +84,22 @@ impl Presence {
         v
     }
 
-    pub async fn connected(&self, client_id: &str, session: &str, peer: &str) {
+    /// `certificate` is the client certificate's id on the mTLS listener
+    /// (AWS's `principalIdentifier`), the client id otherwise.
+    pub async fn connected(
+        &self,
+        client_id: &str,
+        session: &str,
+        peer: &str,
+        certificate: Option<&str>,
+    ) {
         let version = self.next_version(client_id);
         let doc = json!({
             "clientId": client_id,
             "timestamp": crate::clock::now_ms(),
             "eventType": "connected",
             "sessionIdentifier": session,
-            "principalIdentifier": client_id,
+            "principalIdentifier": certificate.unwrap_or(client_id),
             "ipAddress": peer,
             "versionNumber": version,
         });

@@ -1,0 +1,71 @@
+//! Small helpers over rumqttd's packet types. rumqttd keeps a PUBLISH's
+//! QoS, packet id and dup flag crate-private; its own (de)serialization is
+//! the one public door to them, so these helpers go through it.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use rumqttd::protocol::Publish;
+
+/// QoS, packet id and dup flag of a PUBLISH.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    pub qos: u8,
+    pub pkid: u16,
+    pub dup: bool,
+}
+
+pub fn meta(publish: &Publish) -> Meta {
+    // Serialize a copy without its payload: header byte, then packet id.
+    let mut head = publish.clone();
+    head.payload = Bytes::new();
+    let bytes = head.serialize();
+    let header = bytes.first().copied().unwrap_or(0);
+    let pkid = match (bytes.get(1), bytes.get(2)) {
+        (Some(&hi), Some(&lo)) => u16::from_be_bytes([hi, lo]),
+        _ => 0,
+    };
+    Meta {
+        qos: (header & 0b0110) >> 1,
+        pkid,
+        dup: header & 0b1000 != 0,
+    }
+}
+
+/// A PUBLISH with the given QoS, packet id and dup flag.
+pub fn build(topic: &Bytes, payload: &Bytes, retain: bool, meta: Meta) -> Publish {
+    let mut o = BytesMut::with_capacity(5 + topic.len() + payload.len());
+    o.put_u8(0b0011_0000 | u8::from(retain) | (meta.qos.min(2) << 1) | (u8::from(meta.dup) << 3));
+    o.put_u16(meta.pkid);
+    o.put_u16(u16::try_from(topic.len()).unwrap_or(u16::MAX));
+    o.put_slice(topic);
+    o.put_slice(payload);
+    Publish::deserialize(o.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_round_trips_through_build() {
+        let topic = Bytes::from_static(b"cmd/t/dev-1/reboot");
+        let payload = Bytes::from_static(b"{\"now\":true}");
+        let m = Meta {
+            qos: 1,
+            pkid: 40_001,
+            dup: true,
+        };
+        let p = build(&topic, &payload, false, m);
+        assert_eq!(meta(&p), m);
+        assert_eq!(p.topic, topic);
+        assert_eq!(p.payload, payload);
+        let plain = Publish::new("a/b", "x", false);
+        assert_eq!(
+            meta(&plain),
+            Meta {
+                qos: 0,
+                pkid: 0,
+                dup: false
+            }
+        );
+    }
+}
