@@ -91,3 +91,54 @@ impl IdentityConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_identity::policy::Identity;
+
+    fn parse(text: &str) -> Result<crate::Config, crate::config::ConfigError> {
+        crate::Config::from_toml(text)
+    }
+
+    #[test]
+    fn policies_are_chosen_by_thing_type() {
+        let config = parse(
+            "[identity.policies.gateway]\n\
+             publish = [\"site/${iot:Connection.Thing.Attributes[site]}/+/#\"]\n\
+             subscribe = [\"cmd/+/${iot:Connection.Thing.ThingName}/#\"]\n",
+        )
+        .expect("config");
+        let identity = |t: Option<&str>| Identity {
+            client_id: "gw-1".into(),
+            thing_name: Some("gw-1".into()),
+            thing_type: t.map(String::from),
+            attributes: [("site".to_string(), "lab".to_string())].into(),
+        };
+        let gateway = config
+            .identity
+            .policy_for(Some("gateway"))
+            .resolve(&identity(Some("gateway")));
+        assert!(gateway.allows_publish("site/lab/meter-7/telemetry"));
+        assert!(!gateway.allows_publish("dt/meter/gw-1/telemetry"));
+        // Any other type gets the built-in device policy.
+        let other = config
+            .identity
+            .policy_for(Some("thermostat"))
+            .resolve(&identity(Some("thermostat")));
+        assert!(other.allows_publish("dt/thermostat/gw-1/telemetry"));
+        assert!(!other.allows_publish("site/lab/meter-7/telemetry"));
+        assert!(other.allows_subscribe("$aws/things/gw-1/shadow/update/accepted"));
+    }
+
+    #[test]
+    fn bad_policies_and_unknown_keys_are_refused_before_anything_starts() {
+        let e = parse("[identity.policies.default]\npublish = [\"dt/${iot:Nope}/#\"]\n")
+            .expect_err("unknown variable");
+        assert!(e.to_string().contains("identity.policies.default"), "{e}");
+        let e = parse("[identity]\ntls_port = 8883\n").expect_err("unknown key");
+        assert!(e.to_string().contains("tls_port"), "{e}");
+        let e = parse("[identity.claim_policy]\npublish = [\"a/#/b\"]\n").expect_err("bad filter");
+        assert!(e.to_string().contains("identity.claim_policy"), "{e}");
+    }
+}
