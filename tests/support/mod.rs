@@ -235,6 +235,10 @@ pub struct Mqtt {
     pub client: Client,
     pub incoming: mpsc::Receiver<(String, Vec<u8>)>,
     pub connected: mpsc::Receiver<()>,
+    /// QoS 1 publishes handed to the client, and PUBACKs received
+    /// (`usize::MAX` once the connection has ended).
+    published: std::sync::atomic::AtomicUsize,
+    acked: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Mqtt {
@@ -244,11 +248,19 @@ impl Mqtt {
         let (client, connection) = Client::new(opts, 100);
         let (tx, rx) = mpsc::channel();
         let (ctx, crx) = mpsc::channel();
-        std::thread::spawn(move || drive(connection, tx, ctx));
+        let acked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let acks = acked.clone();
+        std::thread::spawn(move || {
+            drive(connection, tx, ctx, &acks);
+            // The connection is gone: no more acks will come.
+            acks.store(usize::MAX, std::sync::atomic::Ordering::Relaxed);
+        });
         let m = Mqtt {
             client,
             incoming: rx,
             connected: crx,
+            published: std::sync::atomic::AtomicUsize::new(0),
+            acked,
         };
         m.connected
             .recv_timeout(Duration::from_secs(10))
@@ -268,6 +280,8 @@ impl Mqtt {
         self.client
             .publish(topic, QoS::AtLeastOnce, false, payload)
             .expect("publish");
+        self.published
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Everything that arrives within `wait`.
@@ -286,7 +300,19 @@ impl Mqtt {
         out
     }
 
+    /// Disconnect as a careful device does: once every QoS 1 publish is
+    /// acknowledged (bounded wait). Closing with PUBACKs still unread makes
+    /// the client's kernel reset the connection, and the broker then loses
+    /// what it had not read yet (say, while back-pressure held it): a
+    /// client that does that must resend, as MQTT expects.
     pub fn disconnect(self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let start = Instant::now();
+        while self.acked.load(Relaxed) < self.published.load(Relaxed)
+            && start.elapsed() < Duration::from_secs(180)
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.client.disconnect();
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -296,9 +322,13 @@ fn drive(
     mut connection: Connection,
     tx: mpsc::Sender<(String, Vec<u8>)>,
     connected: mpsc::Sender<()>,
+    acked: &std::sync::atomic::AtomicUsize,
 ) {
     for event in connection.iter() {
         match event {
+            Ok(Event::Incoming(Packet::PubAck(_))) => {
+                acked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 let _ = connected.send(());
             }
