@@ -50,28 +50,20 @@ fn rss_kib(pid: u32) -> Result<u64> {
         .context("no VmRSS")
 }
 
-fn connect_packet(client_id: &str) -> Vec<u8> {
-    let mut body = Vec::new();
-    body.extend_from_slice(&[0, 4]);
-    body.extend_from_slice(b"MQTT");
-    body.extend_from_slice(&[4, 0x02, 0x01, 0x2c]); // 3.1.1, clean session, keep-alive 300 s
-    body.extend_from_slice(&(client_id.len() as u16).to_be_bytes());
-    body.extend_from_slice(client_id.as_bytes());
-    let mut packet = vec![0x10];
-    let mut len = body.len();
-    loop {
-        let mut b = (len % 128) as u8;
-        len /= 128;
-        if len > 0 {
-            b |= 0x80;
-        }
-        packet.push(b);
-        if len == 0 {
-            break;
-        }
-    }
-    packet.extend_from_slice(&body);
-    packet
+/// A 3.1.1 CONNECT (clean session, keep-alive 300 s), written by the
+/// listener's own codec.
+fn connect_packet(client_id: &str) -> Result<Vec<u8>> {
+    use rumqttd::protocol::{Connect, Packet};
+    let connect = Connect {
+        keep_alive: 300,
+        client_id: client_id.to_string(),
+        clean_session: true,
+    };
+    let mut out = bytes::BytesMut::new();
+    weir_runtime::listener::codec::Codec::V4
+        .write(Packet::Connect(connect, None, None, None, None), &mut out)
+        .map_err(|e| anyhow::anyhow!("encode CONNECT: {e:?}"))?;
+    Ok(out.to_vec())
 }
 
 async fn connect_one(
@@ -83,7 +75,7 @@ async fn connect_one(
     tcp.set_nodelay(true)?;
     let name = ServerName::try_from("localhost")?;
     let mut tls = device.connector.connect(name, tcp).await?;
-    tls.write_all(&connect_packet(&device.name)).await?;
+    tls.write_all(&connect_packet(&device.name)?).await?;
     tls.flush().await?;
     let mut ack = [0u8; 4];
     tls.read_exact(&mut ack).await?;

@@ -28,6 +28,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::registry::Thing;
+use weir_sql::topic::topic_matches;
 
 const THING_NAME: &str = "iot:Connection.Thing.ThingName";
 const THING_TYPE: &str = "iot:Connection.Thing.ThingTypeName";
@@ -198,24 +199,6 @@ fn is_topic(topic: &str) -> bool {
 
 fn starts_with_wildcard(filter: &str) -> bool {
     filter.starts_with('+') || filter.starts_with('#')
-}
-
-/// Whether the topic filter `filter` matches the topic name `topic`.
-fn topic_matches(filter: &str, topic: &str) -> bool {
-    if topic.starts_with('$') && starts_with_wildcard(filter) {
-        return false;
-    }
-    let mut f = filter.split('/');
-    let mut t = topic.split('/');
-    loop {
-        match (f.next(), t.next()) {
-            (Some("#"), _) => return true,
-            (Some("+"), Some(_)) => {}
-            (Some(fl), Some(tl)) if fl == tl => {}
-            (None, None) => return true,
-            _ => return false,
-        }
-    }
 }
 
 /// Whether every topic matched by `requested` is matched by `policy`.

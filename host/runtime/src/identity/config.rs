@@ -94,7 +94,6 @@ impl IdentityConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use weir_identity::policy::Identity;
 
     fn parse(text: &str) -> Result<crate::Config, crate::config::ConfigError> {

@@ -329,10 +329,8 @@ pub async fn handle<S>(
         .await
         .is_err()
     {
-        // Never reached the device: the session (if any) stays whole.
-        for (_, q) in outbound.host.drain(..) {
-            backlog.push_back(q);
-        }
+        // Never reached the device: the session (if any) stays whole
+        // (finish_link puts what was "sent" back at the front).
         finish_link(
             &shared,
             &client_id,
@@ -418,7 +416,6 @@ pub async fn handle<S>(
                                 tracing::warn!(client_id = %client, "publish topic is not UTF-8; closing");
                                 break 'conn DisconnectReason::ClientError;
                             };
-                            let meta = packets::meta(&publish);
                             let refusal = policy::refuse_publish(topic).or_else(|| {
                                 principal
                                     .as_ref()
@@ -430,6 +427,8 @@ pub async fn handle<S>(
                                 shared.metrics.count("policy.publish_refused", 1);
                                 if codec.is_v5() {
                                     tracing::warn!(client_id = %client, topic, reason = why, "publish refused");
+                                    // QoS and packet id only matter off the hot path.
+                                    let meta = packets::meta(&publish);
                                     if meta.qos > 0 {
                                         to_device.push(Packet::PubAck(PubAck { pkid: meta.pkid, reason: PubAckReason::NotAuthorized }, None));
                                     }
@@ -443,6 +442,7 @@ pub async fn handle<S>(
                                     let (identity, p, cid, t, body) = (identity.clone(), p.clone(), client_id.clone(), topic.to_string(), publish.payload.clone());
                                     let outcome = tokio::task::spawn_blocking(move || identity.provision(&p, &cid, &t, &body)).await.unwrap_or_default();
                                     shared.metrics.count("provisioning.requests", 1);
+                                    let meta = packets::meta(&publish);
                                     if meta.qos > 0 {
                                         to_device.push(Packet::PubAck(PubAck { pkid: meta.pkid, reason: PubAckReason::Success }, None));
                                     }
