@@ -168,8 +168,8 @@ fn an_ungranted_import_is_refused_at_load_naming_the_import() {
         .output()
         .expect("inspect");
     let report: Value = serde_json::from_slice(&out.stdout).expect("inspect json");
-    assert_eq!(report["world"], "processor-plugin");
-    assert_eq!(report["wit_version"], "0.1.1");
+    assert_eq!(report["world"], "batch-processor-plugin");
+    assert_eq!(report["wit_version"], "0.1.2");
     let imports = report["imports"].as_array().unwrap();
     assert!(
         imports.iter().any(|i| i["name"]

@@ -60,6 +60,11 @@ impl Processor for Limit {
         Ok(batch.iter().filter_map(|m| self.check(m)).collect())
     }
 
+    // The host hands over batches in flat form; the SDK copies each into
+    // `Vec<Message>` for `process`. On a hot path, skip the copy: override
+    // `process_batch(&mut self, batch: &weir_plugin::Batch)` and read
+    // `batch.iter()` (borrowed `MessageRef`s), as the shipped zscore does.
+
     // State that must survive a reload or restart belongs in a key-value
     // bucket (`weir_plugin::kv::Bucket`), saved here.
     // fn checkpoint(&mut self) -> Result<(), String> { Ok(()) }

@@ -15,7 +15,7 @@
 //! `archive = true`.
 
 use weir_plugin::archive::{self, Row};
-use weir_plugin::{export_sink, Message, Sink};
+use weir_plugin::{export_sink, Batch, Message, MessageRef, Metric, Sink};
 
 /// The plugin instance.
 pub struct Archive;
@@ -25,6 +25,19 @@ pub fn rows(batch: &[Message]) -> Vec<Row> {
     batch.iter().map(Row::from_message).collect()
 }
 
+/// The row of one message of a batch.
+pub fn row(m: MessageRef<'_>) -> Row {
+    Row {
+        device: m.device.to_string(),
+        device_type: m.device_type.to_string(),
+        topic: m.topic.to_string(),
+        received_at: m.received_at,
+        device_time: m.device_time,
+        metrics: m.metrics().map(|(n, v)| Metric::new(n, v)).collect(),
+        payload: m.payload.to_string(),
+    }
+}
+
 impl Sink for Archive {
     fn new() -> Result<Self, String> {
         Ok(Archive)
@@ -32,6 +45,10 @@ impl Sink for Archive {
 
     fn write(&mut self, batch: Vec<Message>) -> Result<(), String> {
         archive::append(&rows(&batch))
+    }
+
+    fn write_batch(&mut self, batch: &Batch) -> Result<(), String> {
+        archive::append(&batch.iter().map(row).collect::<Vec<_>>())
     }
 }
 

@@ -1,9 +1,9 @@
 //! The generated bindings, one module per world.
 //!
-//! `weir-plugin-sys` generates the `aggregator-plugin` world, and with it
-//! every import and the shared `weir:plugin/types` (see that crate for why
-//! it is separate). The `processor-plugin` and `sink-plugin` worlds are
-//! generated here and reuse those imports and types through `with`, so a
+//! `weir-plugin-sys` generates the `batch-aggregator-plugin` world, and with it
+//! every import and the shared `weir:plugin/types` and `batches` (see that
+//! crate for why it is separate). The `batch-processor-plugin` and
+//! `batch-sink-plugin` worlds are generated here and reuse those imports and types through `with`, so a
 //! `Message` is one Rust type whichever world a plugin targets. Plugin
 //! authors never name anything in here: the SDK's helpers and export macros
 //! do.
@@ -15,22 +15,23 @@
 /// Every import and the shared types.
 pub use weir_plugin_sys::aggregator as host;
 
-/// The `aggregator-plugin` world.
+/// The `batch-aggregator-plugin` world.
 pub use weir_plugin_sys::aggregator;
 
-/// The `processor-plugin` world.
+/// The `batch-processor-plugin` world.
 pub mod processor {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "weir:plugin/processor-plugin@0.1.1",
+        world: "weir:plugin/batch-processor-plugin@0.1.2",
         with: {
-            "weir:plugin/types@0.1.1": weir_plugin_sys::aggregator::weir::plugin::types,
-            "weir:plugin/publish@0.1.1": weir_plugin_sys::aggregator::weir::plugin::publish,
-            "weir:plugin/journal@0.1.1": weir_plugin_sys::aggregator::weir::plugin::journal,
-            "weir:plugin/timeseries@0.1.1": weir_plugin_sys::aggregator::weir::plugin::timeseries,
-            "weir:plugin/archive@0.1.1": weir_plugin_sys::aggregator::weir::plugin::archive,
-            "weir:plugin/notify@0.1.1": weir_plugin_sys::aggregator::weir::plugin::notify,
-            "weir:plugin/streams@0.1.1": weir_plugin_sys::aggregator::weir::plugin::streams,
+            "weir:plugin/types@0.1.2": weir_plugin_sys::aggregator::weir::plugin::types,
+            "weir:plugin/publish@0.1.2": weir_plugin_sys::aggregator::weir::plugin::publish,
+            "weir:plugin/journal@0.1.2": weir_plugin_sys::aggregator::weir::plugin::journal,
+            "weir:plugin/timeseries@0.1.2": weir_plugin_sys::aggregator::weir::plugin::timeseries,
+            "weir:plugin/archive@0.1.2": weir_plugin_sys::aggregator::weir::plugin::archive,
+            "weir:plugin/notify@0.1.2": weir_plugin_sys::aggregator::weir::plugin::notify,
+            "weir:plugin/streams@0.1.2": weir_plugin_sys::aggregator::weir::plugin::streams,
+            "weir:plugin/batches@0.1.2": weir_plugin_sys::aggregator::weir::plugin::batches,
             "wasi:logging/logging@0.1.0-draft": weir_plugin_sys::aggregator::wasi::logging::logging,
             "wasi:config/store@0.2.0-rc.1": weir_plugin_sys::aggregator::wasi::config::store,
             "wasi:keyvalue/store@0.2.0-draft": weir_plugin_sys::aggregator::wasi::keyvalue::store,
@@ -42,19 +43,20 @@ pub mod processor {
     });
 }
 
-/// The `sink-plugin` world.
+/// The `batch-sink-plugin` world.
 pub mod sink {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "weir:plugin/sink-plugin@0.1.1",
+        world: "weir:plugin/batch-sink-plugin@0.1.2",
         with: {
-            "weir:plugin/types@0.1.1": weir_plugin_sys::aggregator::weir::plugin::types,
-            "weir:plugin/publish@0.1.1": weir_plugin_sys::aggregator::weir::plugin::publish,
-            "weir:plugin/journal@0.1.1": weir_plugin_sys::aggregator::weir::plugin::journal,
-            "weir:plugin/timeseries@0.1.1": weir_plugin_sys::aggregator::weir::plugin::timeseries,
-            "weir:plugin/archive@0.1.1": weir_plugin_sys::aggregator::weir::plugin::archive,
-            "weir:plugin/notify@0.1.1": weir_plugin_sys::aggregator::weir::plugin::notify,
-            "weir:plugin/streams@0.1.1": weir_plugin_sys::aggregator::weir::plugin::streams,
+            "weir:plugin/types@0.1.2": weir_plugin_sys::aggregator::weir::plugin::types,
+            "weir:plugin/publish@0.1.2": weir_plugin_sys::aggregator::weir::plugin::publish,
+            "weir:plugin/journal@0.1.2": weir_plugin_sys::aggregator::weir::plugin::journal,
+            "weir:plugin/timeseries@0.1.2": weir_plugin_sys::aggregator::weir::plugin::timeseries,
+            "weir:plugin/archive@0.1.2": weir_plugin_sys::aggregator::weir::plugin::archive,
+            "weir:plugin/notify@0.1.2": weir_plugin_sys::aggregator::weir::plugin::notify,
+            "weir:plugin/streams@0.1.2": weir_plugin_sys::aggregator::weir::plugin::streams,
+            "weir:plugin/batches@0.1.2": weir_plugin_sys::aggregator::weir::plugin::batches,
             "wasi:logging/logging@0.1.0-draft": weir_plugin_sys::aggregator::wasi::logging::logging,
             "wasi:config/store@0.2.0-rc.1": weir_plugin_sys::aggregator::wasi::config::store,
             "wasi:keyvalue/store@0.2.0-draft": weir_plugin_sys::aggregator::wasi::keyvalue::store,

@@ -1,7 +1,7 @@
 //! # weir-plugin: the guest SDK for Weir plugins
 //!
 //! A Weir plugin is a WebAssembly component built for `wasm32-wasip2` against
-//! the WIT package `weir:plugin@0.1.1` (in the repository's `wit/`). This
+//! the WIT package `weir:plugin@0.1.2` (in the repository's `wit/`). This
 //! crate wraps the generated bindings so that a plugin is a struct, a trait
 //! impl and one macro call:
 //!
@@ -63,6 +63,7 @@
 extern crate self as weir_plugin;
 
 pub mod archive;
+pub mod batch;
 #[doc(hidden)]
 pub mod bindings;
 pub mod config;
@@ -74,6 +75,7 @@ pub mod notify;
 pub mod stream;
 pub mod timeseries;
 
+pub use batch::{Batch, MessageRef};
 /// One message handed to a plugin: the output of one rule for one reading.
 /// See `weir:plugin/types.message` for the meaning of each field.
 pub use bindings::host::weir::plugin::types::Message;
@@ -92,6 +94,15 @@ pub trait Processor: Sized + 'static {
     /// the plugin's `publish` grant. `Err` sends the whole batch to the
     /// rule's error action.
     fn process(&mut self, batch: Vec<Message>) -> Result<Vec<Outbound>, String>;
+
+    /// Process a batch as the host hands it over, without copying it into
+    /// owned messages first. This is what the host calls; the default copies
+    /// the batch and calls [`Processor::process`]. Override it, reading
+    /// [`MessageRef`]s from [`Batch::iter`], when the copy matters (about
+    /// ten small allocations per message).
+    fn process_batch(&mut self, batch: &Batch) -> Result<Vec<Outbound>, String> {
+        self.process(batch.to_messages())
+    }
 
     /// Save in-memory state to the key-value store. Called every few seconds,
     /// before the instance is replaced and at shutdown.
@@ -115,6 +126,13 @@ pub trait Sink: Sized + 'static {
 
     /// Write a batch. `Err` sends the whole batch to the rule's error action.
     fn write(&mut self, batch: Vec<Message>) -> Result<(), String>;
+
+    /// Write a batch as the host hands it over (see
+    /// [`Processor::process_batch`]); the default copies it and calls
+    /// [`Sink::write`].
+    fn write_batch(&mut self, batch: &Batch) -> Result<(), String> {
+        self.write(batch.to_messages())
+    }
 
     /// Make everything written so far durable. Called every second and at
     /// shutdown.
@@ -144,7 +162,7 @@ pub fn publish(topic: impl Into<String>, payload: impl Into<String>) -> Result<(
     }
 }
 
-/// Export a [`Processor`] as the component's `weir:plugin/processor`.
+/// Export a [`Processor`] as the component's `weir:plugin/batch-processor`.
 ///
 /// Use once per crate, at the crate root: `export_processor!(MyPlugin);`.
 #[macro_export]
@@ -154,14 +172,18 @@ macro_rules! export_processor {
         const _: () = {
             static __WEIR_STATE: $crate::__private::Slot<$t> = $crate::__private::Slot::new();
             struct __WeirExport;
-            impl $crate::__private::processor::exports::weir::plugin::processor::Guest
+            impl $crate::__private::processor::exports::weir::plugin::batch_processor::Guest
                 for __WeirExport
             {
                 fn process(
-                    batch: ::std::vec::Vec<$crate::Message>,
+                    batch: $crate::__private::RawBatch,
                 ) -> ::std::result::Result<::std::vec::Vec<$crate::Outbound>, ::std::string::String>
                 {
-                    $crate::__private::process(&__WEIR_STATE, env!("CARGO_PKG_NAME"), batch)
+                    $crate::__private::process(
+                        &__WEIR_STATE,
+                        env!("CARGO_PKG_NAME"),
+                        $crate::Batch::from_raw(batch),
+                    )
                 }
                 fn checkpoint() -> ::std::result::Result<(), ::std::string::String> {
                     $crate::__private::checkpoint(&__WEIR_STATE)
@@ -174,8 +196,8 @@ macro_rules! export_processor {
     };
 }
 
-/// Export an [`Aggregator`] as the component's `weir:plugin/processor` and
-/// `weir:plugin/aggregator`.
+/// Export an [`Aggregator`] as the component's `weir:plugin/batch-processor`
+/// and `weir:plugin/aggregator`.
 #[macro_export]
 macro_rules! export_aggregator {
     ($t:ty) => {
@@ -183,14 +205,18 @@ macro_rules! export_aggregator {
         const _: () = {
             static __WEIR_STATE: $crate::__private::Slot<$t> = $crate::__private::Slot::new();
             struct __WeirExport;
-            impl $crate::__private::aggregator::exports::weir::plugin::processor::Guest
+            impl $crate::__private::aggregator::exports::weir::plugin::batch_processor::Guest
                 for __WeirExport
             {
                 fn process(
-                    batch: ::std::vec::Vec<$crate::Message>,
+                    batch: $crate::__private::RawBatch,
                 ) -> ::std::result::Result<::std::vec::Vec<$crate::Outbound>, ::std::string::String>
                 {
-                    $crate::__private::process(&__WEIR_STATE, env!("CARGO_PKG_NAME"), batch)
+                    $crate::__private::process(
+                        &__WEIR_STATE,
+                        env!("CARGO_PKG_NAME"),
+                        $crate::Batch::from_raw(batch),
+                    )
                 }
                 fn checkpoint() -> ::std::result::Result<(), ::std::string::String> {
                     $crate::__private::checkpoint(&__WEIR_STATE)
@@ -213,7 +239,7 @@ macro_rules! export_aggregator {
     };
 }
 
-/// Export a [`Sink`] as the component's `weir:plugin/sink`.
+/// Export a [`Sink`] as the component's `weir:plugin/batch-sink`.
 #[macro_export]
 macro_rules! export_sink {
     ($t:ty) => {
@@ -221,11 +247,15 @@ macro_rules! export_sink {
         const _: () = {
             static __WEIR_STATE: $crate::__private::Slot<$t> = $crate::__private::Slot::new();
             struct __WeirExport;
-            impl $crate::__private::sink::exports::weir::plugin::sink::Guest for __WeirExport {
+            impl $crate::__private::sink::exports::weir::plugin::batch_sink::Guest for __WeirExport {
                 fn write(
-                    batch: ::std::vec::Vec<$crate::Message>,
+                    batch: $crate::__private::RawBatch,
                 ) -> ::std::result::Result<(), ::std::string::String> {
-                    $crate::__private::write(&__WEIR_STATE, env!("CARGO_PKG_NAME"), batch)
+                    $crate::__private::write(
+                        &__WEIR_STATE,
+                        env!("CARGO_PKG_NAME"),
+                        $crate::Batch::from_raw(batch),
+                    )
                 }
                 fn flush() -> ::std::result::Result<(), ::std::string::String> {
                     $crate::__private::flush(&__WEIR_STATE)
@@ -242,11 +272,12 @@ macro_rules! export_sink {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::bindings::aggregator;
+    pub use crate::bindings::host::weir::plugin::batches::Batch as RawBatch;
     pub use crate::bindings::processor;
     pub use crate::bindings::sink;
     pub use weir_plugin_sys::wit_bindgen;
 
-    use crate::{Aggregator, Message, Outbound, Processor, Sink};
+    use crate::{Aggregator, Batch, Outbound, Processor, Sink};
     use std::cell::RefCell;
 
     /// The plugin value of a component instance.
@@ -308,9 +339,9 @@ pub mod __private {
     pub fn process<T: Processor>(
         slot: &Slot<T>,
         name: &'static str,
-        batch: Vec<Message>,
+        batch: Batch,
     ) -> Result<Vec<Outbound>, String> {
-        slot.with(Some(&init(name, T::new)), |p| p.process(batch))
+        slot.with(Some(&init(name, T::new)), |p| p.process_batch(&batch))
     }
 
     pub fn checkpoint<T: Processor>(slot: &Slot<T>) -> Result<(), String> {
@@ -325,12 +356,8 @@ pub mod __private {
         slot.with(Some(&init(name, T::new)), |p| p.tick(now))
     }
 
-    pub fn write<T: Sink>(
-        slot: &Slot<T>,
-        name: &'static str,
-        batch: Vec<Message>,
-    ) -> Result<(), String> {
-        slot.with(Some(&init(name, T::new)), |s| s.write(batch))
+    pub fn write<T: Sink>(slot: &Slot<T>, name: &'static str, batch: Batch) -> Result<(), String> {
+        slot.with(Some(&init(name, T::new)), |s| s.write_batch(&batch))
     }
 
     pub fn flush<T: Sink>(slot: &Slot<T>) -> Result<(), String> {
@@ -340,6 +367,7 @@ pub mod __private {
     #[cfg(test)]
     mod tests {
         use super::*;
+        use crate::Message;
 
         struct Counter(u32);
         impl Processor for Counter {
@@ -370,9 +398,10 @@ pub mod __private {
             let slot = Slot::<Counter>::new();
             // checkpoint before any batch: nothing built, nothing to save
             assert_eq!(checkpoint(&slot), Ok(()));
-            let out = process(&slot, "t", vec![Message::default(), Message::default()]).unwrap();
+            let two = Batch::from_messages(&[Message::default(), Message::default()]);
+            let out = process(&slot, "t", two).unwrap();
             assert_eq!(out, vec![Outbound::new("n", "2")]);
-            let out = process(&slot, "t", vec![Message::default()]).unwrap();
+            let out = process(&slot, "t", Batch::from_messages(&[Message::default()])).unwrap();
             assert_eq!(out, vec![Outbound::new("n", "3")]);
             assert_eq!(checkpoint(&slot), Err("saw 3".into()));
         }
@@ -381,7 +410,7 @@ pub mod __private {
         fn failed_setup_is_an_error_not_a_trap() {
             let slot = Slot::<Broken>::new();
             assert_eq!(
-                process(&slot, "t", vec![]),
+                process(&slot, "t", Batch::from_messages(&[])),
                 Err("plugin setup: bad setting".into())
             );
             assert_eq!(checkpoint(&slot), Ok(()));

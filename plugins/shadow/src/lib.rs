@@ -35,7 +35,7 @@ pub mod shadow_doc;
 
 use shadow_doc::Shadows;
 use weir_plugin::kv::Bucket;
-use weir_plugin::{config, export_sink, log, Message, Sink};
+use weir_plugin::{config, export_sink, log, Batch, Message, MessageRef, Sink};
 
 /// The plugin instance.
 pub struct Shadow {
@@ -68,15 +68,35 @@ impl Sink for Shadow {
     }
 
     fn write(&mut self, batch: Vec<Message>) -> Result<(), String> {
-        self.shadows
-            .load_missing(&self.bucket, batch.iter().map(|m| m.device.as_str()))?;
+        self.merge_all(batch.iter().map(MessageRef::from))
+    }
 
+    fn write_batch(&mut self, batch: &Batch) -> Result<(), String> {
+        self.merge_all(batch.iter())
+    }
+
+    fn flush(&mut self) -> Result<(), String> {
+        self.store().map(|_| ())
+    }
+}
+
+impl Shadow {
+    /// Merge every message into its device's shadow. Writes are coalesced:
+    /// every device changed since the last flush is stored once, in `flush`
+    /// (the host calls it every checkpoint interval and at shutdown).
+    fn merge_all<'a>(
+        &mut self,
+        batch: impl ExactSizeIterator<Item = MessageRef<'a>> + Clone,
+    ) -> Result<(), String> {
+        self.shadows
+            .load_missing(&self.bucket, batch.clone().map(|m| m.device))?;
+        let total = batch.len();
         let mut skipped = 0usize;
         let mut first_error = None;
-        for m in &batch {
+        for m in batch {
             if let Err(e) = self
                 .shadows
-                .merge(&m.device, &m.payload, m.received_at, &m.device_type)
+                .merge(m.device, m.payload, m.received_at, m.device_type)
             {
                 skipped += 1;
                 first_error.get_or_insert_with(|| {
@@ -85,19 +105,9 @@ impl Sink for Shadow {
             }
         }
         if let Some(e) = first_error {
-            log::warn(format!(
-                "skipped {skipped} of {} messages; first: {e}",
-                batch.len()
-            ));
+            log::warn(format!("skipped {skipped} of {total} messages; first: {e}"));
         }
-        // Writes are coalesced: every device changed since the last flush is
-        // stored once, in `flush` (the host calls it every checkpoint
-        // interval and at shutdown).
         Ok(())
-    }
-
-    fn flush(&mut self) -> Result<(), String> {
-        self.store().map(|_| ())
     }
 }
 

@@ -18,7 +18,7 @@
 //! `timeseries = true`.
 
 use weir_plugin::timeseries::{self, Reading};
-use weir_plugin::{config, export_sink, Message, Sink};
+use weir_plugin::{config, export_sink, Batch, Message, MessageRef, Metric, Sink};
 
 /// Which clock stamps a reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,13 +45,14 @@ impl Timeseries {
     }
 
     /// The reading for one message, or `None` when it has no (kept) metric.
-    pub fn reading(&self, m: &Message) -> Option<Reading> {
+    pub fn reading<'m>(&self, m: impl Into<MessageRef<'m>>) -> Option<Reading> {
+        let m = m.into();
         let measures: Vec<_> = m
-            .metrics
-            .iter()
-            .filter(|x| x.value.is_finite())
-            .filter(|x| config::selects(&self.metrics, &self.ignore, &x.name))
-            .cloned()
+            .metrics()
+            .filter(|(name, value)| {
+                value.is_finite() && config::selects(&self.metrics, &self.ignore, name)
+            })
+            .map(|(name, value)| Metric::new(name, value))
             .collect();
         if measures.is_empty() {
             return None;
@@ -60,12 +61,7 @@ impl Timeseries {
             TimeSource::Device => m.device_time.unwrap_or(m.received_at),
             TimeSource::Received => m.received_at,
         };
-        Some(Reading::new(
-            m.device.clone(),
-            m.device_type.clone(),
-            time,
-            measures,
-        ))
+        Some(Reading::new(m.device, m.device_type, time, measures))
     }
 }
 
@@ -90,6 +86,11 @@ impl Sink for Timeseries {
     }
 
     fn write(&mut self, batch: Vec<Message>) -> Result<(), String> {
+        let readings: Vec<Reading> = batch.iter().filter_map(|m| self.reading(m)).collect();
+        timeseries::write(&readings)
+    }
+
+    fn write_batch(&mut self, batch: &Batch) -> Result<(), String> {
         let readings: Vec<Reading> = batch.iter().filter_map(|m| self.reading(m)).collect();
         timeseries::write(&readings)
     }

@@ -8,7 +8,7 @@ use crate::settings::Settings;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use weir_plugin::devices::Devices;
-use weir_plugin::{Message, Outbound};
+use weir_plugin::{MessageRef, Outbound};
 
 /// What the detector remembers about one metric of one device.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -117,18 +117,16 @@ impl Detector {
     /// Devices of `batch` that are not in memory yet (each once, in order of
     /// first appearance): load them with [`Detector::load`] before
     /// [`Detector::observe`], or they start from an empty baseline.
-    pub fn unknown_devices(&self, batch: &[Message]) -> Vec<String> {
-        self.devices
-            .unknown(batch.iter().map(|m| m.device.as_str()))
+    pub fn unknown_devices<'a>(&self, devices: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        self.devices.unknown(devices)
     }
 
     /// Load the batch's devices not in memory yet from `bucket`.
-    pub fn load_missing(
+    pub fn load_missing<'a>(
         &mut self,
         bucket: &weir_plugin::kv::Bucket,
-        batch: &[Message],
+        devices: impl IntoIterator<Item = &'a str>,
     ) -> Result<(), String> {
-        let devices = batch.iter().map(|m| m.device.as_str());
         self.devices
             .load_missing(bucket, devices, "baselines", DeviceState::from_json)
     }
@@ -145,23 +143,26 @@ impl Detector {
         self.devices.insert_default(device);
     }
 
-    /// Score one message; appends at most one event per metric to `events`.
-    pub fn observe(&mut self, msg: &Message, events: &mut Vec<Event>) {
+    /// Score one message (a [`MessageRef`] of a batch, or
+    /// `MessageRef::from(&message)`); appends at most one event per metric
+    /// to `events`.
+    pub fn observe<'m>(&mut self, msg: impl Into<MessageRef<'m>>, events: &mut Vec<Event>) {
+        let msg = msg.into();
         let settings = &self.settings;
         let mode = self.mode;
-        let device = self.devices.get_mut_or_default(&msg.device);
+        let device = self.devices.get_mut_or_default(msg.device);
         let mut changed = false;
-        for metric in &msg.metrics {
-            if !metric.value.is_finite() || !settings.scores(&metric.name) {
+        for (name, value) in msg.metrics() {
+            if !value.is_finite() || !settings.scores(name) {
                 continue;
             }
-            let x = metric.value;
-            if !device.metrics.contains_key(&metric.name) {
+            let x = value;
+            if !device.metrics.contains_key(name) {
                 device
                     .metrics
-                    .insert(metric.name.clone(), MetricState::default());
+                    .insert(name.to_string(), MetricState::default());
             }
-            let Some(state) = device.metrics.get_mut(&metric.name) else {
+            let Some(state) = device.metrics.get_mut(name) else {
                 continue;
             };
             changed = true;
@@ -186,16 +187,16 @@ impl Detector {
             let anomalous = z.abs() > settings.threshold;
             let event = |kind| Event {
                 kind,
-                device: msg.device.clone(),
-                device_type: msg.device_type.clone(),
-                metric: metric.name.clone(),
+                device: msg.device.to_string(),
+                device_type: msg.device_type.to_string(),
+                metric: name.to_string(),
                 value: x,
                 mean: before.mean,
                 stddev,
                 z,
                 threshold: settings.threshold,
-                rule: msg.rule.clone(),
-                topic: msg.topic.clone(),
+                rule: msg.rule.to_string(),
+                topic: msg.topic.to_string(),
                 received_at: msg.received_at,
                 device_time: msg.device_time,
             };
@@ -225,7 +226,7 @@ impl Detector {
             }
         }
         if changed {
-            self.devices.mark_dirty(&msg.device);
+            self.devices.mark_dirty(msg.device);
         }
     }
 
@@ -259,7 +260,7 @@ impl Detector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weir_plugin::Metric;
+    use weir_plugin::{Message, Metric};
 
     fn settings(warmup: u64) -> Settings {
         Settings {
@@ -540,14 +541,9 @@ mod tests {
         // the first one is: same z, and the ongoing excursion is not
         // re-alerted.
         let mut fresh = Detector::new(settings(5));
-        assert_eq!(
-            fresh.unknown_devices(&[reading("d", "t", 0.0, 0)]),
-            vec!["d"]
-        );
+        assert_eq!(fresh.unknown_devices(["d"]), vec!["d"]);
         fresh.load("d", &entries[0].1).unwrap();
-        assert!(fresh
-            .unknown_devices(&[reading("d", "t", 0.0, 0)])
-            .is_empty());
+        assert!(fresh.unknown_devices(["d"]).is_empty());
         assert!(fresh.dirty_entries().is_empty());
         let a = feed(&mut det, &[30.0, 11.0, 11.0, 11.0, 17.0]);
         let b = feed(&mut fresh, &[30.0, 11.0, 11.0, 11.0, 17.0]);

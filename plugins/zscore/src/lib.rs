@@ -52,7 +52,7 @@ pub mod settings;
 use detector::Detector;
 use settings::Settings;
 use weir_plugin::kv::Bucket;
-use weir_plugin::{config, export_processor, log, Message, Outbound, Processor};
+use weir_plugin::{config, export_processor, log, Batch, Message, MessageRef, Outbound, Processor};
 
 /// The plugin instance: the detector and its bucket.
 pub struct ZScore {
@@ -72,20 +72,11 @@ impl Processor for ZScore {
     }
 
     fn process(&mut self, batch: Vec<Message>) -> Result<Vec<Outbound>, String> {
-        self.detector.load_missing(&self.bucket, &batch)?;
+        self.run(batch.iter().map(MessageRef::from))
+    }
 
-        let mut events = Vec::new();
-        for msg in &batch {
-            self.detector.observe(msg, &mut events);
-        }
-        let mut out = Vec::with_capacity(events.len());
-        for event in &events {
-            match self.detector.outbound(event) {
-                Ok(o) => out.push(o),
-                Err(e) => log::error(format!("cannot encode alert: {e}")),
-            }
-        }
-        Ok(out)
+    fn process_batch(&mut self, batch: &Batch) -> Result<Vec<Outbound>, String> {
+        self.run(batch.iter())
     }
 
     fn checkpoint(&mut self) -> Result<(), String> {
@@ -96,6 +87,29 @@ impl Processor for ZScore {
         self.bucket.set_many(&entries)?;
         self.detector.saved(&entries);
         Ok(())
+    }
+}
+
+impl ZScore {
+    /// Load unseen devices' baselines, score every message, encode alerts.
+    fn run<'a>(
+        &mut self,
+        messages: impl Iterator<Item = MessageRef<'a>> + Clone,
+    ) -> Result<Vec<Outbound>, String> {
+        self.detector
+            .load_missing(&self.bucket, messages.clone().map(|m| m.device))?;
+        let mut events = Vec::new();
+        for msg in messages {
+            self.detector.observe(msg, &mut events);
+        }
+        let mut out = Vec::with_capacity(events.len());
+        for event in &events {
+            match self.detector.outbound(event) {
+                Ok(o) => out.push(o),
+                Err(e) => log::error(format!("cannot encode alert: {e}")),
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -2,7 +2,8 @@
 //! message into the document an error action receives.
 
 use super::ingest::Ingest;
-use crate::plugin::bindings::{Message, Metric};
+use crate::plugin::batch::{BatchBuilder, Parts};
+use crate::plugin::bindings::Metric;
 use crate::rules::{Action, Rule};
 use serde_json::{json, Value};
 
@@ -62,13 +63,14 @@ impl<'a> Output<'a> {
     }
 }
 
-/// Build the plugin message for one action of a rule.
+/// Append the plugin message for one action of a rule to `batch`.
 pub fn for_action(
     rule: &Rule,
     action: &Action,
     output: &Output<'_>,
     ctx: &Context<'_>,
-) -> Result<Message, String> {
+    batch: &mut BatchBuilder,
+) -> Result<(), String> {
     let params = action.render_params(ctx.sql).map_err(|e| e.to_string())?;
     let device_time = match params.device_time {
         Some(text) => {
@@ -85,17 +87,18 @@ pub fn for_action(
             .find_map(|k| output.value.get(*k))
             .and_then(|v| crate::clock::device_time_ms(v, ctx.ingest.received_at)),
     };
-    Ok(Message {
-        rule: rule.name.clone(),
-        topic: ctx.ingest.topic.clone(),
-        client_id: ctx.ingest.client_id.to_string(),
-        device: params.device,
-        device_type: params.device_type,
+    batch.push(&Parts {
+        rule: &rule.name,
+        topic: &ctx.ingest.topic,
+        client_id: &ctx.ingest.client_id,
+        device: &params.device,
+        device_type: &params.device_type,
         received_at: ctx.ingest.received_at,
         device_time,
-        metrics: output.metrics.clone(),
-        payload: output.payload.clone(),
-    })
+        metrics: &output.metrics,
+        payload: &output.payload,
+    });
+    Ok(())
 }
 
 /// One failed action, AWS IoT's error-action shape.

@@ -6,8 +6,8 @@ use super::generation::{Current, Generation};
 use super::ingest::{Ingest, HOST_CLIENT_ID, MAX_HOPS};
 use super::message::{self, Context, Failure};
 use crate::metrics::Metrics;
-use crate::plugin::bindings::{Message, Outbound};
-use crate::plugin::{CallError, Instance, Kind, LoadedPlugin, PluginRuntime};
+use crate::plugin::bindings::Outbound;
+use crate::plugin::{BatchBuilder, CallError, Instance, Kind, LoadedPlugin, PluginRuntime};
 use bytes::Bytes;
 use rumqttd::local::LinkTx;
 use std::collections::{BTreeMap, VecDeque};
@@ -54,10 +54,10 @@ struct State {
     matches: Vec<usize>,
 }
 
-type Pending = BTreeMap<String, (Vec<Message>, Vec<Origin>)>;
+type Pending = BTreeMap<String, (BatchBuilder, Vec<Origin>)>;
 
 /// The batch being built for `plugin` (allocates the key only once per round).
-fn pending_for<'a>(pending: &'a mut Pending, plugin: &str) -> &'a mut (Vec<Message>, Vec<Origin>) {
+fn pending_for<'a>(pending: &'a mut Pending, plugin: &str) -> &'a mut (BatchBuilder, Vec<Origin>) {
     if !pending.contains_key(plugin) {
         pending.insert(plugin.to_string(), Default::default());
     }
@@ -250,10 +250,9 @@ impl Worker {
             };
             let output = message::Output::new(&output);
             for (action_index, action) in rule.actions.iter().enumerate() {
-                match message::for_action(rule, action, &output, &ctx) {
-                    Ok(m) => {
-                        let (messages, origins) = pending_for(&mut state.pending, &action.plugin);
-                        messages.push(m);
+                let (messages, origins) = pending_for(&mut state.pending, &action.plugin);
+                match message::for_action(rule, action, &output, &ctx, messages) {
+                    Ok(()) => {
                         origins.push(Origin {
                             rule: rule_index,
                             ingest: ingest.clone(),
@@ -305,11 +304,10 @@ impl Worker {
                     ingest,
                     sql: &sql_message,
                 };
-                match message::for_action(rule, error_action, &message::Output::new(&doc), &ctx) {
-                    Ok(m) => {
-                        let (messages, origins) =
-                            pending_for(&mut state.pending, &error_action.plugin);
-                        messages.push(m);
+                let (messages, origins) = pending_for(&mut state.pending, &error_action.plugin);
+                let output = message::Output::new(&doc);
+                match message::for_action(rule, error_action, &output, &ctx, messages) {
+                    Ok(()) => {
                         origins.push(Origin {
                             rule: rule_index,
                             ingest: ingest.clone(),
@@ -336,6 +334,11 @@ impl Worker {
     fn deliver(&mut self, state: &mut State) {
         let pending = std::mem::take(&mut state.pending);
         for (plugin, (messages, origins)) in pending {
+            if messages.is_empty() {
+                // Every message for it failed to render (already routed).
+                continue;
+            }
+            let messages = messages.finish();
             let result = self.call(state, &plugin, |instance| instance.process(&messages));
             self.metrics.plugin_calls.fetch_add(1, Relaxed);
             self.metrics

@@ -2,7 +2,9 @@
 //!
 //! The imports are generated once (world `host`); the three plugin worlds
 //! reuse them through `with`, so one set of capability implementations
-//! serves processors, aggregators and sinks alike.
+//! serves processors, aggregators and sinks alike. Each kind has two
+//! worlds: the `list<message>` one of 0.1.0/0.1.1 and the flat `batch-*`
+//! one of 0.1.2 (see `plugin::batch`).
 
 /// Imports (capabilities) of every plugin world.
 pub mod host {
@@ -32,6 +34,7 @@ macro_rules! plugin_world {
                     "weir:plugin/archive": crate::plugin::bindings::host::weir::plugin::archive,
                     "weir:plugin/notify": crate::plugin::bindings::host::weir::plugin::notify,
                     "weir:plugin/streams": crate::plugin::bindings::host::weir::plugin::streams,
+                    "weir:plugin/batches": crate::plugin::bindings::host::weir::plugin::batches,
                 },
             });
         }
@@ -41,5 +44,9 @@ macro_rules! plugin_world {
 plugin_world!(processor, "weir:plugin/processor-plugin");
 plugin_world!(aggregator, "weir:plugin/aggregator-plugin");
 plugin_world!(sink, "weir:plugin/sink-plugin");
+plugin_world!(batch_processor, "weir:plugin/batch-processor-plugin");
+plugin_world!(batch_aggregator, "weir:plugin/batch-aggregator-plugin");
+plugin_world!(batch_sink, "weir:plugin/batch-sink-plugin");
 
+pub use host::weir::plugin::batches::{Batch, Entry, Field, Span};
 pub use host::weir::plugin::types::{Message, Metric, Outbound};

@@ -1,13 +1,13 @@
 //! `weir plugin inspect`: what a component is, what it asks for, and whether
 //! this host accepts it — without running it.
 
-use super::loader::{grant_for, is_always, kind_of, Surface};
+use super::loader::{flat_batches, grant_for, is_always, kind_of, Surface};
 use serde_json::{json, Value};
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine};
 
 /// The WIT package version this host implements.
-pub const HOST_WIT_VERSION: &str = "0.1.1";
+pub const HOST_WIT_VERSION: &str = "0.1.2";
 
 /// Describe a component as JSON.
 pub fn inspect(bytes: &[u8]) -> Result<Value, String> {
@@ -53,7 +53,10 @@ pub fn inspect(bytes: &[u8]) -> Result<Value, String> {
         }
     }
     Ok(json!({
-        "world": kind.map(|k| format!("{}-plugin", k.name())),
+        "world": kind.map(|k| {
+            let prefix = if flat_batches(&surface) { "batch-" } else { "" };
+            format!("{prefix}{}-plugin", k.name())
+        }),
         "wit_version": wit_version,
         "host_wit_version": HOST_WIT_VERSION,
         "size_bytes": bytes.len(),

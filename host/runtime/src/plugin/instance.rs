@@ -2,7 +2,9 @@
 //! engine makes. A trap (including a deadline or memory limit) poisons the
 //! instance; the caller drops it and instantiates a fresh one.
 
-use super::bindings::{aggregator, processor, sink, Message, Outbound};
+use super::bindings::{
+    aggregator, batch_aggregator, batch_processor, batch_sink, processor, sink, Batch, Outbound,
+};
 use super::capabilities::PluginState;
 use super::loader::{LoadedPlugin, Pre};
 use super::{PluginError, PluginRuntime};
@@ -20,10 +22,15 @@ pub enum CallError {
     Plugin(String),
 }
 
+/// The instance's exports, by world: the flat `batch-*` worlds (0.1.2)
+/// and the `list<message>` worlds of 0.1.0/0.1.1.
 enum Bound {
     Processor(processor::ProcessorPlugin),
     Aggregator(aggregator::AggregatorPlugin),
     Sink(sink::SinkPlugin),
+    BatchProcessor(batch_processor::BatchProcessorPlugin),
+    BatchAggregator(batch_aggregator::BatchAggregatorPlugin),
+    BatchSink(batch_sink::BatchSinkPlugin),
 }
 
 pub struct Instance {
@@ -69,6 +76,13 @@ impl Instance {
             Pre::Processor(pre) => Bound::Processor(pre.instantiate(&mut store).map_err(fail)?),
             Pre::Aggregator(pre) => Bound::Aggregator(pre.instantiate(&mut store).map_err(fail)?),
             Pre::Sink(pre) => Bound::Sink(pre.instantiate(&mut store).map_err(fail)?),
+            Pre::BatchProcessor(pre) => {
+                Bound::BatchProcessor(pre.instantiate(&mut store).map_err(fail)?)
+            }
+            Pre::BatchAggregator(pre) => {
+                Bound::BatchAggregator(pre.instantiate(&mut store).map_err(fail)?)
+            }
+            Pre::BatchSink(pre) => Bound::BatchSink(pre.instantiate(&mut store).map_err(fail)?),
         };
         Ok(Instance {
             plugin,
@@ -98,13 +112,24 @@ impl Instance {
 
     /// Hand a batch to the plugin: `process` for processors and
     /// aggregators, `write` for sinks. Returns the messages to publish.
-    pub fn process(&mut self, batch: &[Message]) -> Result<Vec<Outbound>, CallError> {
+    /// Plugins of the 0.1.0/0.1.1 worlds get the batch as `list<message>`.
+    pub fn process(&mut self, batch: &Batch) -> Result<Vec<Outbound>, CallError> {
         let (mut returned, published) = self.call(batch.len(), |bound, store| match bound {
-            Bound::Processor(p) => p.weir_plugin_processor().call_process(store, batch),
-            Bound::Aggregator(p) => p.weir_plugin_processor().call_process(store, batch),
+            Bound::BatchProcessor(p) => p.weir_plugin_batch_processor().call_process(store, batch),
+            Bound::BatchAggregator(p) => p.weir_plugin_batch_processor().call_process(store, batch),
+            Bound::BatchSink(p) => p
+                .weir_plugin_batch_sink()
+                .call_write(store, batch)
+                .map(|r| r.map(|()| Vec::new())),
+            Bound::Processor(p) => p
+                .weir_plugin_processor()
+                .call_process(store, &batch.to_messages()),
+            Bound::Aggregator(p) => p
+                .weir_plugin_processor()
+                .call_process(store, &batch.to_messages()),
             Bound::Sink(p) => p
                 .weir_plugin_sink()
-                .call_write(store, batch)
+                .call_write(store, &batch.to_messages())
                 .map(|r| r.map(|()| Vec::new())),
         })?;
         self.check_returned(&returned)?;
@@ -129,17 +154,21 @@ impl Instance {
             Bound::Processor(p) => p.weir_plugin_processor().call_checkpoint(store),
             Bound::Aggregator(p) => p.weir_plugin_processor().call_checkpoint(store),
             Bound::Sink(p) => p.weir_plugin_sink().call_flush(store),
+            Bound::BatchProcessor(p) => p.weir_plugin_batch_processor().call_checkpoint(store),
+            Bound::BatchAggregator(p) => p.weir_plugin_batch_processor().call_checkpoint(store),
+            Bound::BatchSink(p) => p.weir_plugin_batch_sink().call_flush(store),
         })?;
         Ok(published)
     }
 
     /// Timer tick for aggregators (a no-op for other kinds).
     pub fn tick(&mut self, now_ms: i64) -> Result<Vec<Outbound>, CallError> {
-        if !matches!(self.bound, Bound::Aggregator(_)) {
+        if !matches!(self.bound, Bound::Aggregator(_) | Bound::BatchAggregator(_)) {
             return Ok(Vec::new());
         }
         let (mut returned, published) = self.call(0, |bound, store| match bound {
             Bound::Aggregator(p) => p.weir_plugin_aggregator().call_tick(store, now_ms),
+            Bound::BatchAggregator(p) => p.weir_plugin_aggregator().call_tick(store, now_ms),
             _ => Ok(Ok(Vec::new())),
         })?;
         self.check_returned(&returned)?;

@@ -2,7 +2,9 @@
 //! check its world and its imports against its grants, and link exactly the
 //! granted capabilities into an `InstancePre`.
 
-use super::bindings::{aggregator, host, processor, sink};
+use super::bindings::{
+    aggregator, batch_aggregator, batch_processor, batch_sink, host, processor, sink,
+};
 use super::capabilities::PluginState;
 use super::manifest::{Grants, PluginDecl};
 use super::{PluginError, PluginRuntime};
@@ -32,6 +34,9 @@ pub(crate) enum Pre {
     Processor(processor::ProcessorPluginPre<PluginState>),
     Aggregator(aggregator::AggregatorPluginPre<PluginState>),
     Sink(sink::SinkPluginPre<PluginState>),
+    BatchProcessor(batch_processor::BatchProcessorPluginPre<PluginState>),
+    BatchAggregator(batch_aggregator::BatchAggregatorPluginPre<PluginState>),
+    BatchSink(batch_sink::BatchSinkPluginPre<PluginState>),
 }
 
 /// A plugin version ready to instantiate.
@@ -61,6 +66,7 @@ const ALWAYS: &[&str] = &[
     "wasi:logging/logging",
     "wasi:config/store",
     "weir:plugin/types",
+    "weir:plugin/batches",
     "wasi:cli/",
     "wasi:io/",
     "wasi:clocks/",
@@ -103,23 +109,33 @@ pub fn surface(component: &Component, rt: &PluginRuntime) -> Surface {
     }
 }
 
-/// The world a component's exports make it.
+fn exports_interface(surface: &Surface, iface: &str) -> bool {
+    surface
+        .exports
+        .iter()
+        .any(|e| e.split('@').next() == Some(iface) && e.contains("@0.1."))
+}
+
+/// The world a component's exports make it (flat `batch-*` worlds or the
+/// `list<message>` ones alike).
 pub fn kind_of(surface: &Surface) -> Option<Kind> {
-    let exports = |iface: &str| {
-        surface
-            .exports
-            .iter()
-            .any(|e| e.split('@').next() == Some(iface) && e.contains("@0.1."))
-    };
-    if exports("weir:plugin/sink") {
+    let exports = |iface: &str| exports_interface(surface, iface);
+    let processor = exports("weir:plugin/processor") || exports("weir:plugin/batch-processor");
+    if exports("weir:plugin/sink") || exports("weir:plugin/batch-sink") {
         Some(Kind::Sink)
-    } else if exports("weir:plugin/aggregator") && exports("weir:plugin/processor") {
+    } else if exports("weir:plugin/aggregator") && processor {
         Some(Kind::Aggregator)
-    } else if exports("weir:plugin/processor") {
+    } else if processor {
         Some(Kind::Processor)
     } else {
         None
     }
+}
+
+/// Whether the component takes flat batches (a `batch-*` world of 0.1.2+).
+pub fn flat_batches(surface: &Surface) -> bool {
+    exports_interface(surface, "weir:plugin/batch-processor")
+        || exports_interface(surface, "weir:plugin/batch-sink")
 }
 
 /// Resolve a declaration's component to bytes.
@@ -215,10 +231,21 @@ pub fn load(
     let instance_pre = linker
         .instantiate_pre(&component)
         .map_err(|e| PluginError::load(name, format!("{e:#}")))?;
-    let pre = match kind {
-        Kind::Processor => processor::ProcessorPluginPre::new(instance_pre).map(Pre::Processor),
-        Kind::Aggregator => aggregator::AggregatorPluginPre::new(instance_pre).map(Pre::Aggregator),
-        Kind::Sink => sink::SinkPluginPre::new(instance_pre).map(Pre::Sink),
+    let pre = match (kind, flat_batches(&surface)) {
+        (Kind::Processor, true) => {
+            batch_processor::BatchProcessorPluginPre::new(instance_pre).map(Pre::BatchProcessor)
+        }
+        (Kind::Aggregator, true) => {
+            batch_aggregator::BatchAggregatorPluginPre::new(instance_pre).map(Pre::BatchAggregator)
+        }
+        (Kind::Sink, true) => batch_sink::BatchSinkPluginPre::new(instance_pre).map(Pre::BatchSink),
+        (Kind::Processor, false) => {
+            processor::ProcessorPluginPre::new(instance_pre).map(Pre::Processor)
+        }
+        (Kind::Aggregator, false) => {
+            aggregator::AggregatorPluginPre::new(instance_pre).map(Pre::Aggregator)
+        }
+        (Kind::Sink, false) => sink::SinkPluginPre::new(instance_pre).map(Pre::Sink),
     }
     .map_err(|e| PluginError::load(name, format!("{e:#}")))?;
 
@@ -241,6 +268,7 @@ fn linker(rt: &PluginRuntime, grants: &Grants) -> wasmtime::Result<Linker<Plugin
     host::wasi::logging::logging::add_to_linker::<PluginState, Me>(&mut linker, |s| s)?;
     host::wasi::config::store::add_to_linker::<PluginState, Me>(&mut linker, |s| s)?;
     host::weir::plugin::types::add_to_linker::<PluginState, Me>(&mut linker, |s| s)?;
+    host::weir::plugin::batches::add_to_linker::<PluginState, Me>(&mut linker, |s| s)?;
     if !grants.keyvalue.is_empty() {
         host::wasi::keyvalue::store::add_to_linker::<PluginState, Me>(&mut linker, |s| s)?;
         host::wasi::keyvalue::batch::add_to_linker::<PluginState, Me>(&mut linker, |s| s)?;
@@ -272,11 +300,11 @@ mod tests {
     use crate::plugin::capabilities::HostServices;
     use crate::plugin::manifest::PluginDecls;
 
-    /// Rewrite every `weir:plugin/…@0.1.1` name in a component to another
+    /// Rewrite every `weir:plugin/…@0.1.2` name in a component to another
     /// 0.1 patch (same length, so the binary stays valid).
     fn as_patch(bytes: &[u8], patch: u8) -> Vec<u8> {
         let mut out = bytes.to_vec();
-        let needle = b"@0.1.1";
+        let needle = b"@0.1.2";
         let mut i = 0;
         while i + needle.len() <= out.len() {
             if &out[i..i + needle.len()] == needle {
@@ -292,28 +320,31 @@ mod tests {
 
     /// A plugin built against another 0.1 patch of the WIT package loads and
     /// runs on this host: wasmtime matches 0.1.x imports and exports by semver.
+    /// `echo` exports the `list<message>` processor world, `ticker` the flat
+    /// `batch-aggregator` world.
     #[test]
     fn a_plugin_from_a_later_0_1_patch_loads_and_runs() {
-        runs_as_patch(7);
+        runs_as_patch("echo", 7);
+        runs_as_patch("ticker", 7);
     }
 
-    /// Plugins built against 0.1.0 (before the storage interfaces were
-    /// added in 0.1.1) keep loading.
+    /// Plugins built against 0.1.0 (before the storage interfaces of 0.1.1
+    /// and the flat batches of 0.1.2) keep loading, and get `list<message>`.
     #[test]
     fn a_plugin_from_an_earlier_0_1_patch_loads_and_runs() {
-        runs_as_patch(0);
+        runs_as_patch("echo", 0);
     }
 
-    fn runs_as_patch(patch: u8) {
+    fn runs_as_patch(name: &str, patch: u8) {
         let dir = std::env::temp_dir().join(format!("weir-semver-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
-        let Some(echo) = weir_bundled_plugins::get("echo") else {
+        let Some(original) = weir_bundled_plugins::get(name) else {
             eprintln!("SKIPPED: built without plugins (WEIR_SKIP_PLUGIN_BUILD)");
             return;
         };
-        let patched = as_patch(echo, patch);
-        assert_ne!(patched, echo, "no weir:plugin names were rewritten");
-        std::fs::write(dir.join("echo.wasm"), &patched).unwrap();
+        let patched = as_patch(original, patch);
+        assert_ne!(patched, original, "no weir:plugin names were rewritten");
+        std::fs::write(dir.join("p.wasm"), &patched).unwrap();
         let services = Arc::new(HostServices {
             kv: Arc::new(crate::store::KvStore::open(&dir.join("state.redb")).unwrap()),
             journals: Arc::new(crate::store::Journals::new(dir.clone())),
@@ -321,20 +352,23 @@ mod tests {
             sinks: Arc::new(crate::sinks::Sinks::disabled()),
         });
         let rt = PluginRuntime::new(Default::default(), dir.join("cache"), services).unwrap();
-        let decls = PluginDecls::parse(
-            "[echo]\ncomponent = \"echo.wasm\"\ngrants = { publish = [\"echo/+\"] }\n",
-        )
+        let decls = PluginDecls::parse(&format!(
+            "[p]\ncomponent = \"p.wasm\"\ngrants = {{ publish = [\"{name}/+\"] }}\n"
+        ))
         .unwrap();
-        let loaded = load(&rt, "echo", decls.get("echo").unwrap(), &dir)
-            .expect("a plugin of another 0.1 patch loads on a 0.1.1 host");
+        let loaded = load(&rt, "p", decls.get("p").unwrap(), &dir)
+            .expect("a plugin of another 0.1 patch loads on this host");
+        let exports = surface(&rt.compile("p", &patched).unwrap().0, &rt).exports;
         let suffix = format!("@0.1.{patch}");
-        assert!(surface(&rt.compile("echo", &patched).unwrap().0, &rt)
-            .exports
-            .iter()
-            .any(|e| e.ends_with(&suffix)));
+        assert!(exports.iter().any(|e| e.ends_with(&suffix)), "{exports:?}");
+        let flat = name != "echo";
+        assert_eq!(
+            flat_batches(&surface(&rt.compile("p", &patched).unwrap().0, &rt)),
+            flat
+        );
         let mut instance = crate::plugin::Instance::new(&rt, Arc::new(loaded)).unwrap();
-        let out = instance
-            .process(&[crate::plugin::bindings::Message {
+        let batch =
+            crate::plugin::bindings::Batch::from_messages(&[crate::plugin::bindings::Message {
                 rule: "r".into(),
                 topic: "t".into(),
                 client_id: "c".into(),
@@ -344,10 +378,13 @@ mod tests {
                 device_time: None,
                 metrics: Vec::new(),
                 payload: "{\"v\":1}".into(),
-            }])
-            .unwrap();
+            }]);
+        let mut out = instance.process(&batch).unwrap();
+        if flat {
+            out = instance.tick(1000).unwrap();
+        }
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].topic, "echo/d1");
+        assert_eq!(out[0].topic, format!("{name}/d1"));
         std::fs::remove_dir_all(dir).ok();
     }
 }

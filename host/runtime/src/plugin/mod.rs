@@ -3,6 +3,7 @@
 //! a `Linker` holding only the granted capabilities, and every call under an
 //! epoch deadline and a memory cap.
 
+pub mod batch;
 pub mod bindings;
 pub mod capabilities;
 pub mod inspect;
@@ -11,6 +12,7 @@ pub mod loader;
 pub mod manifest;
 pub mod runtime;
 
+pub use batch::BatchBuilder;
 pub use instance::{CallError, Instance};
 pub use loader::{Kind, LoadedPlugin};
 pub use runtime::PluginRuntime;

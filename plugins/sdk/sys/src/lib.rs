@@ -1,23 +1,24 @@
-//! Raw `wit-bindgen` bindings for `weir:plugin@0.1.1`; use the `weir-plugin`
+//! Raw `wit-bindgen` bindings for `weir:plugin@0.1.2`; use the `weir-plugin`
 //! SDK instead.
 //!
 //! Why a crate of its own: with `pub_export_macro`, wit-bindgen emits one
 //! `#[macro_export]` macro per exported interface, named after the interface.
-//! The `processor` interface is exported by two worlds (`processor-plugin`
-//! and `aggregator-plugin`), so generating both worlds in one crate defines
-//! that macro twice. This crate generates the `aggregator-plugin` world,
+//! The `batch-processor` interface is exported by two worlds
+//! (`batch-processor-plugin` and `batch-aggregator-plugin`), so generating
+//! both worlds in one crate defines that macro twice. This crate generates
+//! the `batch-aggregator-plugin` world,
 //! which also brings every import and the shared types; `weir-plugin`
 //! generates the other two worlds and points their imports and types here
 //! (`with`), so there is one `Message` type whichever world a plugin targets.
 
 #![allow(clippy::all)]
 
-/// The `aggregator-plugin` world (all imports, `processor` and `aggregator`
-/// exports).
+/// The `batch-aggregator-plugin` world (all imports, the flat batch types,
+/// `batch-processor` and `aggregator` exports).
 pub mod aggregator {
     wit_bindgen::generate!({
         path: "../../../wit",
-        world: "weir:plugin/aggregator-plugin@0.1.1",
+        world: "weir:plugin/batch-aggregator-plugin@0.1.2",
         generate_all,
         pub_export_macro: true,
         default_bindings_module: "::weir_plugin::__private::aggregator",

@@ -3,8 +3,13 @@
 //! tests: what goes in comes out, one outbound message per input message.
 //!
 //! Grants: `publish` to `echo/#` (or `<prefix>/#`).
+//!
+//! Unlike the other plugins, `echo` exports the `processor-plugin` world of
+//! 0.1.0/0.1.1 (batches as `list<message>`), as every plugin built with the
+//! SDK before 0.1.2 does, so the host's tests cover that world too. It uses
+//! its own bindings for the export and the SDK for everything else.
 
-use weir_plugin::{config, export_processor, Message, Outbound, Processor};
+use weir_plugin::{config, Message, Outbound, Processor};
 
 pub struct Echo {
     prefix: String,
@@ -33,7 +38,60 @@ impl Processor for Echo {
     }
 }
 
-export_processor!(Echo);
+/// The `processor-plugin` world, generated here rather than by the SDK
+/// (whose export macros target the `batch-*` worlds).
+#[cfg(target_arch = "wasm32")]
+mod legacy {
+    wit_bindgen::generate!({
+        path: "../../../wit",
+        world: "weir:plugin/processor-plugin@0.1.2",
+        with: {
+            "weir:plugin/types@0.1.2": weir_plugin::bindings::host::weir::plugin::types,
+            "weir:plugin/publish@0.1.2": weir_plugin::bindings::host::weir::plugin::publish,
+            "weir:plugin/journal@0.1.2": weir_plugin::bindings::host::weir::plugin::journal,
+            "weir:plugin/timeseries@0.1.2": weir_plugin::bindings::host::weir::plugin::timeseries,
+            "weir:plugin/archive@0.1.2": weir_plugin::bindings::host::weir::plugin::archive,
+            "weir:plugin/notify@0.1.2": weir_plugin::bindings::host::weir::plugin::notify,
+            "weir:plugin/streams@0.1.2": weir_plugin::bindings::host::weir::plugin::streams,
+            "weir:plugin/batches@0.1.2": weir_plugin::bindings::host::weir::plugin::batches,
+            "wasi:logging/logging@0.1.0-draft": weir_plugin::bindings::host::wasi::logging::logging,
+            "wasi:config/store@0.2.0-rc.1": weir_plugin::bindings::host::wasi::config::store,
+            "wasi:keyvalue/store@0.2.0-draft": weir_plugin::bindings::host::wasi::keyvalue::store,
+            "wasi:keyvalue/batch@0.2.0-draft": weir_plugin::bindings::host::wasi::keyvalue::batch,
+        },
+    });
+
+    use super::Echo;
+    use std::cell::RefCell;
+    use weir_plugin::{Message, Outbound, Processor};
+
+    struct Export;
+
+    thread_local! {
+        static ECHO: RefCell<Option<Echo>> = const { RefCell::new(None) };
+    }
+
+    impl exports::weir::plugin::processor::Guest for Export {
+        fn process(batch: Vec<Message>) -> Result<Vec<Outbound>, String> {
+            ECHO.with(|cell| {
+                let mut cell = cell.borrow_mut();
+                if cell.is_none() {
+                    *cell = Some(Echo::new()?);
+                }
+                match cell.as_mut() {
+                    Some(echo) => echo.process(batch),
+                    None => Ok(Vec::new()),
+                }
+            })
+        }
+
+        fn checkpoint() -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    export!(Export);
+}
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,258 @@
+//! Building the flat batches (`weir:plugin/batches`) the engine hands to
+//! plugins, and turning one back into `list<message>` for plugins of the
+//! 0.1.0/0.1.1 worlds.
+//!
+//! Every string of a batch is appended once to its `text` and referred to
+//! by a span. Strings that repeat from one message to the next (the rule,
+//! the device type, a client id equal to the device, the metric names of a
+//! rule's output) are stored once, so a batch of readings of one rule
+//! carries each name once.
+
+use super::bindings::{Batch, Entry, Field, Message, Metric, Span};
+
+/// The borrowed parts of one message, as the engine has them.
+pub struct Parts<'a> {
+    pub rule: &'a str,
+    pub topic: &'a str,
+    pub client_id: &'a str,
+    pub device: &'a str,
+    pub device_type: &'a str,
+    pub received_at: i64,
+    pub device_time: Option<i64>,
+    pub metrics: &'a [Metric],
+    pub payload: &'a str,
+}
+
+/// Accumulates messages into one flat batch.
+#[derive(Default)]
+pub struct BatchBuilder {
+    batch: Batch,
+    /// The previous message's rule and device type spans.
+    last_rule: Option<Span>,
+    last_device_type: Option<Span>,
+    /// Metric-name spans of the previous message, for reuse.
+    last_names: Vec<Span>,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Batch {
+            text: String::new(),
+            metrics: Vec::new(),
+            messages: Vec::new(),
+        }
+    }
+}
+
+const EMPTY: Span = Span { start: 0, len: 0 };
+
+/// Bytes `span` of `text`, or "" when out of bounds (never, for batches
+/// built here).
+pub fn text_of(text: &str, span: Span) -> &str {
+    let start = span.start as usize;
+    text.get(start..start + span.len as usize).unwrap_or("")
+}
+
+impl BatchBuilder {
+    pub fn new() -> BatchBuilder {
+        BatchBuilder::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.batch.messages.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.batch.messages.is_empty()
+    }
+
+    fn append(&mut self, s: &str) -> Span {
+        if s.is_empty() {
+            return EMPTY;
+        }
+        let start = self.batch.text.len();
+        self.batch.text.push_str(s);
+        Span {
+            start: start as u32,
+            len: s.len() as u32,
+        }
+    }
+
+    /// `s`, reusing `previous` when it holds the same text.
+    fn append_or_reuse(&mut self, s: &str, previous: Option<Span>) -> Span {
+        match previous {
+            Some(p) if text_of(&self.batch.text, p) == s => p,
+            _ => self.append(s),
+        }
+    }
+
+    pub fn push(&mut self, m: &Parts<'_>) {
+        let rule = self.append_or_reuse(m.rule, self.last_rule);
+        self.last_rule = Some(rule);
+        let topic = self.append(m.topic);
+        let device = self.append(m.device);
+        let client_id = self.append_or_reuse(m.client_id, Some(device));
+        let device_type = self.append_or_reuse(m.device_type, self.last_device_type);
+        self.last_device_type = Some(device_type);
+        let first_metric = self.batch.metrics.len();
+        for (i, metric) in m.metrics.iter().enumerate() {
+            let previous = self.last_names.get(i).copied();
+            let name = self.append_or_reuse(&metric.name, previous);
+            if i < self.last_names.len() {
+                self.last_names[i] = name;
+            } else {
+                self.last_names.push(name);
+            }
+            self.batch.metrics.push(Field {
+                name,
+                value: metric.value,
+            });
+        }
+        let payload = self.append(m.payload);
+        self.batch.messages.push(Entry {
+            rule,
+            topic,
+            client_id,
+            device,
+            device_type,
+            received_at: m.received_at,
+            device_time: m.device_time,
+            metrics: Span {
+                start: first_metric as u32,
+                len: m.metrics.len() as u32,
+            },
+            payload,
+        });
+    }
+
+    /// Append a whole message.
+    pub fn push_message(&mut self, m: &Message) {
+        self.push(&Parts {
+            rule: &m.rule,
+            topic: &m.topic,
+            client_id: &m.client_id,
+            device: &m.device,
+            device_type: &m.device_type,
+            received_at: m.received_at,
+            device_time: m.device_time,
+            metrics: &m.metrics,
+            payload: &m.payload,
+        });
+    }
+
+    pub fn finish(self) -> Batch {
+        self.batch
+    }
+}
+
+impl Batch {
+    /// A batch of `messages`.
+    pub fn from_messages(messages: &[Message]) -> Batch {
+        let mut b = BatchBuilder::new();
+        for m in messages {
+            b.push_message(m);
+        }
+        b.finish()
+    }
+
+    /// The batch as `list<message>`, for plugins of the 0.1.0/0.1.1 worlds.
+    pub fn to_messages(&self) -> Vec<Message> {
+        let text = |s: Span| text_of(&self.text, s).to_string();
+        self.messages
+            .iter()
+            .map(|e| {
+                let start = e.metrics.start as usize;
+                let fields = self
+                    .metrics
+                    .get(start..start + e.metrics.len as usize)
+                    .unwrap_or(&[]);
+                Message {
+                    rule: text(e.rule),
+                    topic: text(e.topic),
+                    client_id: text(e.client_id),
+                    device: text(e.device),
+                    device_type: text(e.device_type),
+                    received_at: e.received_at,
+                    device_time: e.device_time,
+                    metrics: fields
+                        .iter()
+                        .map(|f| Metric {
+                            name: text(f.name),
+                            value: f.value,
+                        })
+                        .collect(),
+                    payload: text(e.payload),
+                }
+            })
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(device: &str, names: &[&str], payload: &str) -> Message {
+        Message {
+            rule: "telemetry".into(),
+            topic: format!("dt/t/{device}/telemetry"),
+            client_id: device.into(),
+            device: device.into(),
+            device_type: "thermostat".into(),
+            received_at: 7,
+            device_time: Some(5),
+            metrics: names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| Metric {
+                    name: n.to_string(),
+                    value: i as f64 + 0.5,
+                })
+                .collect(),
+            payload: payload.into(),
+        }
+    }
+
+    #[test]
+    fn round_trips_and_shares_repeated_strings() {
+        let messages = vec![
+            message("dev-1", &["temperature", "humidity"], "{\"a\":1}"),
+            message("dev-2", &["temperature", "humidity"], ""),
+            message("dev-3", &["temperature", "pressure", "é.ü"], "{}"),
+            Message {
+                client_id: "gateway".into(),
+                device_type: String::new(),
+                device_time: None,
+                ..message("dev-4", &[], "{\"ü\":\"…\"}")
+            },
+        ];
+        let batch = Batch::from_messages(&messages);
+        assert_eq!(
+            format!("{:?}", batch.to_messages()),
+            format!("{messages:?}")
+        );
+        assert_eq!(batch.len(), 4);
+        // "telemetry", "thermostat", "temperature" and "humidity" once each.
+        // The rule once, plus the four topics.
+        assert_eq!(batch.text.matches("telemetry").count(), 5);
+        assert_eq!(batch.text.matches("thermostat").count(), 1);
+        assert_eq!(batch.text.matches("temperature").count(), 1);
+        assert_eq!(batch.text.matches("humidity").count(), 1);
+        assert_eq!(batch.text.matches("dev-1").count(), 2); // topic and device; client id shared
+    }
+
+    #[test]
+    fn an_empty_batch_is_empty() {
+        let batch = BatchBuilder::new().finish();
+        assert!(batch.is_empty());
+        assert!(batch.to_messages().is_empty());
+    }
+}
