@@ -24,7 +24,6 @@ pub struct Parts<'a> {
 }
 
 /// Accumulates messages into one flat batch.
-#[derive(Default)]
 pub struct BatchBuilder {
     batch: Batch,
     /// The previous message's rule and device type spans.
@@ -34,12 +33,17 @@ pub struct BatchBuilder {
     last_names: Vec<Span>,
 }
 
-impl Default for Batch {
+impl Default for BatchBuilder {
     fn default() -> Self {
-        Batch {
-            text: String::new(),
-            metrics: Vec::new(),
-            messages: Vec::new(),
+        BatchBuilder {
+            batch: Batch {
+                text: String::new(),
+                metrics: Vec::new(),
+                messages: Vec::new(),
+            },
+            last_rule: None,
+            last_device_type: None,
+            last_names: Vec::new(),
         }
     }
 }
