@@ -23,6 +23,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use weir_runtime::Config;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "weir",
