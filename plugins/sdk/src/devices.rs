@@ -5,19 +5,20 @@
 //! `set-many` and then calls `saved`.
 
 use crate::kv::Bucket;
+use foldhash::fast::RandomState;
 use std::collections::{HashMap, HashSet};
 
 #[derive(Debug)]
 pub struct Devices<T> {
-    states: HashMap<String, T>,
-    dirty: HashSet<String>,
+    states: HashMap<String, T, RandomState>,
+    dirty: HashSet<String, RandomState>,
 }
 
 impl<T> Default for Devices<T> {
     fn default() -> Self {
         Devices {
-            states: HashMap::new(),
-            dirty: HashSet::new(),
+            states: HashMap::default(),
+            dirty: HashSet::default(),
         }
     }
 }

@@ -66,6 +66,7 @@ pub mod archive;
 pub mod batch;
 #[doc(hidden)]
 pub mod bindings;
+pub mod bytes;
 pub mod config;
 pub mod devices;
 pub mod journal;

@@ -175,7 +175,7 @@ impl Detector {
             }
 
             let stddev = before.stddev(mode);
-            let scale = stddev.max(settings.min_stddev);
+            let scale = crate::baseline::max(stddev, settings.min_stddev);
             let z = if scale > 0.0 {
                 (x - before.mean) / scale
             } else {

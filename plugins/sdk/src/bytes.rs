@@ -1,0 +1,110 @@
+//! Byte comparison for plugins: `memcmp` and `bcmp` eight bytes at a time.
+//!
+//! Every string comparison a plugin makes ends in `memcmp` or `bcmp`:
+//! `==` on `str`, map lookups by name, `Ord` in a `BTreeMap<String, _>`.
+//! On `wasm32-wasip2` they come from wasi-libc, which compares one byte per
+//! loop iteration. That loop was the largest single cost of the zscore
+//! plugin (14% of its time, more than its hashing), so the SDK links these
+//! word-at-a-time versions into every plugin built with it, in place of
+//! libc's. Off wasm32 nothing is replaced; [`compare`] is tested natively.
+
+/// `memcmp`'s result for two equally long byte strings: negative, zero or
+/// positive as `a` sorts before, equal to or after `b`. Never calls
+/// `memcmp` itself (no slice `==` or `cmp` inside).
+pub fn compare(a: &[u8], b: &[u8]) -> i32 {
+    let n = if a.len() < b.len() { a.len() } else { b.len() };
+    let mut i = 0;
+    // Skip equal words; the byte loop below finds the first difference
+    // within the word that differs (or the tail).
+    while i + 8 <= n && word(a, i) == word(b, i) {
+        i += 8;
+    }
+    while i < n {
+        let (x, y) = (a[i], b[i]);
+        if x != y {
+            return x as i32 - y as i32;
+        }
+        i += 1;
+    }
+    0
+}
+
+/// Bytes `i..i + 8` of `s` as one (unaligned, native-endian) load.
+fn word(s: &[u8], i: usize) -> u64 {
+    assert!(i + 8 <= s.len());
+    // SAFETY: the 8 bytes at `i` are in bounds (asserted above).
+    unsafe { core::ptr::read_unaligned(s.as_ptr().add(i).cast::<u64>()) }
+}
+
+/// C `memcmp`, replacing wasi-libc's byte loop.
+///
+/// # Safety
+/// `a` and `b` must be valid for reads of `n` bytes (C's contract).
+#[cfg(target_arch = "wasm32")]
+#[no_mangle]
+pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
+    if n == 0 {
+        return 0;
+    }
+    // SAFETY: the caller promises `n` readable bytes at each pointer.
+    unsafe { compare(core::slice::from_raw_parts(a, n), core::slice::from_raw_parts(b, n)) }
+}
+
+/// C `bcmp` (zero when equal), which LLVM emits for equality tests.
+///
+/// # Safety
+/// As [`memcmp`].
+#[cfg(target_arch = "wasm32")]
+#[no_mangle]
+pub unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
+    // SAFETY: same contract as `memcmp`.
+    unsafe { memcmp(a, b, n) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sign(x: i32) -> i32 {
+        x.signum()
+    }
+
+    #[test]
+    fn orders_like_slices() {
+        let words: Vec<&[u8]> = vec![
+            b"",
+            b"a",
+            b"temperature",
+            b"temperaturf",
+            b"humidity",
+            b"pressure\xff",
+            b"pressure\x00",
+            b"0123456789abcdef0123",
+            b"0123456789abcdef0124",
+            b"0123456789abcdeg0123",
+        ];
+        for a in &words {
+            for b in &words {
+                let n = a.len().min(b.len());
+                let expected = match a[..n].cmp(&b[..n]) {
+                    std::cmp::Ordering::Less => -1,
+                    std::cmp::Ordering::Equal => 0,
+                    std::cmp::Ordering::Greater => 1,
+                };
+                assert_eq!(sign(compare(&a[..n], &b[..n])), expected, "{a:?} {b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_position_of_a_difference_is_seen() {
+        let base = [7u8; 37];
+        for i in 0..base.len() {
+            let mut other = base;
+            other[i] = 8;
+            assert!(compare(&base, &other) < 0, "difference at {i}");
+            assert!(compare(&other, &base) > 0, "difference at {i}");
+        }
+        assert_eq!(compare(&base, &base), 0);
+    }
+}
