@@ -11,15 +11,29 @@
 use crate::bindings::host::weir::plugin::batches;
 use crate::{Message, Metric};
 
+/// `device-time` of a message without one.
+const NO_DEVICE_TIME: i64 = i64::MIN;
+
+/// Numbers per message in `strings` (six spans).
+const STRINGS: usize = 12;
+
 /// One batch of messages, as received.
 pub struct Batch {
     raw: batches::Batch,
 }
 
-fn text(text: &str, span: batches::Span) -> &str {
-    let start = span.start as usize;
-    text.get(start..start.saturating_add(span.len as usize))
+fn text(text: &str, start: u32, len: u32) -> &str {
+    let start = start as usize;
+    text.get(start..start.saturating_add(len as usize))
         .unwrap_or("")
+}
+
+/// The span at `at` (two numbers) of `spans`, as text.
+fn span<'a>(t: &'a str, spans: &[u32], at: usize) -> &'a str {
+    match spans.get(at..at + 2) {
+        Some(&[start, len]) => text(t, start, len),
+        _ => "",
+    }
 }
 
 impl Batch {
@@ -33,64 +47,57 @@ impl Batch {
     pub fn from_messages(messages: &[Message]) -> Batch {
         let mut raw = batches::Batch {
             text: String::new(),
-            metrics: Vec::new(),
-            messages: Vec::with_capacity(messages.len()),
+            strings: Vec::with_capacity(messages.len() * STRINGS),
+            received_at: Vec::with_capacity(messages.len()),
+            device_time: Vec::with_capacity(messages.len()),
+            metrics: Vec::with_capacity(messages.len() * 2),
+            metric_names: Vec::new(),
+            metric_values: Vec::new(),
         };
-        let mut push = |s: &str| {
-            let start = raw.text.len() as u32;
-            raw.text.push_str(s);
-            batches::Span {
-                start,
-                len: s.len() as u32,
-            }
-        };
-        let mut entries = Vec::with_capacity(messages.len());
-        let mut fields = Vec::new();
         for m in messages {
-            let first = fields.len() as u32;
-            for metric in &m.metrics {
-                fields.push(batches::Field {
-                    name: push(&metric.name),
-                    value: metric.value,
-                });
+            for s in [
+                &m.rule,
+                &m.topic,
+                &m.client_id,
+                &m.device,
+                &m.device_type,
+                &m.payload,
+            ] {
+                raw.strings.extend([raw.text.len() as u32, s.len() as u32]);
+                raw.text.push_str(s);
             }
-            entries.push(batches::Entry {
-                rule: push(&m.rule),
-                topic: push(&m.topic),
-                client_id: push(&m.client_id),
-                device: push(&m.device),
-                device_type: push(&m.device_type),
-                received_at: m.received_at,
-                device_time: m.device_time,
-                metrics: batches::Span {
-                    start: first,
-                    len: m.metrics.len() as u32,
-                },
-                payload: push(&m.payload),
-            });
+            raw.received_at.push(m.received_at);
+            raw.device_time
+                .push(m.device_time.unwrap_or(NO_DEVICE_TIME));
+            raw.metrics
+                .extend([raw.metric_values.len() as u32, m.metrics.len() as u32]);
+            for metric in &m.metrics {
+                raw.metric_names
+                    .extend([raw.text.len() as u32, metric.name.len() as u32]);
+                raw.text.push_str(&metric.name);
+                raw.metric_values.push(metric.value);
+            }
         }
-        raw.metrics = fields;
-        raw.messages = entries;
         Batch { raw }
     }
 
     /// Number of messages.
     pub fn len(&self) -> usize {
-        self.raw.messages.len()
+        self.raw.received_at.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.raw.messages.is_empty()
+        self.raw.received_at.is_empty()
     }
 
     /// The `i`th message.
     pub fn get(&self, i: usize) -> Option<MessageRef<'_>> {
-        self.raw.messages.get(i).map(|e| self.view(e))
+        (i < self.len()).then(|| self.view(i))
     }
 
     /// The messages, in order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = MessageRef<'_>> + Clone + '_ {
-        self.raw.messages.iter().map(|e| self.view(e))
+        (0..self.len()).map(|i| self.view(i))
     }
 
     /// Owned copies of the messages.
@@ -98,24 +105,30 @@ impl Batch {
         self.iter().map(|m| m.to_message()).collect()
     }
 
-    fn view<'a>(&'a self, e: &'a batches::Entry) -> MessageRef<'a> {
-        let t = self.raw.text.as_str();
-        let start = e.metrics.start as usize;
-        let fields = self
-            .raw
-            .metrics
-            .get(start..start.saturating_add(e.metrics.len as usize))
-            .unwrap_or(&[]);
+    fn view(&self, i: usize) -> MessageRef<'_> {
+        let raw = &self.raw;
+        let t = raw.text.as_str();
+        let at = i * STRINGS;
+        let (first, count) = match raw.metrics.get(2 * i..2 * i + 2) {
+            Some(&[first, count]) => (first as usize, count as usize),
+            _ => (0, 0),
+        };
+        let end = first.saturating_add(count);
+        let device_time = raw.device_time.get(i).copied().unwrap_or(NO_DEVICE_TIME);
         MessageRef {
-            rule: text(t, e.rule),
-            topic: text(t, e.topic),
-            client_id: text(t, e.client_id),
-            device: text(t, e.device),
-            device_type: text(t, e.device_type),
-            received_at: e.received_at,
-            device_time: e.device_time,
-            metrics: Metrics::Flat { text: t, fields },
-            payload: text(t, e.payload),
+            rule: span(t, &raw.strings, at),
+            topic: span(t, &raw.strings, at + 2),
+            client_id: span(t, &raw.strings, at + 4),
+            device: span(t, &raw.strings, at + 6),
+            device_type: span(t, &raw.strings, at + 8),
+            received_at: raw.received_at.get(i).copied().unwrap_or(0),
+            device_time: (device_time != NO_DEVICE_TIME).then_some(device_time),
+            metrics: Metrics::Flat {
+                text: t,
+                names: raw.metric_names.get(2 * first..2 * end).unwrap_or(&[]),
+                values: raw.metric_values.get(first..end).unwrap_or(&[]),
+            },
+            payload: span(t, &raw.strings, at + 10),
         }
     }
 }
@@ -140,23 +153,33 @@ enum Metrics<'a> {
     Owned(&'a [Metric]),
     Flat {
         text: &'a str,
-        fields: &'a [batches::Field],
+        /// Two numbers (a span of `text`) per metric.
+        names: &'a [u32],
+        values: &'a [f64],
     },
 }
 
 impl<'a> MessageRef<'a> {
     /// The numeric fields, in output order, as `(name, value)`.
     pub fn metrics(&self) -> impl ExactSizeIterator<Item = (&'a str, f64)> + 'a {
-        let (owned, flat, t): (&'a [Metric], &'a [batches::Field], &'a str) = match self.metrics {
-            Metrics::Owned(m) => (m, &[], ""),
-            Metrics::Flat { text, fields } => (&[], fields, text),
-        };
+        let (owned, t, names, values): (&'a [Metric], &'a str, &'a [u32], &'a [f64]) =
+            match self.metrics {
+                Metrics::Owned(m) => (m, "", &[], &[]),
+                Metrics::Flat {
+                    text,
+                    names,
+                    values,
+                } => (&[], text, names, values),
+            };
         let owned = owned.iter().map(|m| (m.name.as_str(), m.value));
-        let flat = flat.iter().map(move |f| (text(t, f.name), f.value));
+        let flat = values
+            .iter()
+            .enumerate()
+            .map(move |(j, v)| (span(t, names, 2 * j), *v));
         Chained {
             owned,
             flat,
-            len: owned_len(self.metrics),
+            len: metric_count(self.metrics),
         }
     }
 
@@ -187,10 +210,10 @@ impl<'a> MessageRef<'a> {
     }
 }
 
-fn owned_len(m: Metrics<'_>) -> usize {
+fn metric_count(m: Metrics<'_>) -> usize {
     match m {
         Metrics::Owned(m) => m.len(),
-        Metrics::Flat { fields, .. } => fields.len(),
+        Metrics::Flat { values, .. } => values.len(),
     }
 }
 

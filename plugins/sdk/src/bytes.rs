@@ -47,7 +47,12 @@ pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
         return 0;
     }
     // SAFETY: the caller promises `n` readable bytes at each pointer.
-    unsafe { compare(core::slice::from_raw_parts(a, n), core::slice::from_raw_parts(b, n)) }
+    unsafe {
+        compare(
+            core::slice::from_raw_parts(a, n),
+            core::slice::from_raw_parts(b, n),
+        )
+    }
 }
 
 /// C `bcmp` (zero when equal), which LLVM emits for equality tests.

@@ -8,7 +8,13 @@
 //! rule's output) are stored once, so a batch of readings of one rule
 //! carries each name once.
 
-use super::bindings::{Batch, Entry, Field, Message, Metric, Span};
+use super::bindings::{Batch, Message, Metric};
+
+/// `device-time` of a message without one.
+pub const NO_DEVICE_TIME: i64 = i64::MIN;
+
+/// Numbers per message in `strings` (six spans).
+const STRINGS: usize = 12;
 
 /// The borrowed parts of one message, as the engine has them.
 pub struct Parts<'a> {
@@ -22,6 +28,15 @@ pub struct Parts<'a> {
     pub metrics: &'a [Metric],
     pub payload: &'a str,
 }
+
+/// A span of a batch's text.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+const EMPTY: Span = Span { start: 0, len: 0 };
 
 /// Accumulates messages into one flat batch.
 pub struct BatchBuilder {
@@ -38,8 +53,12 @@ impl Default for BatchBuilder {
         BatchBuilder {
             batch: Batch {
                 text: String::new(),
+                strings: Vec::new(),
+                received_at: Vec::new(),
+                device_time: Vec::new(),
                 metrics: Vec::new(),
-                messages: Vec::new(),
+                metric_names: Vec::new(),
+                metric_values: Vec::new(),
             },
             last_rule: None,
             last_device_type: None,
@@ -48,13 +67,11 @@ impl Default for BatchBuilder {
     }
 }
 
-const EMPTY: Span = Span { start: 0, len: 0 };
-
-/// Bytes `span` of `text`, or "" when out of bounds (never, for batches
-/// built here).
-pub fn text_of(text: &str, span: Span) -> &str {
-    let start = span.start as usize;
-    text.get(start..start + span.len as usize).unwrap_or("")
+/// Bytes `start..start + len` of `text`, or "" when out of bounds (never,
+/// for batches built here).
+fn text_of(text: &str, start: u32, len: u32) -> &str {
+    let start = start as usize;
+    text.get(start..start + len as usize).unwrap_or("")
 }
 
 impl BatchBuilder {
@@ -63,11 +80,11 @@ impl BatchBuilder {
     }
 
     pub fn len(&self) -> usize {
-        self.batch.messages.len()
+        self.batch.received_at.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.batch.messages.is_empty()
+        self.batch.received_at.is_empty()
     }
 
     fn append(&mut self, s: &str) -> Span {
@@ -85,7 +102,7 @@ impl BatchBuilder {
     /// `s`, reusing `previous` when it holds the same text.
     fn append_or_reuse(&mut self, s: &str, previous: Option<Span>) -> Span {
         match previous {
-            Some(p) if text_of(&self.batch.text, p) == s => p,
+            Some(p) if text_of(&self.batch.text, p.start, p.len) == s => p,
             _ => self.append(s),
         }
     }
@@ -98,7 +115,7 @@ impl BatchBuilder {
         let client_id = self.append_or_reuse(m.client_id, Some(device));
         let device_type = self.append_or_reuse(m.device_type, self.last_device_type);
         self.last_device_type = Some(device_type);
-        let first_metric = self.batch.metrics.len();
+        let first_metric = self.batch.metric_values.len();
         for (i, metric) in m.metrics.iter().enumerate() {
             let previous = self.last_names.get(i).copied();
             let name = self.append_or_reuse(&metric.name, previous);
@@ -107,26 +124,20 @@ impl BatchBuilder {
             } else {
                 self.last_names.push(name);
             }
-            self.batch.metrics.push(Field {
-                name,
-                value: metric.value,
-            });
+            self.batch.metric_names.extend([name.start, name.len]);
+            self.batch.metric_values.push(metric.value);
         }
         let payload = self.append(m.payload);
-        self.batch.messages.push(Entry {
-            rule,
-            topic,
-            client_id,
-            device,
-            device_type,
-            received_at: m.received_at,
-            device_time: m.device_time,
-            metrics: Span {
-                start: first_metric as u32,
-                len: m.metrics.len() as u32,
-            },
-            payload,
-        });
+        for span in [rule, topic, client_id, device, device_type, payload] {
+            self.batch.strings.extend([span.start, span.len]);
+        }
+        self.batch.received_at.push(m.received_at);
+        self.batch
+            .device_time
+            .push(m.device_time.unwrap_or(NO_DEVICE_TIME));
+        self.batch
+            .metrics
+            .extend([first_metric as u32, m.metrics.len() as u32]);
     }
 
     /// Append a whole message.
@@ -161,42 +172,54 @@ impl Batch {
 
     /// The batch as `list<message>`, for plugins of the 0.1.0/0.1.1 worlds.
     pub fn to_messages(&self) -> Vec<Message> {
-        let text = |s: Span| text_of(&self.text, s).to_string();
-        self.messages
-            .iter()
-            .map(|e| {
-                let start = e.metrics.start as usize;
-                let fields = self
-                    .metrics
-                    .get(start..start + e.metrics.len as usize)
-                    .unwrap_or(&[]);
-                Message {
-                    rule: text(e.rule),
-                    topic: text(e.topic),
-                    client_id: text(e.client_id),
-                    device: text(e.device),
-                    device_type: text(e.device_type),
-                    received_at: e.received_at,
-                    device_time: e.device_time,
-                    metrics: fields
-                        .iter()
-                        .map(|f| Metric {
-                            name: text(f.name),
-                            value: f.value,
+        (0..self.len())
+            .map(|i| {
+                let span = |k: usize| {
+                    let at = i * STRINGS + 2 * k;
+                    match self.strings.get(at..at + 2) {
+                        Some(&[start, len]) => text_of(&self.text, start, len).to_string(),
+                        _ => String::new(),
+                    }
+                };
+                let (first, count) = match self.metrics.get(2 * i..2 * i + 2) {
+                    Some(&[first, count]) => (first as usize, count as usize),
+                    _ => (0, 0),
+                };
+                let metrics = (first..first + count)
+                    .filter_map(|j| {
+                        let value = *self.metric_values.get(j)?;
+                        let name = match self.metric_names.get(2 * j..2 * j + 2) {
+                            Some(&[start, len]) => text_of(&self.text, start, len),
+                            _ => "",
+                        };
+                        Some(Metric {
+                            name: name.to_string(),
+                            value,
                         })
-                        .collect(),
-                    payload: text(e.payload),
+                    })
+                    .collect();
+                let device_time = self.device_time.get(i).copied().unwrap_or(NO_DEVICE_TIME);
+                Message {
+                    rule: span(0),
+                    topic: span(1),
+                    client_id: span(2),
+                    device: span(3),
+                    device_type: span(4),
+                    received_at: self.received_at[i],
+                    device_time: (device_time != NO_DEVICE_TIME).then_some(device_time),
+                    metrics,
+                    payload: span(5),
                 }
             })
             .collect()
     }
 
     pub fn len(&self) -> usize {
-        self.messages.len()
+        self.received_at.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.messages.is_empty()
+        self.received_at.is_empty()
     }
 }
 
