@@ -6,19 +6,25 @@
 
 use crate::kv::Bucket;
 use foldhash::fast::RandomState;
-use std::collections::{HashMap, HashSet};
+use hashbrown::HashMap;
+use std::collections::HashSet;
+
+/// One device's state and whether it changed since it was last saved.
+#[derive(Debug)]
+struct Slot<T> {
+    state: T,
+    dirty: bool,
+}
 
 #[derive(Debug)]
 pub struct Devices<T> {
-    states: HashMap<String, T, RandomState>,
-    dirty: HashSet<String, RandomState>,
+    states: HashMap<String, Slot<T>, RandomState>,
 }
 
 impl<T> Default for Devices<T> {
     fn default() -> Self {
         Devices {
             states: HashMap::default(),
-            dirty: HashSet::default(),
         }
     }
 }
@@ -41,7 +47,18 @@ impl<T: Default> Devices<T> {
 
     /// Install a device's state (loaded from the bucket, or fresh).
     pub fn insert(&mut self, device: &str, state: T) {
-        self.states.insert(device.to_string(), state);
+        match self.states.get_mut(device) {
+            Some(slot) => slot.state = state,
+            None => {
+                self.states.insert(
+                    device.to_string(),
+                    Slot {
+                        state,
+                        dirty: false,
+                    },
+                );
+            }
+        }
     }
 
     /// Install a device's saved state, decoded by `decode`. A value that
@@ -91,54 +108,69 @@ impl<T: Default> Devices<T> {
     /// Hold `device` with a default state unless it is held already (so a
     /// device with nothing saved is not looked up again).
     pub fn insert_default(&mut self, device: &str) {
-        if !self.states.contains_key(device) {
-            self.states.insert(device.to_string(), T::default());
-        }
+        self.slot(device);
+    }
+
+    /// The slot of `device`, created when new (one lookup; the key is
+    /// allocated only for a new device).
+    fn slot(&mut self, device: &str) -> &mut Slot<T> {
+        self.states.entry_ref(device).or_insert_with(|| Slot {
+            state: T::default(),
+            dirty: false,
+        })
     }
 
     /// The state of `device`, created with its default when new. The key is
     /// allocated only then, so the hot path allocates nothing.
     pub fn get_mut_or_default(&mut self, device: &str) -> &mut T {
-        self.insert_default(device);
-        self.states
-            .get_mut(device)
-            .expect("insert_default holds the device")
+        &mut self.slot(device).state
+    }
+
+    /// As [`Devices::get_mut_or_default`], with the device's changed flag:
+    /// set it to have the device saved (one lookup for both).
+    pub fn track(&mut self, device: &str) -> (&mut T, &mut bool) {
+        let slot = self.slot(device);
+        (&mut slot.state, &mut slot.dirty)
     }
 
     pub fn get(&self, device: &str) -> Option<&T> {
-        self.states.get(device)
+        self.states.get(device).map(|s| &s.state)
     }
 
     /// Note that `device` changed and must be saved.
     pub fn mark_dirty(&mut self, device: &str) {
-        if !self.dirty.contains(device) {
-            self.dirty.insert(device.to_string());
+        if let Some(slot) = self.states.get_mut(device) {
+            slot.dirty = true;
         }
     }
 
     /// Visit every device (in no particular order); those for which `f`
     /// returns true are marked changed.
     pub fn update_each(&mut self, mut f: impl FnMut(&str, &mut T) -> bool) {
-        for (name, state) in self.states.iter_mut() {
-            if f(name, state) && !self.dirty.contains(name) {
-                self.dirty.insert(name.clone());
+        for (name, slot) in self.states.iter_mut() {
+            if f(name, &mut slot.state) {
+                slot.dirty = true;
             }
         }
     }
 
     /// Every changed device, sorted, encoded by `encode`, as bucket entries.
     pub fn dirty_entries(&self, encode: impl Fn(&T) -> Vec<u8>) -> Vec<(String, Vec<u8>)> {
-        let mut keys: Vec<&String> = self.dirty.iter().collect();
-        keys.sort();
-        keys.into_iter()
-            .filter_map(|d| self.states.get(d).map(|s| (d.clone(), encode(s))))
+        let mut dirty: Vec<(&String, &Slot<T>)> =
+            self.states.iter().filter(|(_, s)| s.dirty).collect();
+        dirty.sort_by(|a, b| a.0.cmp(b.0));
+        dirty
+            .into_iter()
+            .map(|(d, s)| (d.clone(), encode(&s.state)))
             .collect()
     }
 
     /// The entries from [`Devices::dirty_entries`] were stored.
     pub fn saved(&mut self, entries: &[(String, Vec<u8>)]) {
         for (device, _) in entries {
-            self.dirty.remove(device);
+            if let Some(slot) = self.states.get_mut(device.as_str()) {
+                slot.dirty = false;
+            }
         }
     }
 }

@@ -4,9 +4,9 @@
 //! tested natively.
 
 use crate::baseline::{Baseline, Mode};
+use crate::metric_map::MetricMap;
 use crate::settings::Settings;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use weir_plugin::devices::Devices;
 use weir_plugin::{MessageRef, Outbound};
 
@@ -32,7 +32,7 @@ pub struct DeviceState {
     #[serde(default = "version")]
     pub v: u32,
     #[serde(default)]
-    pub metrics: BTreeMap<String, MetricState>,
+    pub metrics: MetricMap,
 }
 
 fn version() -> u32 {
@@ -43,7 +43,7 @@ impl Default for DeviceState {
     fn default() -> Self {
         DeviceState {
             v: version(),
-            metrics: BTreeMap::new(),
+            metrics: MetricMap::default(),
         }
     }
 }
@@ -150,21 +150,14 @@ impl Detector {
         let msg = msg.into();
         let settings = &self.settings;
         let mode = self.mode;
-        let device = self.devices.get_mut_or_default(msg.device);
+        let (device, dirty) = self.devices.track(msg.device);
         let mut changed = false;
-        for (name, value) in msg.metrics() {
+        for (i, (name, value)) in msg.metrics().enumerate() {
             if !value.is_finite() || !settings.scores(name) {
                 continue;
             }
             let x = value;
-            if !device.metrics.contains_key(name) {
-                device
-                    .metrics
-                    .insert(name.to_string(), MetricState::default());
-            }
-            let Some(state) = device.metrics.get_mut(name) else {
-                continue;
-            };
+            let state = device.metrics.get_or_insert(name, i);
             changed = true;
             let before = state.baseline;
 
@@ -226,7 +219,7 @@ impl Detector {
             }
         }
         if changed {
-            self.devices.mark_dirty(msg.device);
+            *dirty = true;
         }
     }
 
@@ -573,7 +566,7 @@ mod tests {
     fn saved_format_is_stable() {
         let mut s = DeviceState::default();
         s.metrics.insert(
-            "temperature".into(),
+            "temperature",
             MetricState {
                 baseline: Baseline {
                     n: 2,

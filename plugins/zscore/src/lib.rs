@@ -47,6 +47,7 @@
 
 pub mod baseline;
 pub mod detector;
+pub mod metric_map;
 pub mod settings;
 
 use detector::Detector;
