@@ -162,25 +162,8 @@ enum Metrics<'a> {
 impl<'a> MessageRef<'a> {
     /// The numeric fields, in output order, as `(name, value)`.
     pub fn metrics(&self) -> impl ExactSizeIterator<Item = (&'a str, f64)> + 'a {
-        let (owned, t, names, values): (&'a [Metric], &'a str, &'a [u32], &'a [f64]) =
-            match self.metrics {
-                Metrics::Owned(m) => (m, "", &[], &[]),
-                Metrics::Flat {
-                    text,
-                    names,
-                    values,
-                } => (&[], text, names, values),
-            };
-        let owned = owned.iter().map(|m| (m.name.as_str(), m.value));
-        let flat = values
-            .iter()
-            .enumerate()
-            .map(move |(j, v)| (span(t, names, 2 * j), *v));
-        Chained {
-            owned,
-            flat,
-            len: metric_count(self.metrics),
-        }
+        let metrics = self.metrics;
+        (0..metrics.len()).map(move |j| metrics.get(j))
     }
 
     /// The value of the numeric field `name`, if the rule output has one.
@@ -210,45 +193,25 @@ impl<'a> MessageRef<'a> {
     }
 }
 
-fn metric_count(m: Metrics<'_>) -> usize {
-    match m {
-        Metrics::Owned(m) => m.len(),
-        Metrics::Flat { values, .. } => values.len(),
-    }
-}
-
-/// The metrics iterator: one of the two halves is always empty.
-struct Chained<A, B> {
-    owned: A,
-    flat: B,
-    len: usize,
-}
-
-impl<'a, A, B> Iterator for Chained<A, B>
-where
-    A: Iterator<Item = (&'a str, f64)>,
-    B: Iterator<Item = (&'a str, f64)>,
-{
-    type Item = (&'a str, f64);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let item = self.owned.next().or_else(|| self.flat.next());
-        if item.is_some() {
-            self.len -= 1;
+impl<'a> Metrics<'a> {
+    fn len(self) -> usize {
+        match self {
+            Metrics::Owned(m) => m.len(),
+            Metrics::Flat { values, .. } => values.len(),
         }
-        item
     }
 
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.len, Some(self.len))
+    /// Metric `j` as `(name, value)`; `j < self.len()`.
+    fn get(self, j: usize) -> (&'a str, f64) {
+        match self {
+            Metrics::Owned(m) => (m[j].name.as_str(), m[j].value),
+            Metrics::Flat {
+                text,
+                names,
+                values,
+            } => (span(text, names, 2 * j), values[j]),
+        }
     }
-}
-
-impl<'a, A, B> ExactSizeIterator for Chained<A, B>
-where
-    A: Iterator<Item = (&'a str, f64)>,
-    B: Iterator<Item = (&'a str, f64)>,
-{
 }
 
 /// An owned message as a [`MessageRef`].

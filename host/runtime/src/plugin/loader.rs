@@ -358,14 +358,15 @@ mod tests {
         .unwrap();
         let loaded = load(&rt, "p", decls.get("p").unwrap(), &dir)
             .expect("a plugin of another 0.1 patch loads on this host");
-        let exports = surface(&rt.compile("p", &patched).unwrap().0, &rt).exports;
+        let compiled = surface(&rt.compile("p", &patched).unwrap().0, &rt);
         let suffix = format!("@0.1.{patch}");
-        assert!(exports.iter().any(|e| e.ends_with(&suffix)), "{exports:?}");
-        let flat = name != "echo";
-        assert_eq!(
-            flat_batches(&surface(&rt.compile("p", &patched).unwrap().0, &rt)),
-            flat
+        assert!(
+            compiled.exports.iter().any(|e| e.ends_with(&suffix)),
+            "{:?}",
+            compiled.exports
         );
+        let flat = name != "echo";
+        assert_eq!(flat_batches(&compiled), flat);
         let mut instance = crate::plugin::Instance::new(&rt, Arc::new(loaded)).unwrap();
         let batch =
             crate::plugin::bindings::Batch::from_messages(&[crate::plugin::bindings::Message {
