@@ -18,28 +18,78 @@ const NO_DEVICE_TIME: i64 = i64::MIN;
 const STRINGS: usize = 12;
 
 /// One batch of messages, as received.
+///
+/// Invariant (established by [`Batch::checked`], character boundaries
+/// trusted to the host in release builds): every span lies inside `text` on
+/// character boundaries, every message's metric range lies inside
+/// the metric columns, and every per-message column has at least `len`
+/// entries. Views then read the columns without further checks.
 pub struct Batch {
     raw: batches::Batch,
+    len: usize,
 }
 
-fn text(text: &str, start: u32, len: u32) -> &str {
-    let start = start as usize;
-    text.get(start..start.saturating_add(len as usize))
-        .unwrap_or("")
+/// Replace each span of `spans` (pairs) that ends past `text` by the empty
+/// span. Like wit-bindgen's own string lifting, release builds trust the host
+/// to cut spans on character boundaries (it builds them from whole strings);
+/// debug builds check that too.
+fn clear_bad_spans(text: &str, spans: &mut [u32]) {
+    for pair in spans.chunks_exact_mut(2) {
+        let (start, len) = (pair[0], pair[1]);
+        let ok = start
+            .checked_add(len)
+            .is_some_and(|end| end as usize <= text.len())
+            && (!cfg!(debug_assertions)
+                || (text.is_char_boundary(start as usize)
+                    && text.is_char_boundary((start + len) as usize)));
+        if !ok {
+            pair.copy_from_slice(&[0, 0]);
+        }
+    }
 }
 
 /// The span at `at` (two numbers) of `spans`, as text.
-fn span<'a>(t: &'a str, spans: &[u32], at: usize) -> &'a str {
-    match spans.get(at..at + 2) {
-        Some(&[start, len]) => text(t, start, len),
-        _ => "",
+///
+/// # Safety
+/// `at + 1 < spans.len()` and the span is valid in `text` (see [`Batch`]).
+unsafe fn span<'a>(text: &'a str, spans: &[u32], at: usize) -> &'a str {
+    // SAFETY: the caller guarantees `at + 1` is in bounds and that the span
+    // lies inside `text` on character boundaries.
+    unsafe {
+        let start = *spans.get_unchecked(at) as usize;
+        let len = *spans.get_unchecked(at + 1) as usize;
+        text.get_unchecked(start..start + len)
     }
 }
 
 impl Batch {
     #[doc(hidden)]
     pub fn from_raw(raw: batches::Batch) -> Batch {
-        Batch { raw }
+        Batch::checked(raw)
+    }
+
+    /// Check the layout once, so views need no checks: the message count is
+    /// the shortest per-message column; an out-of-range span or metric range
+    /// (which a correct host never sends) reads as empty. This is the only
+    /// pass over the spans; views compute nothing but slices.
+    fn checked(mut raw: batches::Batch) -> Batch {
+        let len = raw
+            .received_at
+            .len()
+            .min(raw.device_time.len())
+            .min(raw.strings.len() / STRINGS)
+            .min(raw.metrics.len() / 2);
+        let text = raw.text.as_str();
+        clear_bad_spans(text, &mut raw.strings);
+        clear_bad_spans(text, &mut raw.metric_names);
+        let metrics = raw.metric_values.len().min(raw.metric_names.len() / 2);
+        for range in raw.metrics.chunks_exact_mut(2) {
+            let end = range[0].checked_add(range[1]).map(|end| end as usize);
+            if end.is_none_or(|end| end > metrics) {
+                range.copy_from_slice(&[0, 0]);
+            }
+        }
+        Batch { raw, len }
     }
 
     /// A batch holding `messages` (for tests, and for plugins that build
@@ -78,16 +128,16 @@ impl Batch {
                 raw.metric_values.push(metric.value);
             }
         }
-        Batch { raw }
+        Batch::checked(raw)
     }
 
     /// Number of messages.
     pub fn len(&self) -> usize {
-        self.raw.received_at.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.raw.received_at.is_empty()
+        self.len == 0
     }
 
     /// The `i`th message.
@@ -105,30 +155,34 @@ impl Batch {
         self.iter().map(|m| m.to_message()).collect()
     }
 
+    /// The view of message `i`; `i < self.len`.
     fn view(&self, i: usize) -> MessageRef<'_> {
+        debug_assert!(i < self.len);
         let raw = &self.raw;
         let t = raw.text.as_str();
         let at = i * STRINGS;
-        let (first, count) = match raw.metrics.get(2 * i..2 * i + 2) {
-            Some(&[first, count]) => (first as usize, count as usize),
-            _ => (0, 0),
-        };
-        let end = first.saturating_add(count);
-        let device_time = raw.device_time.get(i).copied().unwrap_or(NO_DEVICE_TIME);
-        MessageRef {
-            rule: span(t, &raw.strings, at),
-            topic: span(t, &raw.strings, at + 2),
-            client_id: span(t, &raw.strings, at + 4),
-            device: span(t, &raw.strings, at + 6),
-            device_type: span(t, &raw.strings, at + 8),
-            received_at: raw.received_at.get(i).copied().unwrap_or(0),
-            device_time: (device_time != NO_DEVICE_TIME).then_some(device_time),
-            metrics: Metrics::Flat {
-                text: t,
-                names: raw.metric_names.get(2 * first..2 * end).unwrap_or(&[]),
-                values: raw.metric_values.get(first..end).unwrap_or(&[]),
-            },
-            payload: span(t, &raw.strings, at + 10),
+        // SAFETY: `i < self.len`, so every per-message column has entry `i`
+        // (and `strings` its 12 numbers); `checked` made every span and
+        // metric range valid.
+        unsafe {
+            let first = *raw.metrics.get_unchecked(2 * i) as usize;
+            let end = first + *raw.metrics.get_unchecked(2 * i + 1) as usize;
+            let device_time = *raw.device_time.get_unchecked(i);
+            MessageRef {
+                rule: span(t, &raw.strings, at),
+                topic: span(t, &raw.strings, at + 2),
+                client_id: span(t, &raw.strings, at + 4),
+                device: span(t, &raw.strings, at + 6),
+                device_type: span(t, &raw.strings, at + 8),
+                received_at: *raw.received_at.get_unchecked(i),
+                device_time: (device_time != NO_DEVICE_TIME).then_some(device_time),
+                metrics: Metrics::Flat {
+                    text: t,
+                    names: raw.metric_names.get_unchecked(2 * first..2 * end),
+                    values: raw.metric_values.get_unchecked(first..end),
+                },
+                payload: span(t, &raw.strings, at + 10),
+            }
         }
     }
 }
@@ -209,7 +263,12 @@ impl<'a> Metrics<'a> {
                 text,
                 names,
                 values,
-            } => (span(text, names, 2 * j), values[j]),
+            } => {
+                let value = values[j];
+                // SAFETY: `names` holds two numbers per value, each pair a
+                // valid span of `text` (checked when the batch was built).
+                (unsafe { span(text, names, 2 * j) }, value)
+            }
         }
     }
 }
@@ -247,6 +306,34 @@ mod tests {
             metrics: vec![Metric::new("temperature", 21.5), Metric::new("é", -1.0)],
             payload: "{\"temperature\":21.5}".into(),
         }
+    }
+
+    #[test]
+    fn a_malformed_batch_reads_as_empty_fields_not_a_panic() {
+        let mut strings = vec![0u32; 24];
+        strings[6..8].copy_from_slice(&[0, 2]); // "ab": valid
+        strings[8..10].copy_from_slice(&[3, 1]); // inside the two-byte 'é'
+        strings[10..12].copy_from_slice(&[u32::MAX, 2]); // overflows
+        strings[18..20].copy_from_slice(&[1, 100]); // past the end
+        let raw = batches::Batch {
+            text: "abé".into(),
+            strings,
+            received_at: vec![1, 2, 3], // longer than the other columns
+            device_time: vec![NO_DEVICE_TIME, 5],
+            metrics: vec![0, 1, u32::MAX, 2],
+            metric_names: vec![0, 1],
+            metric_values: vec![1.5],
+        };
+        let batch = Batch::from_raw(raw);
+        assert_eq!(batch.len(), 2);
+        let first = batch.get(0).expect("first");
+        assert_eq!((first.device, first.device_type, first.payload), ("ab", "", ""));
+        assert_eq!(first.metrics().collect::<Vec<_>>(), vec![("a", 1.5)]);
+        let second = batch.get(1).expect("second");
+        assert_eq!(second.device, "");
+        assert_eq!(second.device_time, Some(5));
+        assert_eq!(second.metrics().len(), 0);
+        assert!(batch.get(2).is_none());
     }
 
     #[test]

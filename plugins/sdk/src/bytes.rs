@@ -13,27 +13,77 @@
 /// `memcmp` itself (no slice `==` or `cmp` inside).
 pub fn compare(a: &[u8], b: &[u8]) -> i32 {
     let n = if a.len() < b.len() { a.len() } else { b.len() };
+    if n < 8 {
+        let mut i = 0;
+        while i < n {
+            let (x, y) = (a[i], b[i]);
+            if x != y {
+                return x as i32 - y as i32;
+            }
+            i += 1;
+        }
+        return 0;
+    }
+    // Whole words, then the last eight bytes (overlapping bytes already
+    // found equal, so the first difference in that word is the first one).
     let mut i = 0;
-    // Skip equal words; the byte loop below finds the first difference
-    // within the word that differs (or the tail).
-    while i + 8 <= n && word(a, i) == word(b, i) {
+    loop {
+        let at = if i + 8 <= n { i } else { n - 8 };
+        let (x, y) = (word(a, at), word(b, at));
+        if x != y {
+            return order(x, y);
+        }
+        if at == n - 8 {
+            return 0;
+        }
         i += 8;
     }
-    while i < n {
-        let (x, y) = (a[i], b[i]);
-        if x != y {
-            return x as i32 - y as i32;
-        }
-        i += 1;
-    }
-    0
 }
 
-/// Bytes `i..i + 8` of `s` as one (unaligned, native-endian) load.
+/// Whether two equally long byte strings are equal: two overlapping loads
+/// for up to 16 bytes, no byte loop.
+pub fn equal(a: &[u8], b: &[u8]) -> bool {
+    let n = if a.len() < b.len() { a.len() } else { b.len() };
+    match n {
+        0 => true,
+        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        _ => {
+            let mut i = 0;
+            while i + 8 < n {
+                if word(a, i) != word(b, i) {
+                    return false;
+                }
+                i += 8;
+            }
+            word(a, n - 8) == word(b, n - 8)
+        }
+    }
+}
+
+/// The order of the first differing byte of two words loaded by [`word`]
+/// (first byte least significant).
+fn order(x: u64, y: u64) -> i32 {
+    let (x, y) = (x.swap_bytes(), y.swap_bytes());
+    if x < y {
+        -1
+    } else {
+        1
+    }
+}
+
+/// Bytes `i..i + 8` of `s` as one (unaligned, little-endian) load.
 fn word(s: &[u8], i: usize) -> u64 {
     assert!(i + 8 <= s.len());
     // SAFETY: the 8 bytes at `i` are in bounds (asserted above).
-    unsafe { core::ptr::read_unaligned(s.as_ptr().add(i).cast::<u64>()) }
+    u64::from_le(unsafe { core::ptr::read_unaligned(s.as_ptr().add(i).cast::<u64>()) })
+}
+
+/// Bytes `i..i + 4` of `s` as one unaligned load.
+fn half(s: &[u8], i: usize) -> u32 {
+    assert!(i + 4 <= s.len());
+    // SAFETY: the 4 bytes at `i` are in bounds (asserted above).
+    unsafe { core::ptr::read_unaligned(s.as_ptr().add(i).cast::<u32>()) }
 }
 
 /// C `memcmp`, replacing wasi-libc's byte loop.
@@ -62,8 +112,17 @@ pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
 #[cfg(target_arch = "wasm32")]
 #[no_mangle]
 pub unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
+    if n == 0 {
+        return 0;
+    }
     // SAFETY: same contract as `memcmp`.
-    unsafe { memcmp(a, b, n) }
+    let same = unsafe {
+        equal(
+            core::slice::from_raw_parts(a, n),
+            core::slice::from_raw_parts(b, n),
+        )
+    };
+    i32::from(!same)
 }
 
 #[cfg(test)]
@@ -97,6 +156,7 @@ mod tests {
                     std::cmp::Ordering::Greater => 1,
                 };
                 assert_eq!(sign(compare(&a[..n], &b[..n])), expected, "{a:?} {b:?}");
+                assert_eq!(equal(&a[..n], &b[..n]), expected == 0, "{a:?} {b:?}");
             }
         }
     }
@@ -109,6 +169,14 @@ mod tests {
             other[i] = 8;
             assert!(compare(&base, &other) < 0, "difference at {i}");
             assert!(compare(&other, &base) > 0, "difference at {i}");
+            for n in i + 1..=base.len() {
+                assert!(!equal(&base[..n], &other[..n]), "difference at {i} of {n}");
+                assert!(compare(&base[..n], &other[..n]) < 0, "difference at {i} of {n}");
+            }
+            for n in 0..=i {
+                assert!(equal(&base[..n], &other[..n]), "{n} bytes before {i}");
+                assert_eq!(compare(&base[..n], &other[..n]), 0, "{n} bytes before {i}");
+            }
         }
         assert_eq!(compare(&base, &base), 0);
     }
