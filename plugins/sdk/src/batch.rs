@@ -145,6 +145,15 @@ impl Batch {
         (i < self.len()).then(|| self.view(i))
     }
 
+    /// The device of each message, in order (cheaper than [`Batch::iter`]
+    /// when that is all a pass needs, such as finding devices to load).
+    pub fn devices(&self) -> impl ExactSizeIterator<Item = &str> + Clone + '_ {
+        let t = self.raw.text.as_str();
+        // SAFETY: `i < self.len`, so `strings` holds message `i`'s spans,
+        // valid in `text` (see `Batch::checked`).
+        (0..self.len).map(move |i| unsafe { span(t, &self.raw.strings, i * STRINGS + 6) })
+    }
+
     /// The messages, in order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = MessageRef<'_>> + Clone + '_ {
         (0..self.len()).map(|i| self.view(i))
@@ -327,7 +336,10 @@ mod tests {
         let batch = Batch::from_raw(raw);
         assert_eq!(batch.len(), 2);
         let first = batch.get(0).expect("first");
-        assert_eq!((first.device, first.device_type, first.payload), ("ab", "", ""));
+        assert_eq!(
+            (first.device, first.device_type, first.payload),
+            ("ab", "", "")
+        );
         assert_eq!(first.metrics().collect::<Vec<_>>(), vec![("a", 1.5)]);
         let second = batch.get(1).expect("second");
         assert_eq!(second.device, "");
@@ -345,6 +357,9 @@ mod tests {
             format!("{:?}", batch.to_messages()),
             format!("{messages:?}")
         );
+        assert!(batch
+            .devices()
+            .eq(messages.iter().map(|m| m.device.as_str())));
         for (view, owned) in batch.iter().zip(&messages) {
             assert_eq!(view.device, owned.device);
             assert_eq!(view.metrics().len(), owned.metrics.len());

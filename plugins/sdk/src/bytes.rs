@@ -171,7 +171,10 @@ mod tests {
             assert!(compare(&other, &base) > 0, "difference at {i}");
             for n in i + 1..=base.len() {
                 assert!(!equal(&base[..n], &other[..n]), "difference at {i} of {n}");
-                assert!(compare(&base[..n], &other[..n]) < 0, "difference at {i} of {n}");
+                assert!(
+                    compare(&base[..n], &other[..n]) < 0,
+                    "difference at {i} of {n}"
+                );
             }
             for n in 0..=i {
                 assert!(equal(&base[..n], &other[..n]), "{n} bytes before {i}");

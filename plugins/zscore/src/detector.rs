@@ -48,6 +48,14 @@ impl Default for DeviceState {
     }
 }
 
+/// A device's saved state, keeping only the metrics `settings` score (the
+/// settings may have changed since it was saved).
+fn decode(settings: &Settings, saved: &[u8]) -> Result<DeviceState, String> {
+    let mut state = DeviceState::from_json(saved)?;
+    state.metrics.retain(|name, _| settings.scores(name));
+    Ok(state)
+}
+
 impl DeviceState {
     pub fn to_json(&self) -> Vec<u8> {
         // Serializing plain numbers, strings and maps cannot fail; non-finite
@@ -127,14 +135,19 @@ impl Detector {
         bucket: &weir_plugin::kv::Bucket,
         devices: impl IntoIterator<Item = &'a str>,
     ) -> Result<(), String> {
+        let settings = &self.settings;
         self.devices
-            .load_missing(bucket, devices, "baselines", DeviceState::from_json)
+            .load_missing(bucket, devices, "baselines", |saved| {
+                decode(settings, saved)
+            })
     }
 
     /// Install a device's saved state (the bucket value). A value that does
     /// not decode is an error, and the device starts from scratch.
     pub fn load(&mut self, device: &str, saved: &[u8]) -> Result<(), String> {
-        self.devices.load(device, saved, DeviceState::from_json)
+        let settings = &self.settings;
+        self.devices
+            .load(device, saved, |saved| decode(settings, saved))
     }
 
     /// Remember that `device` has no saved state (so it is not looked up
@@ -153,11 +166,17 @@ impl Detector {
         let (device, dirty) = self.devices.track(msg.device);
         let mut changed = false;
         for (i, (name, value)) in msg.metrics().enumerate() {
-            if !value.is_finite() || !settings.scores(name) {
+            if !value.is_finite() {
                 continue;
             }
             let x = value;
-            let state = device.metrics.get_or_insert(name, i);
+            // Held metrics are all scored ones (see `decode`), so the
+            // settings are consulted only for a metric seen the first time.
+            let state = match device.metrics.get_mut(name, i) {
+                Some(state) => state,
+                None if settings.scores(name) => device.metrics.push(name),
+                None => continue,
+            };
             changed = true;
             let before = state.baseline;
 
@@ -560,6 +579,23 @@ mod tests {
         let e = det.device("e").unwrap();
         assert!(!e.metrics.contains_key("t"));
         assert_eq!(e.metrics["u"].baseline.n, 2);
+    }
+
+    #[test]
+    fn a_metric_no_longer_scored_is_dropped_on_load_and_not_scored() {
+        let mut det = Detector::new(settings(5));
+        feed(&mut det, &BASE);
+        let entries = det.dirty_entries();
+        // The operator now ignores `t`: its saved baseline is not loaded,
+        // and a spike in it raises nothing.
+        let mut fresh = Detector::new(Settings {
+            ignore: vec!["t".into(), "ts".into()],
+            ..settings(5)
+        });
+        fresh.load("d", &entries[0].1).unwrap();
+        assert!(fresh.device("d").unwrap().metrics.is_empty());
+        assert!(feed(&mut fresh, &[1000.0]).is_empty());
+        assert!(fresh.device("d").unwrap().metrics.is_empty());
     }
 
     #[test]

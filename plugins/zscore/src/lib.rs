@@ -73,11 +73,14 @@ impl Processor for ZScore {
     }
 
     fn process(&mut self, batch: Vec<Message>) -> Result<Vec<Outbound>, String> {
-        self.run(batch.iter().map(MessageRef::from))
+        self.run(
+            batch.iter().map(|m| m.device.as_str()),
+            batch.iter().map(MessageRef::from),
+        )
     }
 
     fn process_batch(&mut self, batch: &Batch) -> Result<Vec<Outbound>, String> {
-        self.run(batch.iter())
+        self.run(batch.devices(), batch.iter())
     }
 
     fn checkpoint(&mut self) -> Result<(), String> {
@@ -95,10 +98,10 @@ impl ZScore {
     /// Load unseen devices' baselines, score every message, encode alerts.
     fn run<'a>(
         &mut self,
-        messages: impl Iterator<Item = MessageRef<'a>> + Clone,
+        devices: impl Iterator<Item = &'a str>,
+        messages: impl Iterator<Item = MessageRef<'a>>,
     ) -> Result<Vec<Outbound>, String> {
-        self.detector
-            .load_missing(&self.bucket, messages.clone().map(|m| m.device))?;
+        self.detector.load_missing(&self.bucket, devices)?;
         let mut events = Vec::new();
         for msg in messages {
             self.detector.observe(msg, &mut events);

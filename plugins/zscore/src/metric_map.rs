@@ -31,15 +31,23 @@ impl MetricMap {
     /// The state of `name`, created with its default when new; `hint` is
     /// where it is expected (its position in the reading).
     pub fn get_or_insert(&mut self, name: &str, hint: usize) -> &mut MetricState {
-        let i = match self.position(name, hint) {
-            Some(i) => i,
-            None => {
-                self.entries
-                    .push((name.to_string(), MetricState::default()));
-                self.entries.len() - 1
-            }
-        };
-        &mut self.entries[i].1
+        match self.position(name, hint) {
+            Some(i) => &mut self.entries[i].1,
+            None => self.push(name),
+        }
+    }
+
+    /// The state of `name`, if held; `hint` is where it is expected.
+    pub fn get_mut(&mut self, name: &str, hint: usize) -> Option<&mut MetricState> {
+        self.position(name, hint).map(|i| &mut self.entries[i].1)
+    }
+
+    /// A new entry for `name` (not held yet), with the default state.
+    pub fn push(&mut self, name: &str) -> &mut MetricState {
+        self.entries
+            .push((name.to_string(), MetricState::default()));
+        let last = self.entries.len() - 1;
+        &mut self.entries[last].1
     }
 
     pub fn get(&self, name: &str) -> Option<&MetricState> {
