@@ -6,8 +6,43 @@
 
 use crate::kv::Bucket;
 use foldhash::fast::RandomState;
-use hashbrown::HashMap;
+use hashbrown::{Equivalent, HashMap};
 use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+
+/// A device id as a map key. It hashes its bytes with one `write`: `str`'s
+/// own `Hash` adds a terminator byte, which foldhash folds in with a
+/// 128-bit sponge (a call to a 128-bit shift and an extra multiply per
+/// lookup in Wasm), and a map with one string key needs no terminator.
+#[derive(Debug, PartialEq, Eq)]
+struct Key(String);
+
+/// A borrowed [`Key`], for lookups without allocating.
+struct KeyRef<'a>(&'a str);
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        KeyRef(&self.0).hash(state)
+    }
+}
+
+impl Hash for KeyRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write(self.0.as_bytes())
+    }
+}
+
+impl Equivalent<Key> for KeyRef<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        self.0 == key.0
+    }
+}
+
+impl From<&KeyRef<'_>> for Key {
+    fn from(key: &KeyRef<'_>) -> Key {
+        Key(key.0.to_string())
+    }
+}
 
 /// One device's state and whether it changed since it was last saved.
 #[derive(Debug)]
@@ -18,7 +53,7 @@ struct Slot<T> {
 
 #[derive(Debug)]
 pub struct Devices<T> {
-    states: HashMap<String, Slot<T>, RandomState>,
+    states: HashMap<Key, Slot<T>, RandomState>,
 }
 
 impl<T> Default for Devices<T> {
@@ -40,18 +75,18 @@ impl<T: Default> Devices<T> {
         let mut seen = HashSet::new();
         devices
             .into_iter()
-            .filter(|d| !self.states.contains_key(*d) && seen.insert(*d))
+            .filter(|d| !self.states.contains_key(&KeyRef(d)) && seen.insert(*d))
             .map(String::from)
             .collect()
     }
 
     /// Install a device's state (loaded from the bucket, or fresh).
     pub fn insert(&mut self, device: &str, state: T) {
-        match self.states.get_mut(device) {
+        match self.states.get_mut(&KeyRef(device)) {
             Some(slot) => slot.state = state,
             None => {
                 self.states.insert(
-                    device.to_string(),
+                    Key(device.to_string()),
                     Slot {
                         state,
                         dirty: false,
@@ -114,10 +149,12 @@ impl<T: Default> Devices<T> {
     /// The slot of `device`, created when new (one lookup; the key is
     /// allocated only for a new device).
     fn slot(&mut self, device: &str) -> &mut Slot<T> {
-        self.states.entry_ref(device).or_insert_with(|| Slot {
-            state: T::default(),
-            dirty: false,
-        })
+        self.states
+            .entry_ref(&KeyRef(device))
+            .or_insert_with(|| Slot {
+                state: T::default(),
+                dirty: false,
+            })
     }
 
     /// The state of `device`, created with its default when new. The key is
@@ -134,12 +171,12 @@ impl<T: Default> Devices<T> {
     }
 
     pub fn get(&self, device: &str) -> Option<&T> {
-        self.states.get(device).map(|s| &s.state)
+        self.states.get(&KeyRef(device)).map(|s| &s.state)
     }
 
     /// Note that `device` changed and must be saved.
     pub fn mark_dirty(&mut self, device: &str) {
-        if let Some(slot) = self.states.get_mut(device) {
+        if let Some(slot) = self.states.get_mut(&KeyRef(device)) {
             slot.dirty = true;
         }
     }
@@ -148,7 +185,7 @@ impl<T: Default> Devices<T> {
     /// returns true are marked changed.
     pub fn update_each(&mut self, mut f: impl FnMut(&str, &mut T) -> bool) {
         for (name, slot) in self.states.iter_mut() {
-            if f(name, &mut slot.state) {
+            if f(&name.0, &mut slot.state) {
                 slot.dirty = true;
             }
         }
@@ -156,8 +193,12 @@ impl<T: Default> Devices<T> {
 
     /// Every changed device, sorted, encoded by `encode`, as bucket entries.
     pub fn dirty_entries(&self, encode: impl Fn(&T) -> Vec<u8>) -> Vec<(String, Vec<u8>)> {
-        let mut dirty: Vec<(&String, &Slot<T>)> =
-            self.states.iter().filter(|(_, s)| s.dirty).collect();
+        let mut dirty: Vec<(&String, &Slot<T>)> = self
+            .states
+            .iter()
+            .filter(|(_, s)| s.dirty)
+            .map(|(k, s)| (&k.0, s))
+            .collect();
         dirty.sort_by(|a, b| a.0.cmp(b.0));
         dirty
             .into_iter()
@@ -168,7 +209,7 @@ impl<T: Default> Devices<T> {
     /// The entries from [`Devices::dirty_entries`] were stored.
     pub fn saved(&mut self, entries: &[(String, Vec<u8>)]) {
         for (device, _) in entries {
-            if let Some(slot) = self.states.get_mut(device.as_str()) {
+            if let Some(slot) = self.states.get_mut(&KeyRef(device)) {
                 slot.dirty = false;
             }
         }
