@@ -34,7 +34,7 @@ impl Hash for KeyRef<'_> {
 
 impl Equivalent<Key> for KeyRef<'_> {
     fn equivalent(&self, key: &Key) -> bool {
-        self.0 == key.0
+        crate::bytes::same(self.0, &key.0)
     }
 }
 

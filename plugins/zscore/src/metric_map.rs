@@ -21,7 +21,7 @@ pub struct MetricMap {
 impl MetricMap {
     /// Index of `name`, trying `hint` first.
     fn position(&self, name: &str, hint: usize) -> Option<usize> {
-        let same = |n: &String| n.len() == name.len() && n == name;
+        let same = |n: &String| weir_plugin::bytes::same(n, name);
         match self.entries.get(hint) {
             Some((n, _)) if same(n) => Some(hint),
             _ => self.entries.iter().position(|(n, _)| same(n)),
