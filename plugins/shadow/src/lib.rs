@@ -31,6 +31,7 @@
 //!
 //! key-value bucket `shadow`.
 
+pub mod fields;
 pub mod shadow_doc;
 
 use shadow_doc::Shadows;
@@ -68,11 +69,14 @@ impl Sink for Shadow {
     }
 
     fn write(&mut self, batch: Vec<Message>) -> Result<(), String> {
-        self.merge_all(batch.iter().map(MessageRef::from))
+        self.merge_all(
+            batch.iter().map(|m| m.device.as_str()),
+            batch.iter().map(MessageRef::from),
+        )
     }
 
     fn write_batch(&mut self, batch: &Batch) -> Result<(), String> {
-        self.merge_all(batch.iter())
+        self.merge_all(batch.devices(), batch.iter())
     }
 
     fn flush(&mut self) -> Result<(), String> {
@@ -86,10 +90,10 @@ impl Shadow {
     /// (the host calls it every checkpoint interval and at shutdown).
     fn merge_all<'a>(
         &mut self,
-        batch: impl ExactSizeIterator<Item = MessageRef<'a>> + Clone,
+        devices: impl Iterator<Item = &'a str>,
+        batch: impl ExactSizeIterator<Item = MessageRef<'a>>,
     ) -> Result<(), String> {
-        self.shadows
-            .load_missing(&self.bucket, batch.clone().map(|m| m.device))?;
+        self.shadows.load_missing(&self.bucket, devices)?;
         let total = batch.len();
         let mut skipped = 0usize;
         let mut first_error = None;

@@ -77,27 +77,26 @@ impl ShadowDoc {
         received_at: i64,
         device_type: &str,
     ) -> Result<(), String> {
-        let fields = match serde_json::from_str::<Value>(payload) {
-            Ok(Value::Object(fields)) => fields,
-            Ok(_) => return Err("payload is not a JSON object".into()),
-            Err(e) => return Err(format!("payload is not JSON: {e}")),
-        };
+        // Parsed completely before anything changes: a broken payload
+        // leaves the shadow as it was.
+        let fields = crate::fields::parse(payload)?;
         let secs = received_at.div_euclid(1000);
-        for (name, value) in fields {
+        for (name, value) in fields.0 {
+            let name = name.0.as_ref();
             if value.is_null() {
-                self.state.reported.remove(&name);
-                self.metadata.reported.remove(&name);
+                self.state.reported.remove(name);
+                self.metadata.reported.remove(name);
                 continue;
             }
             // Fields a device keeps reporting are updated in place: no key
             // or metadata object is allocated on the hot path.
-            match self.state.reported.get_mut(&name) {
+            match self.state.reported.get_mut(name) {
                 Some(slot) => *slot = value,
                 None => {
-                    self.state.reported.insert(name.clone(), value);
+                    self.state.reported.insert(name.to_string(), value);
                 }
             }
-            match self.metadata.reported.get_mut(&name) {
+            match self.metadata.reported.get_mut(name) {
                 Some(Value::Object(meta)) if meta.len() == 1 && meta.contains_key("timestamp") => {
                     if let Some(t) = meta.get_mut("timestamp") {
                         *t = Value::from(secs);
@@ -107,7 +106,7 @@ impl ShadowDoc {
                 None => {
                     self.metadata
                         .reported
-                        .insert(name, serde_json::json!({ "timestamp": secs }));
+                        .insert(name.to_string(), serde_json::json!({ "timestamp": secs }));
                 }
             }
         }
@@ -162,10 +161,9 @@ impl Shadows {
         received_at: i64,
         device_type: &str,
     ) -> Result<(), String> {
-        self.docs
-            .get_mut_or_default(device)
-            .merge(payload, received_at, device_type)?;
-        self.docs.mark_dirty(device);
+        let (doc, changed) = self.docs.track(device);
+        doc.merge(payload, received_at, device_type)?;
+        *changed = true;
         Ok(())
     }
 
