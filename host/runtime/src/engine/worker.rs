@@ -330,9 +330,46 @@ impl Worker {
         }
     }
 
-    /// Hand each plugin its batch for this round.
+    /// Hand each plugin its batch for this round: first the processors and
+    /// aggregators, then what their outputs cause (an alert reaching the
+    /// alert sink), and only then the round's other sinks. An alert never
+    /// waits behind a batch of storage writes.
     fn deliver(&mut self, state: &mut State) {
-        let pending = std::mem::take(&mut state.pending);
+        let mut pending = std::mem::take(&mut state.pending);
+        let sinks: Pending = {
+            let generation = &state.generation;
+            let is_sink = |plugin: &str| {
+                generation
+                    .plugins
+                    .get(plugin)
+                    .is_some_and(|p| p.kind == Kind::Sink)
+            };
+            let names: Vec<String> = pending.keys().filter(|p| is_sink(p)).cloned().collect();
+            names
+                .into_iter()
+                .filter_map(|name| pending.remove_entry(&name))
+                .collect()
+        };
+        self.deliver_each(state, pending);
+        if !state.local.is_empty() {
+            // The outputs' own round. Their hops grow each time, so this
+            // nests at most MAX_HOPS deep.
+            let queued = std::mem::take(&mut state.pending);
+            while let Some(ingest) = state.local.pop_front() {
+                self.evaluate(state, ingest);
+            }
+            self.deliver(state);
+            state.pending = queued;
+        }
+        self.deliver_each(state, sinks);
+        // Error-action deliveries queued by failures above.
+        if !state.pending.is_empty() {
+            self.deliver(state);
+        }
+    }
+
+    /// Call each plugin of `pending` with its batch and route the results.
+    fn deliver_each(&mut self, state: &mut State, pending: Pending) {
         for (plugin, (messages, origins)) in pending {
             if messages.is_empty() {
                 // Every message for it failed to render (already routed).
@@ -375,10 +412,6 @@ impl Worker {
                     }
                 }
             }
-        }
-        // Error-action deliveries queued by failures above.
-        if !state.pending.is_empty() {
-            self.deliver(state);
         }
     }
 

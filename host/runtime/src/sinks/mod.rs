@@ -15,6 +15,7 @@
 //! [`shadow`] (DynamoDB replica), [`notify`] (SNS), [`kinesis`].
 
 pub mod archive;
+pub mod background;
 pub mod config;
 pub mod gate;
 pub mod kinesis;
@@ -310,6 +311,14 @@ impl Sinks {
         if let Some(o) = &self.timeseries {
             log_shutdown("timeseries", o.clone().shutdown(timeout).await);
         }
+        if let Some(store) = self.ts_store.clone() {
+            // Buffered writes since the last sync reach the disk now.
+            match background::run(move || store.sync()).await {
+                Some(Ok(())) => {}
+                Some(Err(e)) => tracing::error!(error = %e, "time series: final sync failed"),
+                None => tracing::error!("time series: final sync could not run"),
+            }
+        }
         if let Some(o) = &self.shadow {
             log_shutdown("shadow", o.clone().shutdown(timeout).await);
         }
@@ -389,15 +398,16 @@ where
                 _ = stop.changed() => break,
             }
             let job = job.clone();
-            match tokio::task::spawn_blocking(move || job()).await {
-                Ok(r) => report(r),
-                Err(e) => tracing::error!(error = %e, "periodic storage task failed"),
+            match background::run(move || job()).await {
+                Some(r) => report(r),
+                None => tracing::error!("periodic storage task panicked or could not be started"),
             }
         }
     })
 }
 
-/// Run the write `f` over `batch` on the blocking pool and hand the batch
+/// Run the write `f` over `batch` on the storage threads ([`background`],
+/// below the engine's priority) and hand the batch
 /// back, whatever happens, so a failed write can be retried. A write error,
 /// a panic in `f` and a failed task all come back as one `Err` text.
 pub(crate) async fn blocking<T, R, E>(
@@ -411,14 +421,9 @@ where
 {
     let shared = Arc::new(batch);
     let inner = shared.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&inner))) {
-            Ok(written) => written.map_err(|e| e.to_string()),
-            Err(_) => Err("the write panicked".to_string()),
-        }
-    })
-    .await
-    .unwrap_or_else(|e| Err(format!("the write task failed: {e}")));
+    let outcome = background::run(move || f(&inner).map_err(|e| e.to_string()))
+        .await
+        .unwrap_or_else(|| Err("the write panicked or could not be started".to_string()));
     // The closure (and its clone of the batch) is gone once the task ends.
     let batch = Arc::try_unwrap(shared).unwrap_or_else(|_| Vec::new());
     (outcome, batch)
