@@ -376,7 +376,7 @@ pub(crate) fn log_shutdown(name: &str, s: OutboxStats) {
     }
 }
 
-/// Run `job` on the blocking pool every `period` until `stop` changes;
+/// Run `job` on the storage threads ([`background`]) every `period` until `stop` changes;
 /// `report` logs its outcome (a failure is retried at the next period).
 pub(crate) fn every<R, J, F>(
     period: Duration,
