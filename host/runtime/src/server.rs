@@ -290,7 +290,9 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
             tokio::select! {
                 _ = ticker.tick() => {
                     let (kv, journals) = (flush_kv.clone(), flush_journals.clone());
-                    let _ = tokio::task::spawn_blocking(move || flush(&kv, &journals)).await;
+                    // With the other storage writes, below the engine's
+                    // priority (see `sinks::background`).
+                    let _ = crate::sinks::background::run(move || flush(&kv, &journals)).await;
                 }
                 _ = flush_stop.changed() => break,
             }

@@ -1,15 +1,17 @@
 //! The threads that storage writes run on, below the engine's priority.
 //!
-//! Writing a batch to the embedded time-series store or the Parquet archive
-//! is throughput work: minutes of backlog can wait a few milliseconds. An
-//! alert cannot. On a small machine both compete for the same cores, and a
-//! redb commit running beside the engine's workers showed up as tens of
-//! milliseconds on publish → alert. So the writes run on a small pool of
-//! threads that lower their own scheduling priority (nice 10, Linux;
-//! elsewhere they run at normal priority): when the engine needs a core it
-//! gets it, and the writes use whatever is left. Under sustained overload
-//! the storage outboxes fill, the gate closes and ingestion slows, so the
-//! writes are never starved for long.
+//! Writing a batch to the embedded time-series store or the Parquet
+//! archive, or flushing plugin state to the key-value store, is throughput
+//! work: minutes of backlog can wait a few milliseconds. An alert cannot.
+//! On a small machine both compete for the same cores, and a redb commit
+//! running beside the engine's workers showed up as tens of milliseconds on
+//! publish → alert. So the writes run on a small pool of threads that lower
+//! their own scheduling priority (nice 10, Linux; elsewhere they run at
+//! normal priority): when the engine needs a core it gets it, and the
+//! writes use whatever is left (a nice-10 thread still gets about a tenth
+//! of a busy core). Under sustained overload the storage outboxes fill, the
+//! gate closes and ingestion slows, so the writes are never starved for
+//! long.
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -17,8 +19,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// The nice value of the pool's threads.
 pub const NICE: i32 = 10;
 
-/// Threads in the pool: two, so the time-series and archive writes (the two
-/// users) never wait for each other.
+/// Threads in the pool: two, so the time-series and archive writes (its
+/// main users, with the key-value flush and periodic storage jobs) do not
+/// wait for each other.
 const THREADS: usize = 2;
 
 type Job = Box<dyn FnOnce() + Send>;
