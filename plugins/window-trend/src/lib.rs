@@ -84,7 +84,9 @@ pub mod trend;
 use settings::Settings;
 use tracker::{Output, Tracker};
 use weir_plugin::kv::Bucket;
-use weir_plugin::{config, export_aggregator, log, Aggregator, Message, Outbound, Processor};
+use weir_plugin::{
+    config, export_aggregator, log, Aggregator, Batch, Message, MessageRef, Outbound, Processor,
+};
 
 /// The plugin instance: the tracker and its bucket.
 pub struct WindowTrend {
@@ -93,6 +95,20 @@ pub struct WindowTrend {
 }
 
 impl WindowTrend {
+    /// Load the devices not in memory, then fold every message in.
+    fn run<'a>(
+        &mut self,
+        devices: impl Iterator<Item = &'a str>,
+        messages: impl Iterator<Item = MessageRef<'a>>,
+    ) -> Result<Vec<Outbound>, String> {
+        self.tracker.load_missing(&self.bucket, devices)?;
+        let mut out = Output::default();
+        for msg in messages {
+            self.tracker.observe(msg, &mut out);
+        }
+        Ok(self.finish(out))
+    }
+
     /// Turn a call's output into outbound messages, logging late readings.
     fn finish(&self, out: Output) -> Vec<Outbound> {
         for (device, n) in &out.late {
@@ -123,12 +139,14 @@ impl Processor for WindowTrend {
     }
 
     fn process(&mut self, batch: Vec<Message>) -> Result<Vec<Outbound>, String> {
-        self.tracker.load_missing(&self.bucket, &batch)?;
-        let mut out = Output::default();
-        for msg in &batch {
-            self.tracker.observe(msg, &mut out);
-        }
-        Ok(self.finish(out))
+        self.run(
+            batch.iter().map(|m| m.device.as_str()),
+            batch.iter().map(MessageRef::from),
+        )
+    }
+
+    fn process_batch(&mut self, batch: &Batch) -> Result<Vec<Outbound>, String> {
+        self.run(batch.devices(), batch.iter())
     }
 
     fn checkpoint(&mut self) -> Result<(), String> {

@@ -9,7 +9,7 @@ use crate::trend::{self, Summary};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use weir_plugin::devices::Devices;
-use weir_plugin::{Message, Outbound};
+use weir_plugin::{MessageRef, Outbound};
 
 /// A trend alert, serialized as the payload of the outbound message. The
 /// field conventions follow zscore's alerts (`kind`, `device`,
@@ -71,20 +71,18 @@ impl Tracker {
         &self.settings
     }
 
-    /// Devices of `batch` not in memory yet (each once, in order of first
-    /// appearance): load them before [`Tracker::observe`].
-    pub fn unknown_devices(&self, batch: &[Message]) -> Vec<String> {
-        self.devices
-            .unknown(batch.iter().map(|m| m.device.as_str()))
+    /// Devices among `devices` not in memory yet (each once, in order of
+    /// first appearance): load them before [`Tracker::observe`].
+    pub fn unknown_devices<'a>(&self, devices: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        self.devices.unknown(devices)
     }
 
-    /// Load the batch's devices not in memory yet from `bucket`.
-    pub fn load_missing(
+    /// Load the devices among `devices` not in memory yet from `bucket`.
+    pub fn load_missing<'a>(
         &mut self,
         bucket: &weir_plugin::kv::Bucket,
-        batch: &[Message],
+        devices: impl IntoIterator<Item = &'a str>,
     ) -> Result<(), String> {
-        let devices = batch.iter().map(|m| m.device.as_str());
         self.devices
             .load_missing(bucket, devices, "windows", DeviceState::from_json)
     }
@@ -100,27 +98,28 @@ impl Tracker {
         self.devices.insert_default(device);
     }
 
-    /// Fold one reading in, and close what its event time closes.
-    pub fn observe(&mut self, msg: &Message, out: &mut Output) {
+    /// Fold one reading in (a [`MessageRef`] of a batch, or
+    /// `MessageRef::from(&message)`), and close what its event time closes.
+    pub fn observe<'m>(&mut self, msg: impl Into<MessageRef<'m>>, out: &mut Output) {
+        let msg = msg.into();
         let s = &self.settings;
         let metrics: Vec<(&str, f64)> = msg
-            .metrics
-            .iter()
-            .filter(|m| m.value.is_finite() && s.aggregates(&m.name))
-            .map(|m| (m.name.as_str(), m.value))
+            .metrics()
+            .filter(|(name, value)| value.is_finite() && s.aggregates(name))
             .collect();
         if metrics.is_empty() {
             return;
         }
-        let device = self.devices.get_mut_or_default(&msg.device);
+        let (device, changed) = self.devices.track(msg.device);
+        *changed = true;
         if device.device_type != msg.device_type {
-            device.device_type = msg.device_type.clone();
+            device.device_type = msg.device_type.to_string();
         }
         if device.rule != msg.rule {
-            device.rule = msg.rule.clone();
+            device.rule = msg.rule.to_string();
         }
         if device.topic != msg.topic {
-            device.topic = msg.topic.clone();
+            device.topic = msg.topic.to_string();
         }
         let t = msg.device_time.unwrap_or(msg.received_at);
         let placed = device.add(
@@ -134,15 +133,14 @@ impl Tracker {
         if placed == Placed::Late {
             match out.late.last_mut() {
                 Some((d, n)) if *d == msg.device => *n += 1,
-                _ => out.late.push((msg.device.clone(), 1)),
+                _ => out.late.push((msg.device.to_string(), 1)),
             }
         }
         let closed = match device.clock(msg.received_at) {
             Some(clock) => device.close(clock, s.window_ms, s.lateness_ms),
             None => Vec::new(),
         };
-        Self::emit(s, &msg.device, device, closed, out);
-        self.devices.mark_dirty(&msg.device);
+        Self::emit(s, msg.device, device, closed, out);
     }
 
     /// Close, at wall-clock `now`, what each device's event clock closes.
@@ -311,6 +309,7 @@ fn aggregate(s: &Settings, name: &str, device: &DeviceState, c: &Closed) -> Outb
 #[cfg(test)]
 mod tests {
     use super::*;
+    use weir_plugin::Message;
     use weir_plugin::Metric;
 
     const MIN: i64 = 60_000;
@@ -522,7 +521,7 @@ mod tests {
         // A new instance (plugin reload, host restart) starts from the
         // saved JSON and behaves exactly like the old one.
         let mut fresh = Tracker::new(settings());
-        assert_eq!(fresh.unknown_devices(&[reading("d", 0, 0.0)]), vec!["d"]);
+        assert_eq!(fresh.unknown_devices(["d"]), vec!["d"]);
         fresh.load("d", &entries[0].1).unwrap();
         assert_eq!(fresh.device("d"), tr.device("d"));
         let a = feed(&mut tr, "d", second);
