@@ -6,6 +6,7 @@ use super::outbox::Factory;
 use super::SinkError;
 use crate::config::{Config, TimeseriesBackend};
 use crate::metrics::Metrics;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use weir_delivery::{Deliver, Delivery, Outbox};
@@ -19,7 +20,7 @@ pub fn store_path(data_dir: &std::path::Path) -> std::path::PathBuf {
 type Started = (
     Outbox<TsRecord>,
     Option<Arc<TsStore>>,
-    Option<tokio::task::JoinHandle<()>>,
+    Vec<tokio::task::JoinHandle<()>>,
 );
 
 pub async fn start(
@@ -38,17 +39,21 @@ pub async fn start(
                 Arc::new(TsStore::open(&path, retention).map_err(|e| {
                     SinkError::start("timeseries", format!("{}: {e}", path.display()))
                 })?);
+            let unsynced = Arc::new(AtomicBool::new(false));
             let outbox = outboxes.spawn(
                 "timeseries",
                 Embedded {
                     store: store.clone(),
                     metrics: metrics.clone(),
-                    last_sync: std::time::Instant::now(),
+                    unsynced: unsynced.clone(),
                 },
                 4096,
             )?;
-            let task = retention_task(store.clone(), stop);
-            Ok((outbox, Some(store), Some(task)))
+            let tasks = vec![
+                retention_task(store.clone(), stop.clone()),
+                sync_task(store.clone(), unsynced, stop),
+            ];
+            Ok((outbox, Some(store), tasks))
         }
         TimeseriesBackend::Timestream => {
             let aws = aws.ok_or_else(|| SinkError::start("timeseries", "AWS clients missing"))?;
@@ -67,7 +72,7 @@ pub async fn start(
                     .map_err(|e| SinkError::start("timeseries", e))?;
             }
             let outbox = outboxes.spawn("timeseries", Timestream { writer }, 500)?;
-            Ok((outbox, None, None))
+            Ok((outbox, None, Vec::new()))
         }
         TimeseriesBackend::Influxdb => {
             let token = match (&ts.token, &ts.token_env) {
@@ -88,7 +93,7 @@ pub async fn start(
                 Duration::from_millis(config.aws.timeout_ms),
             );
             let outbox = outboxes.spawn("timeseries", Influx { writer }, 5000)?;
-            Ok((outbox, None, None))
+            Ok((outbox, None, Vec::new()))
         }
     }
 }
@@ -116,19 +121,46 @@ fn retention_task(
     )
 }
 
-/// How often the embedded store's writes are made durable (fsync). Between
-/// syncs a batch is committed in memory: visible to queries at once, and on
-/// disk after the next sync, at most this long later (and at shutdown). That
-/// is the same bound the key-value state has (its checkpoint interval), and
-/// the outbox in front holds its queue in memory too. An fsync per batch
-/// cost tens of milliseconds of publish → alert latency on a small machine.
+/// How often the embedded store's writes are made durable (fsync). A batch
+/// is committed in memory (visible to queries at once) and reaches the disk
+/// with the next sync, at most this long later (and at shutdown). That is
+/// the same bound the key-value state has (its checkpoint interval), and the
+/// outbox in front holds its queue in memory too. An fsync per batch cost
+/// tens of milliseconds of publish → alert latency on a small machine.
 pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Make the embedded store's buffered writes durable every
+/// [`SYNC_INTERVAL`], when there are any.
+fn sync_task(
+    store: Arc<TsStore>,
+    unsynced: Arc<AtomicBool>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    super::every(
+        SYNC_INTERVAL,
+        stop,
+        move || {
+            if !unsynced.swap(false, Ordering::AcqRel) {
+                return Ok(());
+            }
+            store
+                .sync()
+                .inspect_err(|_| unsynced.store(true, Ordering::Release))
+        },
+        |outcome| {
+            if let Err(e) = outcome {
+                tracing::error!(error = %e, "time series: sync failed; retried next interval");
+            }
+        },
+    )
+}
 
 /// The embedded store as a backend.
 struct Embedded {
     store: Arc<TsStore>,
     metrics: Arc<Metrics>,
-    last_sync: std::time::Instant,
+    /// Set by each buffered write, cleared by the sync task.
+    unsynced: Arc<AtomicBool>,
 }
 
 impl Deliver for Embedded {
@@ -137,20 +169,10 @@ impl Deliver for Embedded {
     async fn deliver(&mut self, batch: Vec<TsRecord>) -> Delivery<TsRecord> {
         let store = self.store.clone();
         let metrics = self.metrics.clone();
-        let durable = self.last_sync.elapsed() >= SYNC_INTERVAL;
-        if durable {
-            self.last_sync = std::time::Instant::now();
-        }
-        let (outcome, batch) = super::blocking(batch, move |b| {
-            if durable {
-                store.write(b)
-            } else {
-                store.write_buffered(b)
-            }
-        })
-        .await;
+        let (outcome, batch) = super::blocking(batch, move |b| store.write_buffered(b)).await;
         match outcome {
             Ok(report) => {
+                self.unsynced.store(true, Ordering::Release);
                 metrics.count("timeseries.points", report.points as u64);
                 if report.expired > 0 {
                     metrics.count("timeseries.expired", report.expired as u64);
