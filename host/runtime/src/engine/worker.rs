@@ -190,12 +190,17 @@ impl Worker {
         // Plugin outputs may match rules again: keep going until the round is
         // quiet (MAX_HOPS bounds it).
         while !state.local.is_empty() {
-            while let Some(ingest) = state.local.pop_front() {
-                self.evaluate(state, ingest);
-            }
-            self.deliver(state);
+            self.evaluate_local(state);
         }
         self.metrics.messages_processed.fetch_add(count, Relaxed);
+    }
+
+    /// Evaluate every queued message, then deliver what that queued.
+    fn evaluate_local(&mut self, state: &mut State) {
+        while let Some(ingest) = state.local.pop_front() {
+            self.evaluate(state, ingest);
+        }
+        self.deliver(state);
     }
 
     /// Evaluate every matching rule for one message and queue the actions.
@@ -335,30 +340,16 @@ impl Worker {
     /// alert sink), and only then the round's other sinks. An alert never
     /// waits behind a batch of storage writes.
     fn deliver(&mut self, state: &mut State) {
-        let mut pending = std::mem::take(&mut state.pending);
-        let sinks: Pending = {
-            let generation = &state.generation;
-            let is_sink = |plugin: &str| {
-                generation
-                    .plugins
-                    .get(plugin)
-                    .is_some_and(|p| p.kind == Kind::Sink)
-            };
-            let names: Vec<String> = pending.keys().filter(|p| is_sink(p)).cloned().collect();
-            names
-                .into_iter()
-                .filter_map(|name| pending.remove_entry(&name))
-                .collect()
-        };
-        self.deliver_each(state, pending);
+        let plugins = &state.generation.plugins;
+        let (sinks, others): (Pending, Pending) = std::mem::take(&mut state.pending)
+            .into_iter()
+            .partition(|(name, _)| plugins.get(name).is_some_and(|p| p.kind == Kind::Sink));
+        self.deliver_each(state, others);
         if !state.local.is_empty() {
             // The outputs' own round. Their hops grow each time, so this
             // nests at most MAX_HOPS deep.
             let queued = std::mem::take(&mut state.pending);
-            while let Some(ingest) = state.local.pop_front() {
-                self.evaluate(state, ingest);
-            }
-            self.deliver(state);
+            self.evaluate_local(state);
             state.pending = queued;
         }
         self.deliver_each(state, sinks);
