@@ -82,18 +82,7 @@ impl<T: Default> Devices<T> {
 
     /// Install a device's state (loaded from the bucket, or fresh).
     pub fn insert(&mut self, device: &str, state: T) {
-        match self.states.get_mut(&KeyRef(device)) {
-            Some(slot) => slot.state = state,
-            None => {
-                self.states.insert(
-                    Key(device.to_string()),
-                    Slot {
-                        state,
-                        dirty: false,
-                    },
-                );
-            }
-        }
+        self.slot(device).state = state;
     }
 
     /// Install a device's saved state, decoded by `decode`. A value that
