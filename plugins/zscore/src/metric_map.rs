@@ -28,15 +28,6 @@ impl MetricMap {
         }
     }
 
-    /// The state of `name`, created with its default when new; `hint` is
-    /// where it is expected (its position in the reading).
-    pub fn get_or_insert(&mut self, name: &str, hint: usize) -> &mut MetricState {
-        match self.position(name, hint) {
-            Some(i) => &mut self.entries[i].1,
-            None => self.push(name),
-        }
-    }
-
     /// The state of `name`, if held; `hint` is where it is expected.
     pub fn get_mut(&mut self, name: &str, hint: usize) -> Option<&mut MetricState> {
         self.position(name, hint).map(|i| &mut self.entries[i].1)
@@ -125,12 +116,14 @@ mod tests {
     #[test]
     fn lookups_with_and_without_hints() {
         let mut m = MetricMap::default();
-        m.get_or_insert("temperature", 0).calm = 1;
-        m.get_or_insert("humidity", 1).calm = 2;
-        // A wrong hint still finds the metric; a new one is appended.
-        assert_eq!(m.get_or_insert("temperature", 1).calm, 1);
-        assert_eq!(m.get_or_insert("humidity", 7).calm, 2);
-        assert_eq!(m.get_or_insert("pressure", 0).calm, 0);
+        m.push("temperature").calm = 1;
+        m.push("humidity").calm = 2;
+        // A wrong hint still finds the metric; an unknown one is not held.
+        assert_eq!(m.get_mut("temperature", 1).map(|s| s.calm), Some(1));
+        assert_eq!(m.get_mut("humidity", 7).map(|s| s.calm), Some(2));
+        assert_eq!(m.get_mut("humidity", 1).map(|s| s.calm), Some(2));
+        assert!(m.get_mut("pressure", 0).is_none());
+        assert_eq!(m.push("pressure").calm, 0);
         assert_eq!(m.len(), 3);
         assert!(m.contains_key("pressure") && !m.contains_key("press"));
         m.retain(|n, _| n != "humidity");
