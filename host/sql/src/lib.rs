@@ -149,6 +149,18 @@ impl Statement {
         eval::run(&self.query, &cx)
     }
 
+    /// Evaluate only the WHERE clause: true when there is none or it holds.
+    /// With [`is_select_star`](Self::is_select_star), this plus the payload
+    /// itself is everything [`eval`](Self::eval) would give, without copying
+    /// the payload into a new value.
+    pub fn where_matches(&self, msg: &Message<'_>) -> bool {
+        let cx = eval::Cx::new(msg);
+        self.query
+            .where_
+            .as_ref()
+            .is_none_or(|w| eval::cond(w, &cx))
+    }
+
     /// Whether the statement reads the payload at all.
     pub fn reads_payload(&self) -> bool {
         self.reads_payload
@@ -227,6 +239,30 @@ mod tests {
         .unwrap()
         .reads_payload());
         assert!(Statement::parse("SELECT * FROM 'x'")
+            .unwrap()
+            .is_select_star());
+    }
+
+    #[test]
+    fn where_matches_agrees_with_eval_for_select_star() {
+        let payload = json!({"t": 30, "s": "x"});
+        let msg = Message::new("dt/a/b", &payload);
+        for (sql, expect) in [
+            ("SELECT * FROM '#'", true),
+            ("SELECT * FROM '#' WHERE t > 25", true),
+            ("SELECT * FROM '#' WHERE t > 35", false),
+            ("SELECT * FROM '#' WHERE missing = 1", false),
+        ] {
+            let st = Statement::parse(sql).unwrap();
+            assert!(st.is_select_star(), "{sql}");
+            assert_eq!(st.where_matches(&msg), expect, "{sql}");
+            let out = st.eval(&msg).unwrap();
+            assert_eq!(out.is_some(), expect, "{sql}");
+            if let Some(v) = out {
+                assert_eq!(v, payload, "{sql}");
+            }
+        }
+        assert!(!Statement::parse("SELECT *, 1 AS one FROM '#'")
             .unwrap()
             .is_select_star());
     }

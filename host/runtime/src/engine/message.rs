@@ -6,6 +6,7 @@ use crate::plugin::batch::{BatchBuilder, Parts};
 use crate::plugin::bindings::Metric;
 use crate::rules::{Action, Rule};
 use serde_json::{json, Value};
+use std::borrow::Cow;
 
 /// Everything the action's templates and the plugin message need.
 pub struct Context<'a> {
@@ -49,16 +50,31 @@ fn flatten(value: &Value, prefix: &mut String, out: &mut Vec<Metric>) {
 /// by all of the rule's actions.
 pub struct Output<'a> {
     pub value: &'a Value,
-    pub payload: String,
+    pub payload: Cow<'a, str>,
     pub metrics: Vec<Metric>,
 }
 
 impl<'a> Output<'a> {
+    /// An output the rule computed: its payload is `value` serialized.
     pub fn new(value: &'a Value) -> Output<'a> {
         Output {
             value,
-            payload: serde_json::to_string(value).unwrap_or_default(),
+            payload: Cow::Owned(serde_json::to_string(value).unwrap_or_default()),
             metrics: metrics(value),
+        }
+    }
+
+    /// The output of a plain `SELECT *`: the message itself, so plugins get
+    /// the payload exactly as the device sent it (`raw`, the bytes `value`
+    /// was parsed from) instead of a re-serialization of it.
+    pub fn passthrough(value: &'a Value, raw: &'a [u8]) -> Output<'a> {
+        match std::str::from_utf8(raw) {
+            Ok(text) => Output {
+                value,
+                payload: Cow::Borrowed(text),
+                metrics: metrics(value),
+            },
+            Err(_) => Output::new(value),
         }
     }
 }
@@ -134,5 +150,21 @@ mod tests {
         let m = metrics(&json!({"t": 21.5, "ok": true, "env": {"h": 40, "s": "x"}, "id": "d"}));
         let names: Vec<_> = m.iter().map(|m| (m.name.as_str(), m.value)).collect();
         assert_eq!(names, vec![("t", 21.5), ("env.h", 40.0)]);
+    }
+
+    #[test]
+    fn passthrough_keeps_the_payload_as_sent() {
+        let raw = br#"{ "t": 21.50, "n": 1e2 }"#;
+        let value: Value = serde_json::from_slice(raw).unwrap();
+        let out = Output::passthrough(&value, raw);
+        assert_eq!(out.payload, r#"{ "t": 21.50, "n": 1e2 }"#);
+        let names: Vec<_> = out
+            .metrics
+            .iter()
+            .map(|m| (m.name.as_str(), m.value))
+            .collect();
+        assert_eq!(names, vec![("t", 21.5), ("n", 100.0)]);
+        // A computed output is serialized.
+        assert_eq!(Output::new(&value).payload, r#"{"t":21.5,"n":100.0}"#);
     }
 }

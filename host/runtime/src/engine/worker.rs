@@ -239,21 +239,34 @@ impl Worker {
                 trace_id: None,
                 lookup: Some(&*self.rt.services.kv),
             };
-            let output = match rule.statement.eval(&sql_message) {
-                Ok(Some(v)) => v,
-                Ok(None) => continue,
-                Err(e) => {
-                    self.metrics.rule_errors.fetch_add(1, Relaxed);
-                    self.fail(state, rule_index, &ingest, "sql", e.to_string());
-                    continue;
+            let computed;
+            let output = match (&parsed, rule.statement.is_select_star()) {
+                // A plain `SELECT *`: the payload itself, neither copied
+                // nor serialized again.
+                (Ok(payload), true) => {
+                    if !rule.statement.where_matches(&sql_message) {
+                        continue;
+                    }
+                    message::Output::passthrough(payload, &ingest.payload)
                 }
+                _ => match rule.statement.eval(&sql_message) {
+                    Ok(Some(v)) => {
+                        computed = v;
+                        message::Output::new(&computed)
+                    }
+                    Ok(None) => continue,
+                    Err(e) => {
+                        self.metrics.rule_errors.fetch_add(1, Relaxed);
+                        self.fail(state, rule_index, &ingest, "sql", e.to_string());
+                        continue;
+                    }
+                },
             };
             self.metrics.rule_matches.fetch_add(1, Relaxed);
             let ctx = Context {
                 ingest: &ingest,
                 sql: &sql_message,
             };
-            let output = message::Output::new(&output);
             for (action_index, action) in rule.actions.iter().enumerate() {
                 let (messages, origins) = pending_for(&mut state.pending, &action.plugin);
                 match message::for_action(rule, action, &output, &ctx, messages) {
