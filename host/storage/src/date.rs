@@ -1,7 +1,7 @@
 //! UTC calendar arithmetic for the storage tiers: which day a millisecond
 //! timestamp falls on, and the `YYYYMMDD` / `YYYY-MM-DD` names of that day.
 //!
-//! Both tiers partition by UTC day (redb tables `points_YYYYMMDD`, Parquet
+//! Both tiers partition by UTC day (redb tables `chunks_YYYYMMDD`, Parquet
 //! partitions `date=YYYY-MM-DD`). The conversion is the proleptic Gregorian
 //! "days from civil" algorithm, so no time-zone database is involved.
 

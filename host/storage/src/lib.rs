@@ -1,8 +1,10 @@
 //! Weir's embedded storage tiers, the defaults that let `weir` run with no
 //! cloud account:
 //!
-//! - [`timeseries`]: readings for the retention window (90 days by default)
-//!   in a redb file, one table per UTC day — the stand-in for Timestream.
+//! - [`timeseries`]: readings for the retention window (90 days by default):
+//!   a write-ahead log and in-memory heads, checkpointed into compressed
+//!   chunks in a redb file, one table per UTC day — the stand-in for
+//!   Timestream.
 //! - [`archive`]: raw history as Parquet files under
 //!   `device_type=…/date=…/`, written to a local directory or to an outgoing
 //!   directory an S3 uploader drains — readable by Athena and DuckDB.

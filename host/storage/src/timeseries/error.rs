@@ -8,6 +8,9 @@ pub enum TsError {
     /// The redb file failed (I/O, corruption, a transaction error).
     #[error("time-series database: {0}")]
     Db(#[from] Box<redb::Error>),
+    /// The write-ahead log (`<file>.wal/`) failed.
+    #[error("time-series write-ahead log: {0}")]
+    Wal(#[from] std::io::Error),
     /// The query cannot be answered as asked.
     #[error("invalid query: {0}")]
     InvalidQuery(String),

@@ -1,75 +1,67 @@
-//! `TsStore`: the redb-backed store itself — writing, querying, retention,
-//! discovery and statistics.
+//! `TsStore`: the store itself — the write path (validation, write-ahead
+//! log, in-memory heads), checkpoints that seal heads into redb chunks,
+//! queries, retention, discovery and statistics.
 //!
-//! Layout of the redb file:
-//! - `series`: series key (`key::series_prefix`, sorted by device then
-//!   metric) → (device type, last day written, series id); the catalog
-//!   behind `series()`, pruned by retention.
-//! - `points_YYYYMMDD` (one per UTC day): (series id, time) → value. Keys are
-//!   fixed-width and sort by series then time, so one series' points in a
-//!   day are one range scan, and redb's leaves need no per-key offsets (an
-//!   insert costs about half what a variable-length device/metric key did).
-//! - `days`: day number → (oldest, newest) time written that day; the index
-//!   of which day tables exist.
-//! - `meta`: `horizon_ms` → the last retention horizon enforced;
-//!   `next_series_id` → the next id to hand out (ids are never reused).
+//! A write appends its points to the WAL (`<file>.wal/`) and to the heads
+//! of its series; no redb transaction is involved. A checkpoint (every
+//! [`CHECKPOINT_INTERVAL`], when the active WAL segment passes
+//! [`CHECKPOINT_WAL_BYTES`], or on demand) takes the heads into a sealing
+//! set, starts a new WAL segment, merges the set into the day tables in one
+//! durable transaction, then deletes the older segments. Queries read
+//! chunks, sealing set and heads, in that increasing priority.
 
-use std::collections::HashMap;
-use std::path::Path;
+use std::fs;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Mutex, MutexGuard, TryLockError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use redb::{
-    Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition, TableError,
-    WriteTransaction,
-};
+use redb::{Database, ReadableTable};
 
-use super::buckets::Bucketer;
+use super::catalog::{Catalog, Stage};
 use super::error::TsError;
 use super::key;
-use super::types::{RetentionReport, Sample, TsQuery, TsRecord, TsRows, TsStats, WriteReport};
-use crate::date::Day;
+use super::merge::{merge, normalize};
+use super::migrate;
+use super::query::{self, Output};
+use super::seal;
+use super::tables::{
+    chunk_table, chunk_table_name, DAY_SPANS, HORIZON_KEY, META, NEXT_ID_KEY, SERIES,
+};
+use super::types::{RetentionReport, TsQuery, TsRecord, TsRows, TsStats, WriteReport};
+use super::wal::{self, Wal};
+use crate::date::{Day, DAY_MS};
 
-const DAYS: TableDefinition<i64, (i64, i64)> = TableDefinition::new("days");
-const SERIES: TableDefinition<&[u8], (&str, i64, u64)> = TableDefinition::new("series");
-const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
-const HORIZON_KEY: &str = "horizon_ms";
-const NEXT_ID_KEY: &str = "next_series_id";
+/// Longest time between checkpoints while writes arrive.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
+/// Size of the active WAL segment that triggers a checkpoint.
+pub const CHECKPOINT_WAL_BYTES: u64 = 64 << 20;
 
-/// A day table: (series id, time ms) → value.
-type PointKey = (u64, i64);
-
-fn day_table(name: &str) -> TableDefinition<'_, PointKey, f64> {
-    TableDefinition::new(name)
-}
-
-/// What the writer side knows about the series: key → (id, last day
-/// recorded in the `series` table), and the next id to hand out.
-struct Catalog {
-    series: HashMap<Vec<u8>, (u64, i64)>,
-    next_id: u64,
-}
 const NO_HORIZON: i64 = i64::MIN;
-
-fn day_table_name(day: Day) -> String {
-    format!("points_{}", day.compact())
-}
 
 /// An embedded time-series store with day-granular retention.
 ///
-/// Share one `TsStore` across threads through an `Arc`: writes serialize on
-/// redb's single write transaction, queries run concurrently on snapshots and
-/// never wait for a writer.
+/// Share one `TsStore` across threads through an `Arc`: writers serialize
+/// on a short in-memory critical section (WAL append and head push),
+/// queries read redb snapshots plus a copy of the in-memory points and
+/// never wait for a checkpoint's redb transaction.
 pub struct TsStore {
     db: Database,
     retention_ms: i64,
-    /// Last retention horizon enforced (`NO_HORIZON` if never).
+    /// Last retention horizon enforced (`NO_HORIZON` if never). Stored
+    /// under the state lock, and read there by writers.
     horizon_ms: AtomicI64,
-    /// Mirror of the `series` table for writers, so a write touches that
-    /// table only for a new series or a new day. Locked only inside a write
-    /// transaction (after `begin_write`), so it never orders against redb.
-    catalog: Mutex<Catalog>,
+    state: Mutex<State>,
+    /// Held by a checkpoint or retention run (taken before `state`).
+    sealer: Mutex<()>,
+}
+
+/// Everything the writers' lock guards.
+struct State {
+    catalog: Catalog,
+    wal: Wal,
+    stage: Stage,
+    last_checkpoint: Instant,
 }
 
 /// Wall-clock milliseconds since the epoch.
@@ -79,42 +71,112 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// The WAL directory of the store at `path`: `<path>.wal`.
+fn wal_dir(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".wal");
+    PathBuf::from(s)
+}
+
+/// Start of the day holding `horizon_ms`: every point before it lies on a
+/// day that retention drops whole.
+fn dropped_before(horizon_ms: i64) -> i64 {
+    horizon_ms.div_euclid(DAY_MS).saturating_mul(DAY_MS)
+}
+
 impl TsStore {
-    /// Opens (creating if needed) the store at `path`, keeping points for
-    /// `retention` once `enforce_retention` runs.
+    /// Opens (creating if needed) the store at `path` — the redb file and
+    /// its WAL directory `<path>.wal/`, replayed into memory — keeping
+    /// points for `retention` once `enforce_retention` runs. A file in the
+    /// previous one-key-per-point format is converted to chunks.
     pub fn open(path: &Path, retention: Duration) -> Result<TsStore, TsError> {
         let retention_ms = i64::try_from(retention.as_millis())
             .ok()
             .filter(|ms| *ms > 0)
             .ok_or_else(|| TsError::InvalidRetention(format!("{retention:?}")))?;
+        let fresh = !path.exists();
         let db = Database::create(path)?;
         let txn = db.begin_write()?;
-        let (horizon, catalog) = {
-            txn.open_table(DAYS)?;
+        let migrated = migrate::migrate(&txn)?;
+        let (horizon, mut catalog) = {
+            txn.open_table(DAY_SPANS)?;
             let meta = txn.open_table(META)?;
             let horizon = meta.get(HORIZON_KEY)?.map_or(NO_HORIZON, |v| v.value());
             let next_id = meta.get(NEXT_ID_KEY)?.map_or(0, |v| v.value() as u64);
-            let series = txn.open_table(SERIES)?;
-            let mut map = HashMap::new();
-            for entry in series.iter()? {
+            let mut catalog = Catalog::new(next_id);
+            for entry in txn.open_table(SERIES)?.iter()? {
                 let (k, v) = entry?;
-                let (_, last_day, id) = v.value();
-                map.insert(k.value().to_vec(), (id, last_day));
+                let (device_type, last_day, id) = v.value();
+                catalog.insert_stored(k.value().to_vec(), device_type.to_string(), last_day, id);
             }
-            (
-                horizon,
-                Catalog {
-                    series: map,
-                    next_id,
-                },
-            )
+            (horizon, catalog)
         };
         txn.commit()?;
+        if let Some(m) = migrated {
+            tracing::info!(
+                file = %path.display(),
+                days = m.days,
+                points = m.points,
+                chunks = m.chunks,
+                "time series: converted the per-point day tables into chunks"
+            );
+        }
+
+        let dir = wal_dir(path);
+        if !dir.is_dir() {
+            fs::create_dir_all(&dir)?;
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                wal::sync_dir(parent)?;
+            }
+        }
+        if fresh {
+            let stale = wal::remove_all(&dir)?;
+            if stale > 0 {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    segments = stale,
+                    "time series: deleted a write-ahead log left without its database file"
+                );
+            }
+        }
+        let mut ids = catalog.id_slots();
+        let mut orphans = 0usize;
+        let replay = wal::replay(&dir, |entry| {
+            if !catalog.replay(entry, &mut ids) {
+                orphans += 1;
+            }
+        })?;
+        if orphans > 0 {
+            tracing::warn!(
+                points = orphans,
+                "time series: WAL points of unknown series skipped"
+            );
+        }
+        if horizon != NO_HORIZON {
+            catalog.drop_points_before(dropped_before(horizon));
+            catalog.prune(horizon);
+        }
+        if replay.frames > 0 {
+            tracing::info!(
+                segments = replay.segments,
+                frames = replay.frames,
+                torn = replay.torn,
+                points = catalog.head_points(),
+                "time series: replayed the write-ahead log"
+            );
+        }
+        let wal = Wal::open(&dir, replay.last)?;
         Ok(TsStore {
             db,
             retention_ms,
             horizon_ms: AtomicI64::new(horizon),
-            catalog: Mutex::new(catalog),
+            state: Mutex::new(State {
+                catalog,
+                wal,
+                stage: Stage::default(),
+                last_checkpoint: Instant::now(),
+            }),
+            sealer: Mutex::new(()),
         })
     }
 
@@ -123,34 +185,41 @@ impl TsStore {
         self.retention_ms
     }
 
-    /// Writes `records` in one transaction that is on disk (fsynced) when this
+    fn lock_state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_sealer(&self) -> MutexGuard<'_, ()> {
+        self.sealer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes `records`; they are on disk (the WAL fsynced) when this
     /// returns. Points older than `now - retention` (wall clock) are refused
     /// and counted in `expired`.
     pub fn write(&self, records: &[TsRecord]) -> Result<WriteReport, TsError> {
-        self.write_inner(records, now_ms(), Durability::Immediate)
+        self.write_inner(records, now_ms(), true)
     }
 
     /// Like [`write`](Self::write) but judges expiry against `now_ms` instead
     /// of the wall clock (for replays, backfills and tests).
     pub fn write_at(&self, records: &[TsRecord], now_ms: i64) -> Result<WriteReport, TsError> {
-        self.write_inner(records, now_ms, Durability::Immediate)
+        self.write_inner(records, now_ms, true)
     }
 
-    /// Like [`write`](Self::write) but not durable: the transaction is
-    /// committed in memory (visible to queries at once) and reaches the file
-    /// only with the next [`sync`](Self::sync) or durable `write`; a crash
-    /// before that loses it. (redb's `Eventual` level would be the middle
-    /// ground, but on Linux redb 2.6 fsyncs for it too.) Call `sync` at a
-    /// bounded interval: redb frees no pages until it does, so the file grows.
+    /// Like [`write`](Self::write) but not durable: the points are visible
+    /// to queries at once and written to the WAL (the OS page cache), but
+    /// reach the disk only with the next [`sync`](Self::sync), durable
+    /// `write` or checkpoint; an OS crash or power loss before that loses
+    /// them (a process crash does not). Call `sync` at a bounded interval.
     pub fn write_buffered(&self, records: &[TsRecord]) -> Result<WriteReport, TsError> {
-        self.write_inner(records, now_ms(), Durability::None)
+        self.write_inner(records, now_ms(), false)
     }
 
-    /// Makes every earlier `write_buffered` durable (one commit with fsync).
+    /// Makes every earlier `write_buffered` durable (one fsync of the WAL).
     pub fn sync(&self) -> Result<(), TsError> {
-        let mut txn = self.db.begin_write()?;
-        txn.set_durability(Durability::Immediate);
-        txn.commit()?;
+        let file = self.lock_state().wal.active_file();
+        // Older segments were fsynced before the active one was created.
+        file.sync_data()?;
         Ok(())
     }
 
@@ -158,97 +227,133 @@ impl TsStore {
         &self,
         records: &[TsRecord],
         now_ms: i64,
-        durability: Durability,
+        durable: bool,
     ) -> Result<WriteReport, TsError> {
-        let horizon = now_ms
-            .saturating_sub(self.retention_ms)
-            .max(self.horizon_ms.load(Ordering::Acquire));
         let mut report = WriteReport::default();
-        let mut accepted: Vec<(&TsRecord, Day)> = Vec::with_capacity(records.len());
-        for rec in records {
-            let Some(day) = Day::of_ms(rec.time_ms) else {
-                report.invalid += rec.measures.len();
-                continue;
-            };
-            if rec.measures.iter().any(|(_, v)| v.is_finite()) {
-                accepted.push((rec, day));
-            }
-            for (_, value) in &rec.measures {
-                if !value.is_finite() {
-                    report.invalid += 1;
-                } else if rec.time_ms < horizon {
-                    report.expired += 1;
-                }
-            }
-        }
-        accepted.retain(|(rec, _)| rec.time_ms >= horizon);
-        if accepted.is_empty() {
-            return Ok(report);
-        }
-
-        let mut txn = self.db.begin_write()?;
-        txn.set_durability(durability);
-        // Writers are serialized by the transaction; the lock is held until
-        // the catalog is brought up to date after commit.
-        let mut catalog = self.catalog.lock().unwrap_or_else(|p| p.into_inner());
-        let mut next_id = catalog.next_id;
-        // Series new to the catalog or seen on a later day: key → (device type, id, day).
-        let mut updates: HashMap<Vec<u8>, (&str, u64, i64)> = HashMap::new();
-        let mut points: Vec<(i64, PointKey, f64)> = Vec::with_capacity(accepted.len() * 4);
-        let mut series_key = Vec::new();
-        for (rec, day) in accepted {
-            for (metric, value) in &rec.measures {
-                if !value.is_finite() {
+        let (file, due) = {
+            let mut guard = self.lock_state();
+            let st = &mut *guard;
+            let horizon = now_ms
+                .saturating_sub(self.retention_ms)
+                .max(self.horizon_ms.load(Ordering::Acquire));
+            st.stage.clear();
+            for rec in records {
+                let Some(day) = Day::of_ms(rec.time_ms) else {
+                    report.invalid += rec.measures.len();
                     continue;
-                }
-                series_key.clear();
-                key::push_str(&mut series_key, &rec.device);
-                key::push_str(&mut series_key, metric);
-                let id = match updates.get_mut(series_key.as_slice()) {
-                    Some(u) => {
-                        u.2 = u.2.max(day.0);
-                        u.1
-                    }
-                    None => match catalog.series.get(series_key.as_slice()) {
-                        Some(&(id, last_day)) => {
-                            if last_day < day.0 {
-                                updates.insert(series_key.clone(), (&rec.device_type, id, day.0));
-                            }
-                            id
-                        }
-                        None => {
-                            let id = next_id;
-                            next_id += 1;
-                            updates.insert(series_key.clone(), (&rec.device_type, id, day.0));
-                            id
-                        }
-                    },
                 };
-                points.push((day.0, (id, rec.time_ms), *value));
+                let mut device_staged = false;
+                for (metric, value) in &rec.measures {
+                    if !value.is_finite() {
+                        report.invalid += 1;
+                    } else if rec.time_ms < horizon {
+                        report.expired += 1;
+                    } else {
+                        if !device_staged {
+                            st.stage.device(&rec.device);
+                            device_staged = true;
+                        }
+                        st.catalog.stage_point(
+                            &mut st.stage,
+                            metric,
+                            &rec.device_type,
+                            day.0,
+                            rec.time_ms,
+                            *value,
+                        );
+                    }
+                }
             }
+            report.points = st.stage.points();
+            if report.points == 0 {
+                return Ok(report);
+            }
+            let file = st.wal.append(st.stage.frames.finish())?;
+            st.catalog.apply(&mut st.stage);
+            (file, checkpoint_due(st))
+        };
+        if durable {
+            file.sync_data()?;
         }
-        // Stable: equal keys keep batch order, so the later write wins.
-        points.sort_by_key(|p| (p.0, p.1));
-        report.points = insert_points(&txn, &points)?;
-        if !updates.is_empty() {
-            let mut series = txn.open_table(SERIES)?;
-            for (k, (device_type, id, day)) in &updates {
-                series.insert(k.as_slice(), (*device_type, *day, *id))?;
-            }
-            if next_id != catalog.next_id {
-                let next = i64::try_from(next_id).unwrap_or(i64::MAX);
-                txn.open_table(META)?.insert(NEXT_ID_KEY, next)?;
-            }
-        }
-        txn.commit()?;
-        catalog.next_id = next_id;
-        for (k, (_, id, day)) in updates {
-            catalog.series.insert(k, (id, day));
+        if due {
+            self.checkpoint_if_due();
         }
         Ok(report)
     }
 
-    /// Answers one query from a snapshot; runs concurrently with writers.
+    /// Seals every point written so far into redb (one durable transaction)
+    /// and deletes the WAL segments that held them. Runs on its own when
+    /// due; calling it is never needed for correctness.
+    pub fn checkpoint(&self) -> Result<(), TsError> {
+        let _sealer = self.lock_sealer();
+        self.checkpoint_locked(true)
+    }
+
+    /// The write path's checkpoint: skipped if one is running already; a
+    /// failure is logged (the points stay in memory and the WAL).
+    fn checkpoint_if_due(&self) {
+        let _sealer = match self.sealer.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return,
+        };
+        if let Err(e) = self.checkpoint_locked(false) {
+            tracing::warn!(error = %e, "time series: checkpoint failed; retried when next due");
+        }
+    }
+
+    /// A checkpoint; the caller holds `sealer`.
+    fn checkpoint_locked(&self, force: bool) -> Result<(), TsError> {
+        // Flush the bulk of the active segment before taking the writers'
+        // lock, so the fsync in `rotate` under it is short.
+        let file = {
+            let st = self.lock_state();
+            if !force && !checkpoint_due(&st) {
+                return Ok(());
+            }
+            (st.wal.len() > 0).then(|| st.wal.active_file())
+        };
+        if let Some(file) = file {
+            file.sync_data()?;
+        }
+        let (sealing, dir, active) = {
+            let mut guard = self.lock_state();
+            let st = &mut *guard;
+            st.last_checkpoint = Instant::now();
+            let sealing = st.catalog.take_for_seal();
+            if let Some(sealing) = &sealing {
+                if let Err(e) = st.wal.rotate() {
+                    st.catalog.unseal(sealing);
+                    return Err(e.into());
+                }
+            }
+            (sealing, st.wal.dir().to_path_buf(), st.wal.active())
+        };
+        if let Some(sealing) = sealing {
+            let started = Instant::now();
+            let result = seal::seal(&self.db, &sealing, self.horizon_ms.load(Ordering::Acquire));
+            tracing::debug!(
+                points = sealing.points(),
+                series_rows = sealing.rows.len(),
+                ms = started.elapsed().as_millis() as u64,
+                ok = result.is_ok(),
+                "time series: checkpoint"
+            );
+            let mut st = self.lock_state();
+            match &result {
+                Ok(()) => st.catalog.sealed(&sealing),
+                Err(_) => st.catalog.unseal(&sealing),
+            }
+            drop(st);
+            result?;
+        }
+        // Everything before the active segment is in redb now (or was
+        // dropped by retention).
+        wal::remove_segments_before(&dir, active)?;
+        Ok(())
+    }
+
+    /// Answers one query; runs concurrently with writers and checkpoints.
     pub fn query(&self, q: &TsQuery) -> Result<TsRows, TsError> {
         if let Some(every) = q.every_ms {
             if every <= 0 {
@@ -258,60 +363,45 @@ impl TsStore {
             }
         }
         let limit = q.limit.unwrap_or(usize::MAX);
-        let mut raw = Vec::new();
-        let mut bucketer = q.every_ms.map(|every| Bucketer::new(every, limit));
+        let mut out = Output::new(q.every_ms, limit);
         let from = q.from_ms.max(self.horizon_ms.load(Ordering::Acquire));
-        if from < q.to_ms && limit > 0 {
-            let txn = self.db.begin_read()?;
-            let series_key = key::series_prefix(&q.device, &q.metric);
-            let id = txn
-                .open_table(SERIES)?
-                .get(series_key.as_slice())?
-                .map(|v| v.value().2);
-            let days = txn.open_table(DAYS)?;
-            let first = from.div_euclid(crate::date::DAY_MS);
-            let last = (q.to_ms - 1).div_euclid(crate::date::DAY_MS);
-            let Some(id) = id else {
-                return Ok(rows(raw, bucketer));
-            };
-            'days: for entry in days.range(first..=last)? {
-                let day = Day(entry?.0.value());
-                let name = day_table_name(day);
-                let table = match txn.open_table(day_table(&name)) {
-                    Ok(t) => t,
-                    Err(TableError::TableDoesNotExist(_)) => continue,
-                    Err(e) => return Err(e.into()),
-                };
-                for item in table.range((id, from)..(id, q.to_ms))? {
-                    let (k, v) = item?;
-                    let s = Sample {
-                        time_ms: k.value().1,
-                        value: v.value(),
-                    };
-                    match &mut bucketer {
-                        Some(b) => {
-                            b.push(s);
-                            if b.full() {
-                                break 'days;
-                            }
-                        }
-                        None => {
-                            raw.push(s);
-                            if raw.len() >= limit {
-                                break 'days;
-                            }
-                        }
-                    }
-                }
-            }
+        let to = q.to_ms;
+        if from >= to || limit == 0 {
+            return Ok(out.finish());
         }
-        Ok(rows(raw, bucketer))
+        let series_key = key::series_prefix(&q.device, &q.metric);
+        // Memory first, then the snapshot: a checkpoint committing in
+        // between leaves its points in both, never in neither.
+        let captured = self.lock_state().catalog.capture(&series_key, from, to);
+        let Some(c) = captured else {
+            return Ok(out.finish());
+        };
+        let txn = self.db.begin_read()?;
+        let mut head = c.head;
+        normalize(&mut head, c.head_sorted);
+        let mem = match c.sealing.as_deref().and_then(|s| s.head(c.id)) {
+            Some(sealed) => {
+                let mut older: Vec<(i64, f64)> = sealed
+                    .points
+                    .iter()
+                    .filter(|p| p.0 >= from && p.0 < to)
+                    .copied()
+                    .collect();
+                normalize(&mut older, sealed.sorted);
+                merge(&older, &head)
+            }
+            None => head,
+        };
+        query::run(&txn, c.id, from, to, &mem, &mut out)?;
+        Ok(out.finish())
     }
 
     /// Drops every day table lying wholly before `now_ms - retention`, forgets
     /// series with no remaining day, and hides the rest of the older points
-    /// from queries. Cost is per day and per series, not per point.
+    /// from queries. Seals the heads first (a checkpoint). Cost is per day
+    /// and per series, not per point.
     pub fn enforce_retention(&self, now_ms: i64) -> Result<RetentionReport, TsError> {
+        let _sealer = self.lock_sealer();
         let horizon = now_ms
             .saturating_sub(self.retention_ms)
             .max(self.horizon_ms.load(Ordering::Acquire));
@@ -319,148 +409,100 @@ impl TsStore {
             horizon_ms: horizon,
             ..RetentionReport::default()
         };
+        self.checkpoint_locked(true)?;
+        let pruned: std::collections::HashSet<Vec<u8>> = {
+            let mut st = self.lock_state();
+            // Under the writers' lock: no write can add an older point after.
+            self.horizon_ms.store(horizon, Ordering::Release);
+            report.points_dropped += st.catalog.drop_points_before(dropped_before(horizon));
+            st.catalog.prune(horizon).into_iter().collect()
+        };
+        let mut unstored = Vec::new();
         let txn = self.db.begin_write()?;
-        let mut catalog = self.catalog.lock().unwrap_or_else(|p| p.into_inner());
-        let mut dropped_series = Vec::new();
         {
-            let mut days = txn.open_table(DAYS)?;
+            let mut spans = txn.open_table(DAY_SPANS)?;
             let mut old = Vec::new();
-            for entry in days.iter()? {
-                let day = Day(entry?.0.value());
+            for entry in spans.iter()? {
+                let (day, span) = entry?;
+                let day = Day(day.value());
                 if day.end_ms() > horizon {
                     break;
                 }
-                old.push(day);
+                old.push((day, span.value().2));
             }
-            for day in old {
-                let name = day_table_name(day);
-                let def = day_table(&name);
-                match txn.open_table(def) {
-                    Ok(t) => report.points_dropped += t.len()?,
-                    Err(TableError::TableDoesNotExist(_)) => {}
-                    Err(e) => return Err(e.into()),
-                }
-                txn.delete_table(def)?;
-                days.remove(day.0)?;
+            for (day, points) in old {
+                let name = chunk_table_name(day);
+                txn.delete_table(chunk_table(&name))?;
+                spans.remove(day.0)?;
+                report.points_dropped += points;
                 report.days_dropped.push(day.compact());
             }
             let mut series = txn.open_table(SERIES)?;
             series.retain(|k, (_, last_day, _)| {
-                let keep = Day(last_day).end_ms() > horizon;
+                let keep = Day(last_day).end_ms() > horizon && !pruned.contains(k);
                 if !keep {
-                    dropped_series.push(k.to_vec());
+                    unstored.push(k.to_vec());
                 }
                 keep
             })?;
             txn.open_table(META)?.insert(HORIZON_KEY, horizon)?;
         }
         txn.commit()?;
-        self.horizon_ms.store(horizon, Ordering::Release);
-        for k in &dropped_series {
-            catalog.series.remove(k);
-        }
-        report.series_dropped = dropped_series.len();
+        report.series_dropped =
+            pruned.len() + unstored.iter().filter(|k| !pruned.contains(*k)).count();
+        // A series written to a newer day meanwhile keeps its place in
+        // memory; its row is written again at the next checkpoint.
+        self.lock_state().catalog.mark_unstored(&unstored);
         Ok(report)
     }
 
     /// Known (device, metric) series, sorted; only `device`'s when given.
     pub fn series(&self, device: Option<&str>) -> Result<Vec<(String, String)>, TsError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(SERIES)?;
-        let mut out = Vec::new();
-        let entries = match device {
-            Some(d) => {
-                let lo = key::device_prefix(d);
-                let mut hi = lo.clone();
-                // The terminator is 00 01; 00 02 sorts just past every key of d.
-                if let Some(last) = hi.last_mut() {
-                    *last = 0x02;
-                }
-                table.range::<&[u8]>(lo.as_slice()..hi.as_slice())?
-            }
-            None => table.range::<&[u8]>(..)?,
-        };
-        for entry in entries {
-            let (k, _) = entry?;
-            let pair = key::decode_series(k.value()).ok_or_else(|| TsError::Corrupt {
-                table: "series".into(),
-            })?;
-            out.push(pair);
-        }
-        Ok(out)
+        let prefix = device.map(key::device_prefix);
+        let mut keys = self.lock_state().catalog.keys(prefix.as_deref());
+        keys.sort_unstable();
+        keys.iter()
+            .map(|k| {
+                key::decode_series(k).ok_or_else(|| TsError::Corrupt {
+                    table: "series".into(),
+                })
+            })
+            .collect()
     }
 
     /// Device type recorded for a series, if the series is known.
     pub fn device_type(&self, device: &str, metric: &str) -> Result<Option<String>, TsError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(SERIES)?;
         let k = key::series_prefix(device, metric);
-        Ok(table.get(k.as_slice())?.map(|v| v.value().0.to_string()))
+        Ok(self
+            .lock_state()
+            .catalog
+            .get(&k)
+            .map(|s| s.device_type.clone()))
     }
 
-    /// Points, day tables, series and time span currently stored.
+    /// Points, day tables, series and time span currently stored. Seals the
+    /// heads first (a checkpoint) so that the counts are exact.
     pub fn stats(&self) -> Result<TsStats, TsError> {
+        self.checkpoint()?;
         let txn = self.db.begin_read()?;
-        let days = txn.open_table(DAYS)?;
         let mut stats = TsStats {
-            series: usize::try_from(txn.open_table(SERIES)?.len()?).unwrap_or(usize::MAX),
+            series: self.lock_state().catalog.len(),
             horizon_ms: Some(self.horizon_ms.load(Ordering::Acquire)).filter(|h| *h != NO_HORIZON),
             ..TsStats::default()
         };
-        for entry in days.iter()? {
-            let (day, span) = entry?;
-            let (oldest, newest) = span.value();
+        for entry in txn.open_table(DAY_SPANS)?.iter()? {
+            let (_, span) = entry?;
+            let (oldest, newest, points) = span.value();
             stats.days += 1;
+            stats.points += points;
             stats.oldest_ms = Some(stats.oldest_ms.map_or(oldest, |o| o.min(oldest)));
             stats.newest_ms = Some(stats.newest_ms.map_or(newest, |n| n.max(newest)));
-            let name = day_table_name(Day(day.value()));
-            match txn.open_table(day_table(&name)) {
-                Ok(t) => stats.points += t.len()?,
-                Err(TableError::TableDoesNotExist(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
         }
         Ok(stats)
     }
 }
 
-/// The query result: buckets if bucketing, else the raw samples.
-fn rows(raw: Vec<Sample>, bucketer: Option<Bucketer>) -> TsRows {
-    match bucketer {
-        Some(b) => TsRows::Buckets(b.finish()),
-        None => TsRows::Raw(raw),
-    }
-}
-
-/// Inserts day-sorted points, one table open per day, and widens each day's
-/// (oldest, newest) span. Returns the number inserted.
-fn insert_points(
-    txn: &WriteTransaction,
-    points: &[(i64, PointKey, f64)],
-) -> Result<usize, TsError> {
-    let mut days = txn.open_table(DAYS)?;
-    let mut rest = points;
-    while let Some((day, _, _)) = rest.first() {
-        let day = *day;
-        let n = rest.iter().take_while(|p| p.0 == day).count();
-        let (group, tail) = rest.split_at(n);
-        rest = tail;
-        let name = day_table_name(Day(day));
-        let mut table = txn.open_table(day_table(&name))?;
-        let (mut oldest, mut newest) = (i64::MAX, i64::MIN);
-        for (_, k, v) in group {
-            table.insert(k, *v)?;
-            oldest = oldest.min(k.1);
-            newest = newest.max(k.1);
-        }
-        let span = match days.get(day)? {
-            Some(v) => {
-                let (o, n) = v.value();
-                (o.min(oldest), n.max(newest))
-            }
-            None => (oldest, newest),
-        };
-        days.insert(day, span)?;
-    }
-    Ok(points.len())
+/// True when the write path should run a checkpoint.
+fn checkpoint_due(st: &State) -> bool {
+    st.wal.len() >= CHECKPOINT_WAL_BYTES || st.last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL
 }
