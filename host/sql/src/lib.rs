@@ -149,6 +149,12 @@ impl Statement {
         eval::run(&self.query, &cx)
     }
 
+    /// True for `SELECT * FROM …` with no WHERE: every message's output is
+    /// its payload, unchanged and unconditionally.
+    pub fn is_passthrough(&self) -> bool {
+        self.is_select_star() && self.query.where_.is_none()
+    }
+
     /// Evaluate only the WHERE clause: true when there is none or it holds.
     /// With [`is_select_star`](Self::is_select_star), this plus the payload
     /// itself is everything [`eval`](Self::eval) would give, without copying
@@ -181,7 +187,7 @@ fn query_reads_payload(q: &CQuery) -> bool {
         || q.from.as_ref().is_some_and(node_reads_payload)
 }
 
-fn node_reads_payload(n: &Node) -> bool {
+pub(crate) fn node_reads_payload(n: &Node) -> bool {
     use Node::*;
     match n {
         Star | Path(_) => true,

@@ -86,6 +86,15 @@ impl Template {
         Ok(out)
     }
 
+    /// Whether rendering reads the payload (a path such as `${device.id}`),
+    /// rather than only the topic, client id, timestamp or literals.
+    pub fn reads_payload(&self) -> bool {
+        self.parts.iter().any(|p| match p {
+            Part::Text(_) => false,
+            Part::Expr(n) => crate::node_reads_payload(n),
+        })
+    }
+
     /// True when the template has no `${…}` at all.
     pub fn is_literal(&self) -> bool {
         self.parts.iter().all(|p| matches!(p, Part::Text(_)))

@@ -31,6 +31,7 @@
 //!
 //! key-value bucket `shadow`.
 
+pub mod doc;
 pub mod fields;
 pub mod shadow_doc;
 

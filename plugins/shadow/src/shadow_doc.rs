@@ -16,76 +16,10 @@
 //! plugin does not know (for example `state.desired`, written by someone
 //! else) are kept as they are.
 
-use indexmap::IndexMap;
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+pub use crate::doc::{Field, FieldMeta, Name, NameRef, ShadowDoc};
 use weir_plugin::devices::Devices;
 
-/// Reported fields by name, in the order they first arrived. Hashed with
-/// foldhash: serde_json's own map hashes with SipHash, which was most of
-/// a merge's cost in Wasm (two lookups per field of every reading).
-pub type Fields<V> = IndexMap<String, V, foldhash::fast::RandomState>;
-
-/// When a reported field was last written: `{"timestamp": <secs>}`, as
-/// this plugin writes it, or whatever another writer stored there (kept
-/// until the field is next reported).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum FieldMeta {
-    Stamp(Stamp),
-    Other(Value),
-}
-
-/// The metadata this plugin writes for a reported field.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Stamp {
-    pub timestamp: i64,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct State {
-    #[serde(default)]
-    pub reported: Fields<Value>,
-    #[serde(flatten)]
-    pub other: Map<String, Value>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Metadata {
-    #[serde(default)]
-    pub reported: Fields<FieldMeta>,
-    #[serde(flatten)]
-    pub other: Map<String, Value>,
-}
-
-/// The shadow of one device (the bucket value, as JSON).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ShadowDoc {
-    #[serde(default)]
-    pub state: State,
-    #[serde(default)]
-    pub metadata: Metadata,
-    #[serde(default)]
-    pub version: u64,
-    #[serde(default)]
-    pub timestamp: i64,
-    #[serde(default)]
-    pub device_type: String,
-    #[serde(flatten)]
-    pub other: Map<String, Value>,
-}
-
 impl ShadowDoc {
-    pub fn from_json(bytes: &[u8]) -> Result<ShadowDoc, String> {
-        serde_json::from_slice(bytes).map_err(|e| e.to_string())
-    }
-
-    pub fn to_json(&self) -> Vec<u8> {
-        // JSON values and plain numbers always serialize.
-        serde_json::to_vec(self).unwrap_or_default()
-    }
-
     /// Merge one reading (a JSON object) received at `received_at` (ms).
     /// A payload that is not a JSON object changes nothing and is an error.
     pub fn merge(
@@ -98,26 +32,22 @@ impl ShadowDoc {
         // leaves the shadow as it was.
         let fields = crate::fields::parse(payload)?;
         let secs = received_at.div_euclid(1000);
-        let stamp = FieldMeta::Stamp(Stamp { timestamp: secs });
         for (name, value) in fields.0 {
-            let name = name.0.as_ref();
+            let name = NameRef(name.0.as_ref());
             if value.is_null() {
-                self.state.reported.shift_remove(name);
-                self.metadata.reported.shift_remove(name);
+                self.reported.shift_remove(&name);
+                self.orphan_meta.shift_remove(&name);
                 continue;
             }
-            match self.state.reported.get_mut(name) {
-                Some(slot) => *slot = value,
+            let meta = Some(FieldMeta::Stamp(secs));
+            match self.reported.get_mut(&name) {
+                Some(field) => *field = Field { value, meta },
                 None => {
-                    self.state.reported.insert(name.to_string(), value);
-                }
-            }
-            match self.metadata.reported.get_mut(name) {
-                Some(meta) => *meta = stamp.clone(),
-                None => {
-                    self.metadata
-                        .reported
-                        .insert(name.to_string(), stamp.clone());
+                    if !self.orphan_meta.is_empty() {
+                        self.orphan_meta.shift_remove(&name);
+                    }
+                    self.reported
+                        .insert(Name(name.0.to_string()), Field { value, meta });
                 }
             }
         }
@@ -196,7 +126,7 @@ impl Shadows {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn value(doc: &ShadowDoc) -> Value {
         serde_json::from_slice(&doc.to_json()).unwrap()
@@ -302,7 +232,7 @@ mod tests {
             json!({"timestamp": 1, "by": "x"})
         );
         // Field order is kept: first arrival, not the order of updates.
-        let names: Vec<_> = doc.state.reported.keys().cloned().collect();
+        let names: Vec<_> = doc.reported.keys().map(|k| k.0.clone()).collect();
         assert_eq!(names, ["a", "b"]);
     }
 
@@ -323,7 +253,7 @@ mod tests {
         assert_eq!(entries[0].0, "d1");
         let d1 = ShadowDoc::from_json(&entries[0].1).unwrap();
         assert_eq!(d1.version, 3);
-        assert_eq!(d1.state.reported["n"], 2);
+        assert_eq!(d1.reported("n"), Some(&json!(2)));
         s.saved(&entries);
         assert!(s.dirty_entries().is_empty());
 

@@ -2,6 +2,7 @@
 //! message into the document an error action receives.
 
 use super::ingest::Ingest;
+use super::scan::Scan;
 use crate::plugin::batch::{BatchBuilder, Parts};
 use crate::plugin::bindings::Metric;
 use crate::rules::{Action, Rule};
@@ -46,21 +47,29 @@ fn flatten(value: &Value, prefix: &mut String, out: &mut Vec<Metric>) {
     }
 }
 
-/// A rule output in the two forms plugins receive, computed once and shared
-/// by all of the rule's actions.
+/// A rule output in the forms plugins receive, computed once and shared by
+/// all of the rule's actions.
 pub struct Output<'a> {
-    pub value: &'a Value,
+    /// The output as JSON text.
     pub payload: Cow<'a, str>,
-    pub metrics: Vec<Metric>,
+    /// Its numeric fields.
+    pub metrics: Cow<'a, [Metric]>,
+    /// Its `ts` (else `timestamp`) field, the device's own time.
+    pub device_time: Option<&'a Value>,
+}
+
+/// The field a device's own time is read from, when the action sets none.
+fn device_time_field(value: &Value) -> Option<&Value> {
+    ["ts", "timestamp"].iter().find_map(|k| value.get(*k))
 }
 
 impl<'a> Output<'a> {
     /// An output the rule computed: its payload is `value` serialized.
     pub fn new(value: &'a Value) -> Output<'a> {
         Output {
-            value,
             payload: Cow::Owned(serde_json::to_string(value).unwrap_or_default()),
-            metrics: metrics(value),
+            metrics: Cow::Owned(metrics(value)),
+            device_time: device_time_field(value),
         }
     }
 
@@ -70,11 +79,21 @@ impl<'a> Output<'a> {
     pub fn passthrough(value: &'a Value, raw: &'a [u8]) -> Output<'a> {
         match std::str::from_utf8(raw) {
             Ok(text) => Output {
-                value,
                 payload: Cow::Borrowed(text),
-                metrics: metrics(value),
+                metrics: Cow::Owned(metrics(value)),
+                device_time: device_time_field(value),
             },
             Err(_) => Output::new(value),
+        }
+    }
+
+    /// The output of a pass-through rule from a [`Scan`] of its payload
+    /// (`text`, already checked to be UTF-8), with no parsed value at all.
+    pub fn scanned(text: &'a str, scan: &'a Scan) -> Output<'a> {
+        Output {
+            payload: Cow::Borrowed(text),
+            metrics: Cow::Borrowed(&scan.metrics),
+            device_time: scan.device_time(),
         }
     }
 }
@@ -98,9 +117,8 @@ pub fn for_action(
                 .unwrap_or(Value::String(text));
             crate::clock::device_time_ms(&v, ctx.ingest.received_at)
         }
-        None => ["ts", "timestamp"]
-            .iter()
-            .find_map(|k| output.value.get(*k))
+        None => output
+            .device_time
             .and_then(|v| crate::clock::device_time_ms(v, ctx.ingest.received_at)),
     };
     batch.push(&Parts {

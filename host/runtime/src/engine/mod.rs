@@ -8,6 +8,7 @@
 pub mod generation;
 pub mod ingest;
 pub mod message;
+pub mod scan;
 pub mod worker;
 
 pub use generation::{Current, Generation};

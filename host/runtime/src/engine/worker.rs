@@ -5,6 +5,7 @@
 use super::generation::{Current, Generation};
 use super::ingest::{Ingest, HOST_CLIENT_ID, MAX_HOPS};
 use super::message::{self, Context, Failure};
+use super::scan;
 use crate::metrics::Metrics;
 use crate::plugin::bindings::Outbound;
 use crate::plugin::{BatchBuilder, CallError, Instance, Kind, LoadedPlugin, PluginRuntime};
@@ -55,6 +56,11 @@ struct State {
 }
 
 type Pending = BTreeMap<String, (BatchBuilder, Vec<Origin>)>;
+
+/// The error a payload that is not JSON gives its rules.
+fn not_json(e: &serde_json::Error) -> String {
+    format!("payload is not valid JSON: {e}")
+}
 
 /// The batch being built for `plugin` (allocates the key only once per round).
 fn pending_for<'a>(pending: &'a mut Pending, plugin: &str) -> &'a mut (BatchBuilder, Vec<Origin>) {
@@ -212,23 +218,61 @@ impl Worker {
             return;
         }
         let ingest = Arc::new(ingest);
-        let parsed: Result<serde_json::Value, String> = serde_json::from_slice(&ingest.payload)
-            .map_err(|e| format!("payload is not valid JSON: {e}"));
-        if parsed.is_err() && ingest.hops == 0 {
-            self.metrics.messages_malformed.fetch_add(1, Relaxed);
-        }
+        // The payload is parsed only for a rule that needs its value, and
+        // scanned (no value built) for pass-through rules; at most once each.
+        let text = std::str::from_utf8(&ingest.payload).ok();
+        let mut parsed: Option<Result<serde_json::Value, String>> = None;
+        let mut scanned: Option<Result<Option<scan::Scan>, String>> = None;
+        let mut malformed = false;
         let matches = std::mem::take(&mut state.matches);
         for &rule_index in &matches {
             let Some(rule) = rules.rules.get(rule_index) else {
                 continue;
             };
-            let payload = match &parsed {
+            if let (true, Some(text)) = (rule.passthrough, text) {
+                let result = scanned
+                    .get_or_insert_with(|| scan::scan(&ingest.payload).map_err(|e| not_json(&e)));
+                match result {
+                    Ok(Some(scan)) => {
+                        let sql_message = weir_sql::Message {
+                            topic: &ingest.topic,
+                            client_id: &ingest.client_id,
+                            // The actions' templates do not read it.
+                            payload: weir_sql::Payload::Binary(&ingest.payload),
+                            timestamp_ms: ingest.received_at,
+                            principal: None,
+                            trace_id: None,
+                            lookup: Some(&*self.rt.services.kv),
+                        };
+                        let output = message::Output::scanned(text, scan);
+                        self.queue_actions(state, rule_index, &ingest, &sql_message, &output);
+                        continue;
+                    }
+                    Err(e) => {
+                        malformed = true;
+                        let e = e.clone();
+                        self.fail(state, rule_index, &ingest, "sql", e);
+                        continue;
+                    }
+                    // A repeated key: parse it like any other payload.
+                    Ok(None) => {}
+                }
+            }
+            let parsed = parsed.get_or_insert_with(|| {
+                serde_json::from_slice(&ingest.payload).map_err(|e| not_json(&e))
+            });
+            let payload = match &*parsed {
                 Ok(v) => weir_sql::Payload::Json(v),
                 Err(e) if rule.statement.reads_payload() => {
-                    self.fail(state, rule_index, &ingest, "sql", e.clone());
+                    malformed = true;
+                    let e = e.clone();
+                    self.fail(state, rule_index, &ingest, "sql", e);
                     continue;
                 }
-                Err(_) => weir_sql::Payload::Binary(&ingest.payload),
+                Err(_) => {
+                    malformed = true;
+                    weir_sql::Payload::Binary(&ingest.payload)
+                }
             };
             let sql_message = weir_sql::Message {
                 topic: &ingest.topic,
@@ -240,7 +284,7 @@ impl Worker {
                 lookup: Some(&*self.rt.services.kv),
             };
             let computed;
-            let output = match (&parsed, rule.statement.is_select_star()) {
+            let output = match (&*parsed, rule.statement.is_select_star()) {
                 // A plain `SELECT *`: the payload itself, neither copied
                 // nor serialized again.
                 (Ok(payload), true) => {
@@ -262,26 +306,45 @@ impl Worker {
                     }
                 },
             };
-            self.metrics.rule_matches.fetch_add(1, Relaxed);
-            let ctx = Context {
-                ingest: &ingest,
-                sql: &sql_message,
-            };
-            for (action_index, action) in rule.actions.iter().enumerate() {
-                let (messages, origins) = pending_for(&mut state.pending, &action.plugin);
-                match message::for_action(rule, action, &output, &ctx, messages) {
-                    Ok(()) => {
-                        origins.push(Origin {
-                            rule: rule_index,
-                            ingest: ingest.clone(),
-                            action: Some(action_index),
-                        });
-                    }
-                    Err(e) => self.fail(state, rule_index, &ingest, &action.plugin, e),
-                }
-            }
+            self.queue_actions(state, rule_index, &ingest, &sql_message, &output);
+        }
+        if malformed && ingest.hops == 0 {
+            self.metrics.messages_malformed.fetch_add(1, Relaxed);
         }
         state.matches = matches;
+    }
+
+    /// Queue one matched rule's output for each of its actions.
+    fn queue_actions(
+        &self,
+        state: &mut State,
+        rule_index: usize,
+        ingest: &Arc<Ingest>,
+        sql_message: &weir_sql::Message<'_>,
+        output: &message::Output<'_>,
+    ) {
+        let generation = state.generation.clone();
+        let Some(rule) = generation.rules.rules.get(rule_index) else {
+            return;
+        };
+        self.metrics.rule_matches.fetch_add(1, Relaxed);
+        let ctx = Context {
+            ingest,
+            sql: sql_message,
+        };
+        for (action_index, action) in rule.actions.iter().enumerate() {
+            let (messages, origins) = pending_for(&mut state.pending, &action.plugin);
+            match message::for_action(rule, action, output, &ctx, messages) {
+                Ok(()) => {
+                    origins.push(Origin {
+                        rule: rule_index,
+                        ingest: ingest.clone(),
+                        action: Some(action_index),
+                    });
+                }
+                Err(e) => self.fail(state, rule_index, ingest, &action.plugin, e),
+            }
+        }
     }
 
     /// Send a failed message to its rule's error action, or to the

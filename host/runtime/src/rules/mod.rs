@@ -62,6 +62,14 @@ pub struct ActionParams {
 }
 
 impl Action {
+    /// Whether rendering this action's templates reads the payload.
+    pub fn reads_payload(&self) -> bool {
+        [&self.device, &self.device_type, &self.device_time]
+            .into_iter()
+            .flatten()
+            .any(Template::reads_payload)
+    }
+
     /// Render the action's templates against `msg` with the engine's
     /// defaults (device: the client id; device type: empty).
     pub fn render_params(&self, msg: &Message<'_>) -> Result<ActionParams, EvalError> {
@@ -82,6 +90,10 @@ pub struct Rule {
     pub statement: Statement,
     pub actions: Vec<Action>,
     pub error_action: Option<Action>,
+    /// A plain `SELECT *` without WHERE whose actions' templates do not
+    /// read the payload: the engine forwards each payload as it came and
+    /// needs only its numeric fields and timestamp, not a parsed value.
+    pub passthrough: bool,
 }
 
 /// Every enabled rule, ready to dispatch.
@@ -441,12 +453,14 @@ fn compile_rule(
     if !file.enabled {
         return Ok(None);
     }
+    let passthrough = statement.is_passthrough() && !actions.iter().any(Action::reads_payload);
     Ok(Some(Rule {
         name,
         description: file.description,
         statement,
         actions,
         error_action: error_action.flatten(),
+        passthrough,
     }))
 }
 
