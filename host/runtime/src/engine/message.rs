@@ -5,7 +5,7 @@ use super::ingest::Ingest;
 use super::scan::Scan;
 use crate::plugin::batch::{BatchBuilder, Parts};
 use crate::plugin::bindings::Metric;
-use crate::rules::{Action, Rule};
+use crate::rules::{ActionParams, Rule};
 use serde_json::{json, Value};
 use std::borrow::Cow;
 
@@ -98,23 +98,24 @@ impl<'a> Output<'a> {
     }
 }
 
-/// Append the plugin message for one action of a rule to `batch`.
+/// Append the plugin message for one action of a rule to `batch`, with
+/// the action's parameters rendered (`params`, shared by the rule's actions
+/// that render alike).
 pub fn for_action(
     rule: &Rule,
-    action: &Action,
+    params: &ActionParams,
     output: &Output<'_>,
     ctx: &Context<'_>,
     batch: &mut BatchBuilder,
-) -> Result<(), String> {
-    let params = action.render_params(ctx.sql).map_err(|e| e.to_string())?;
-    let device_time = match params.device_time {
+) {
+    let device_time = match &params.device_time {
         Some(text) => {
             let v = text
                 .parse::<f64>()
                 .ok()
                 .and_then(serde_json::Number::from_f64)
                 .map(Value::Number)
-                .unwrap_or(Value::String(text));
+                .unwrap_or_else(|| Value::String(text.clone()));
             crate::clock::device_time_ms(&v, ctx.ingest.received_at)
         }
         None => output
@@ -132,7 +133,6 @@ pub fn for_action(
         metrics: &output.metrics,
         payload: &output.payload,
     });
-    Ok(())
 }
 
 /// One failed action, AWS IoT's error-action shape.

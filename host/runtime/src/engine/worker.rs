@@ -9,6 +9,7 @@ use super::scan;
 use crate::metrics::Metrics;
 use crate::plugin::bindings::Outbound;
 use crate::plugin::{BatchBuilder, CallError, Instance, Kind, LoadedPlugin, PluginRuntime};
+use crate::rules::{Action, ActionParams};
 use bytes::Bytes;
 use rumqttd::local::LinkTx;
 use std::collections::{BTreeMap, VecDeque};
@@ -332,17 +333,31 @@ impl Worker {
             ingest,
             sql: sql_message,
         };
+        // Rendered once for each run of actions that render alike (the
+        // shipped rule's five actions all name the same device).
+        let mut rendered: Option<(&Action, Result<ActionParams, String>)> = None;
         for (action_index, action) in rule.actions.iter().enumerate() {
-            let (messages, origins) = pending_for(&mut state.pending, &action.plugin);
-            match message::for_action(rule, action, output, &ctx, messages) {
-                Ok(()) => {
+            let params = match &rendered {
+                Some((previous, params)) if previous.renders_like(action) => params,
+                _ => {
+                    let params = action.render_params(sql_message).map_err(|e| e.to_string());
+                    &rendered.insert((action, params)).1
+                }
+            };
+            match params {
+                Ok(params) => {
+                    let (messages, origins) = pending_for(&mut state.pending, &action.plugin);
+                    message::for_action(rule, params, output, &ctx, messages);
                     origins.push(Origin {
                         rule: rule_index,
                         ingest: ingest.clone(),
                         action: Some(action_index),
                     });
                 }
-                Err(e) => self.fail(state, rule_index, ingest, &action.plugin, e),
+                Err(e) => {
+                    let e = e.clone();
+                    self.fail(state, rule_index, ingest, &action.plugin, e);
+                }
             }
         }
     }
@@ -385,10 +400,12 @@ impl Worker {
                     ingest,
                     sql: &sql_message,
                 };
-                let (messages, origins) = pending_for(&mut state.pending, &error_action.plugin);
                 let output = message::Output::new(&doc);
-                match message::for_action(rule, error_action, &output, &ctx, messages) {
-                    Ok(()) => {
+                match error_action.render_params(&sql_message) {
+                    Ok(params) => {
+                        let (messages, origins) =
+                            pending_for(&mut state.pending, &error_action.plugin);
+                        message::for_action(rule, &params, &output, &ctx, messages);
                         origins.push(Origin {
                             rule: rule_index,
                             ingest: ingest.clone(),

@@ -47,6 +47,9 @@ pub struct Action {
     pub device: Option<Template>,
     pub device_type: Option<Template>,
     pub device_time: Option<Template>,
+    /// The three templates' source text: actions with equal sources render
+    /// alike, so a rule's actions share one rendering per message.
+    pub sources: [Option<String>; 3],
 }
 
 /// An action's parameters rendered for one message.
@@ -62,6 +65,11 @@ pub struct ActionParams {
 }
 
 impl Action {
+    /// True when `other` renders exactly as this action does.
+    pub fn renders_like(&self, other: &Action) -> bool {
+        self.sources == other.sources
+    }
+
     /// Whether rendering this action's templates reads the payload.
     pub fn reads_payload(&self) -> bool {
         [&self.device, &self.device_type, &self.device_time]
@@ -422,11 +430,17 @@ fn compile_rule(
         if !ok {
             return None;
         }
+        let source = |t: &Option<Spanned<String>>| t.as_ref().map(|t| t.get_ref().clone());
         Some(Action {
             plugin: plugin.clone(),
             device: device?,
             device_type: device_type?,
             device_time: device_time?,
+            sources: [
+                source(&spec.device),
+                source(&spec.device_type),
+                source(&spec.device_time),
+            ],
         })
     };
     let actions: Vec<Option<Action>> = file

@@ -8,6 +8,10 @@
 //! leaves the catalog untouched.
 
 use std::collections::HashMap;
+
+/// The write path's maps: looked up for every point, so hashed with
+/// foldhash rather than SipHash.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
 use super::key;
@@ -109,7 +113,7 @@ pub struct Stage {
     key: Vec<u8>,
     device_len: usize,
     new_series: Vec<NewSeries>,
-    new_index: HashMap<Vec<u8>, usize>,
+    new_index: FastMap<Vec<u8>, usize>,
     /// Existing slot → (later day, device type of that write).
     day_updates: HashMap<usize, (i64, String)>,
     pushes: Vec<(usize, i64, f64)>,
@@ -146,7 +150,7 @@ impl Stage {
 #[derive(Default)]
 pub struct Catalog {
     slots: Vec<Series>,
-    by_key: HashMap<Vec<u8>, usize>,
+    by_key: FastMap<Vec<u8>, usize>,
     next_id: u64,
     stored_next_id: u64,
     sealing: Option<Arc<Sealing>>,
