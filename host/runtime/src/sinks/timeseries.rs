@@ -121,12 +121,13 @@ fn retention_task(
     )
 }
 
-/// How often the embedded store's writes are made durable (fsync). A batch
-/// is committed in memory (visible to queries at once) and reaches the disk
-/// with the next sync, at most this long later (and at shutdown). That is
-/// the same bound the key-value state has (its checkpoint interval), and the
-/// outbox in front holds its queue in memory too. An fsync per batch cost
-/// tens of milliseconds of publish → alert latency on a small machine.
+/// How often the embedded store's writes are made durable (an fsync of its
+/// write-ahead log). A batch is in the log and in memory (visible to
+/// queries at once) when its write returns, and on disk with the next
+/// sync, at most this long later (and at shutdown). That is the same bound
+/// the key-value state has (its checkpoint interval), and the outbox in
+/// front holds its queue in memory too. An fsync per batch cost tens of
+/// milliseconds of publish → alert latency on a small machine.
 pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Make the embedded store's buffered writes durable every
