@@ -88,6 +88,17 @@ pub trait Deliver: Send + 'static {
         &mut self,
         batch: Vec<Self::Item>,
     ) -> impl Future<Output = Delivery<Self::Item>> + Send;
+
+    /// True when a call abandoned at the shutdown deadline still completes
+    /// on its own (its write runs to the end on a thread of its own, as the
+    /// embedded stores' do). Then the outbox keeps no spool copy of each
+    /// attempt: encoding every batch as spool records before sending it
+    /// cost a JSON serialization per item on the async runtime's threads.
+    /// By default (`false`) every attempt is encoded first, so one cut
+    /// short at the deadline is spooled for the next start.
+    fn completes_when_abandoned(&self) -> bool {
+        false
+    }
 }
 
 /// What a [`Deliver::deliver`] call did with its batch.

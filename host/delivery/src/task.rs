@@ -51,6 +51,9 @@ pub(crate) async fn run<D: Deliver>(
     let mut shutdown = shared.shutdown.subscribe();
     let mut backoff = Backoff::new(shared.config.retry);
     let mut batch: Option<Batch<D::Item>> = None;
+    // A copy of each attempt for the spool, unless the backend finishes
+    // an abandoned attempt by itself.
+    let keep_copy = !backend.completes_when_abandoned();
     loop {
         let b = match batch.as_mut() {
             Some(b) => b,
@@ -67,7 +70,7 @@ pub(crate) async fn run<D: Deliver>(
         if deadline_passed(&shutdown) {
             break;
         }
-        if b.encoded.is_none() {
+        if keep_copy && b.encoded.is_none() {
             b.encoded = encode_all(&shared.config.name, &b.pending, b.oldest_ts);
         }
         let items = std::mem::take(&mut b.pending);
@@ -133,7 +136,7 @@ pub(crate) async fn run<D: Deliver>(
             () = wait_deadline(&mut shutdown) => break,
         }
     }
-    finish(&shared, batch);
+    finish(&shared, batch, keep_copy);
     guard.armed = false;
 }
 
@@ -358,7 +361,10 @@ async fn wait_deadline(shutdown: &mut watch::Receiver<Option<Instant>>) {
 
 /// Puts what is left (the unfinished batch, then memory) in front of the
 /// spool, closes the outbox and tells waiters.
-fn finish<T: Serialize>(shared: &Shared<T>, batch: Option<Batch<T>>) {
+///
+/// An attempt cut short at the deadline is spooled from its copy; without
+/// one (`keep_copy` false) the backend completes it on its own.
+fn finish<T: Serialize>(shared: &Shared<T>, batch: Option<Batch<T>>, keep_copy: bool) {
     let mut st = shared.lock();
     let mut frames = Vec::new();
     let mut count = 0u64;
@@ -371,6 +377,10 @@ fn finish<T: Serialize>(shared: &Shared<T>, batch: Option<Batch<T>>) {
                 Some((enc, n)) => {
                     frames = enc;
                     count = n;
+                }
+                None if !keep_copy => {
+                    tracing::info!(outbox = %shared.config.name,
+                        "the attempt under way at the shutdown deadline completes on its own");
                 }
                 None => lost += 1,
             }
@@ -436,7 +446,7 @@ impl<T: Serialize> Drop for FinishGuard<T> {
                 "delivery task ended abnormally; the batch in flight is not persisted (the spool still holds it if it came from there)");
             // Records in flight from the spool are still on disk: read them again.
             self.shared.lock().spool.rewind();
-            finish(&self.shared, None);
+            finish(&self.shared, None, true);
         }
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use weir_delivery::{spawn, Delivery, OutboxError};
+use weir_delivery::{spawn, Deliver, Delivery, OutboxError};
 
 fn flat<T: Clone>(calls: &[Vec<T>]) -> Vec<T> {
     calls.iter().flatten().cloned().collect()
@@ -556,4 +556,50 @@ async fn pushes_from_plain_threads_keep_per_thread_order() {
         (s.delivered, s.spooled_items, s.queued),
         (THREADS * PER_THREAD, 0, 0)
     );
+}
+
+/// A backend whose calls never return (a hung connection), that may say it
+/// completes abandoned calls on its own.
+struct Hung {
+    calls: Arc<std::sync::atomic::AtomicUsize>,
+    completes_when_abandoned: bool,
+}
+
+impl Deliver for Hung {
+    type Item = u64;
+
+    async fn deliver(&mut self, _batch: Vec<u64>) -> Delivery<u64> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        std::future::pending().await
+    }
+
+    fn completes_when_abandoned(&self) -> bool {
+        self.completes_when_abandoned
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_attempt_cut_short_at_the_deadline_is_spooled_unless_the_backend_completes_it() {
+    for completes in [false, true] {
+        let dir = test_dir(if completes { "cut-completes" } else { "cut" });
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let backend = Hung {
+            calls: calls.clone(),
+            completes_when_abandoned: completes,
+        };
+        let mut cfg = config("cut", &dir).with_max_batch(3);
+        cfg.linger = Duration::ZERO;
+        let outbox = spawn(cfg, backend).expect("spawn");
+        outbox.push((0..5).collect()).expect("push");
+        tokio::task::yield_now().await; // [0, 1, 2] in an attempt that never returns
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        let s = outbox.shutdown(Duration::from_millis(100)).await;
+        // Memory (3, 4) is always kept; the attempt's items only when the
+        // backend does not finish them itself.
+        let expected = if completes { 2 } else { 5 };
+        assert_eq!(
+            s.spooled_items, expected,
+            "completes_when_abandoned = {completes}"
+        );
+    }
 }

@@ -190,6 +190,12 @@ struct Appender {
 impl Deliver for Appender {
     type Item = ArchiveRow;
 
+    /// The write runs to the end on a storage thread even if the outbox
+    /// stops waiting for it (`sinks::background`).
+    fn completes_when_abandoned(&self) -> bool {
+        true
+    }
+
     async fn deliver(&mut self, batch: Vec<ArchiveRow>) -> Delivery<ArchiveRow> {
         let writer = self.writer.clone();
         let (result, batch) = super::blocking(batch, move |b| lock(&writer).append(b)).await;

@@ -167,6 +167,12 @@ struct Embedded {
 impl Deliver for Embedded {
     type Item = TsRecord;
 
+    /// The write runs to the end on a storage thread even if the outbox
+    /// stops waiting for it (`sinks::background`).
+    fn completes_when_abandoned(&self) -> bool {
+        true
+    }
+
     async fn deliver(&mut self, batch: Vec<TsRecord>) -> Delivery<TsRecord> {
         let store = self.store.clone();
         let metrics = self.metrics.clone();
