@@ -22,7 +22,7 @@ use super::columns::{metric_column, ColumnBuffer};
 use super::error::{io_err, ArchiveError};
 use super::part_file::{fsync_dir, writer_properties, PartFile};
 use super::partition::{part_name, partition_of};
-use super::rowlog::{encode_row, read_log, LogHeader, RowLog, LOG_EXTENSION};
+use super::rowlog::{encode_row, read_log, LogHeader, RowLog, LOG_EXTENSION, LOG_VERSION};
 use super::types::{
     ArchiveCompression, ArchiveOutput, ArchiveRow, ArchiveStats, ClosedFile, RollPolicy,
 };
@@ -276,7 +276,7 @@ impl ArchiveWriter {
         let stem = name.trim_end_matches(".parquet");
         let log_path = self.staging.join(format!(".{stem}.{LOG_EXTENSION}"));
         let header = LogHeader {
-            version: 1,
+            version: LOG_VERSION,
             key: format!("{partition}/{name}"),
         };
         let log = RowLog::create(log_path, &header)?;
