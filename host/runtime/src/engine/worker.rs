@@ -56,21 +56,55 @@ struct State {
     matches: Vec<usize>,
 }
 
-type Pending = BTreeMap<String, (BatchBuilder, Vec<Origin>)>;
+/// Per plugin: the batch of this round and where each message came from,
+/// in the order the plugins were first used in the round. A handful of
+/// plugins, looked up for every action of every message: a short vector
+/// with a hint at the next one (a rule's actions come in the same order
+/// message after message) beats a map.
+#[derive(Default)]
+struct Pending {
+    batches: Vec<PendingBatch>,
+    /// Where the next lookup looks first.
+    hint: usize,
+}
+
+struct PendingBatch {
+    plugin: String,
+    messages: BatchBuilder,
+    origins: Vec<Origin>,
+}
+
+impl Pending {
+    /// The batch being built for `plugin` (allocates the name only once per round).
+    fn batch_for(&mut self, plugin: &str) -> &mut PendingBatch {
+        let at_hint = self
+            .batches
+            .get(self.hint)
+            .is_some_and(|b| b.plugin == plugin);
+        let i = if at_hint {
+            self.hint
+        } else if let Some(i) = self.batches.iter().position(|b| b.plugin == plugin) {
+            i
+        } else {
+            self.batches.push(PendingBatch {
+                plugin: plugin.to_string(),
+                messages: BatchBuilder::default(),
+                origins: Vec::new(),
+            });
+            self.batches.len() - 1
+        };
+        self.hint = i + 1;
+        &mut self.batches[i]
+    }
+
+    fn is_empty(&self) -> bool {
+        self.batches.is_empty()
+    }
+}
 
 /// The error a payload that is not JSON gives its rules.
 fn not_json(e: &serde_json::Error) -> String {
     format!("payload is not valid JSON: {e}")
-}
-
-/// The batch being built for `plugin` (allocates the key only once per round).
-fn pending_for<'a>(pending: &'a mut Pending, plugin: &str) -> &'a mut (BatchBuilder, Vec<Origin>) {
-    if !pending.contains_key(plugin) {
-        pending.insert(plugin.to_string(), Default::default());
-    }
-    pending
-        .get_mut(plugin)
-        .expect("the batch was inserted above")
 }
 
 impl Worker {
@@ -78,7 +112,7 @@ impl Worker {
         let mut state = State {
             generation: self.current.get(),
             slots: BTreeMap::new(),
-            pending: BTreeMap::new(),
+            pending: Pending::default(),
             local: VecDeque::new(),
             matches: Vec::new(),
         };
@@ -346,9 +380,9 @@ impl Worker {
             };
             match params {
                 Ok(params) => {
-                    let (messages, origins) = pending_for(&mut state.pending, &action.plugin);
-                    message::for_action(rule, params, output, &ctx, messages);
-                    origins.push(Origin {
+                    let batch = state.pending.batch_for(&action.plugin);
+                    message::for_action(rule, params, output, &ctx, &mut batch.messages);
+                    batch.origins.push(Origin {
                         rule: rule_index,
                         ingest: ingest.clone(),
                         action: Some(action_index),
@@ -403,10 +437,9 @@ impl Worker {
                 let output = message::Output::new(&doc);
                 match error_action.render_params(&sql_message) {
                     Ok(params) => {
-                        let (messages, origins) =
-                            pending_for(&mut state.pending, &error_action.plugin);
-                        message::for_action(rule, &params, &output, &ctx, messages);
-                        origins.push(Origin {
+                        let batch = state.pending.batch_for(&error_action.plugin);
+                        message::for_action(rule, &params, &output, &ctx, &mut batch.messages);
+                        batch.origins.push(Origin {
                             rule: rule_index,
                             ingest: ingest.clone(),
                             action: None,
@@ -434,9 +467,10 @@ impl Worker {
     /// waits behind a batch of storage writes.
     fn deliver(&mut self, state: &mut State) {
         let plugins = &state.generation.plugins;
-        let (sinks, others): (Pending, Pending) = std::mem::take(&mut state.pending)
+        let (sinks, others): (Vec<_>, Vec<_>) = std::mem::take(&mut state.pending)
+            .batches
             .into_iter()
-            .partition(|(name, _)| plugins.get(name).is_some_and(|p| p.kind == Kind::Sink));
+            .partition(|b| plugins.get(&b.plugin).is_some_and(|p| p.kind == Kind::Sink));
         self.deliver_each(state, others);
         if !state.local.is_empty() {
             // The outputs' own round. Their hops grow each time, so this
@@ -453,8 +487,13 @@ impl Worker {
     }
 
     /// Call each plugin of `pending` with its batch and route the results.
-    fn deliver_each(&mut self, state: &mut State, pending: Pending) {
-        for (plugin, (messages, origins)) in pending {
+    fn deliver_each(&mut self, state: &mut State, pending: Vec<PendingBatch>) {
+        for PendingBatch {
+            plugin,
+            messages,
+            origins,
+        } in pending
+        {
             if messages.is_empty() {
                 // Every message for it failed to render (already routed).
                 continue;
