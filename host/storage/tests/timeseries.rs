@@ -425,26 +425,39 @@ fn buffered_writes_are_visible_and_sync_succeeds() {
     );
 }
 
+/// A thread writing `batches` buffered batches of `per_batch` points
+/// (series w/n, value n at `BASE + n` seconds), checkpointing after batch
+/// `b` when `checkpoint_after(b)`.
+fn spawn_writer(
+    ts: &Arc<TsStore>,
+    batches: i64,
+    per_batch: i64,
+    checkpoint_after: fn(i64) -> bool,
+) -> std::thread::JoinHandle<()> {
+    let ts = Arc::clone(ts);
+    std::thread::spawn(move || {
+        for b in 0..batches {
+            let recs: Vec<TsRecord> = (0..per_batch)
+                .map(|i| {
+                    let n = b * per_batch + i;
+                    rec("w", BASE + n * 1_000, &[("n", n as f64)])
+                })
+                .collect();
+            ts.write_buffered(&recs).unwrap();
+            if checkpoint_after(b) {
+                ts.checkpoint().unwrap();
+            }
+        }
+    })
+}
+
 #[test]
 fn reader_sees_consistent_snapshots_while_a_writer_writes() {
     const BATCHES: i64 = 200;
     const PER_BATCH: i64 = 50;
     let dir = tempfile::tempdir().unwrap();
     let ts = Arc::new(open(&dir, CENTURY));
-    let writer = {
-        let ts = Arc::clone(&ts);
-        std::thread::spawn(move || {
-            for b in 0..BATCHES {
-                let recs: Vec<TsRecord> = (0..PER_BATCH)
-                    .map(|i| {
-                        let n = b * PER_BATCH + i;
-                        rec("w", BASE + n * 1_000, &[("n", n as f64)])
-                    })
-                    .collect();
-                ts.write_buffered(&recs).unwrap();
-            }
-        })
-    };
+    let writer = spawn_writer(&ts, BATCHES, PER_BATCH, |_| false);
     let mut reads = 0;
     let mut last_len = 0;
     loop {
@@ -721,23 +734,7 @@ fn queries_never_miss_points_while_checkpoints_run() {
     const PER_BATCH: i64 = 40;
     let dir = tempfile::tempdir().unwrap();
     let ts = Arc::new(open(&dir, CENTURY));
-    let writer = {
-        let ts = Arc::clone(&ts);
-        std::thread::spawn(move || {
-            for b in 0..BATCHES {
-                let recs: Vec<TsRecord> = (0..PER_BATCH)
-                    .map(|i| {
-                        let n = b * PER_BATCH + i;
-                        rec("w", BASE + n * 1_000, &[("n", n as f64)])
-                    })
-                    .collect();
-                ts.write_buffered(&recs).unwrap();
-                if b % 7 == 3 {
-                    ts.checkpoint().unwrap();
-                }
-            }
-        })
-    };
+    let writer = spawn_writer(&ts, BATCHES, PER_BATCH, |b| b % 7 == 3);
     let mut last_len = 0;
     loop {
         let done = writer.is_finished();

@@ -173,8 +173,16 @@ struct Section {
 impl Serialize for ShadowDoc {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(None)?;
-        m.serialize_entry("state", &StateJson(self))?;
-        m.serialize_entry("metadata", &MetadataJson(self))?;
+        let state = SectionJson {
+            reported: ReportedJson(self),
+            other: &self.state_other,
+        };
+        let metadata = SectionJson {
+            reported: ReportedMetaJson(self),
+            other: &self.metadata_other,
+        };
+        m.serialize_entry("state", &state)?;
+        m.serialize_entry("metadata", &metadata)?;
         m.serialize_entry("version", &self.version)?;
         m.serialize_entry("timestamp", &self.timestamp)?;
         m.serialize_entry("device_type", &self.device_type)?;
@@ -185,16 +193,19 @@ impl Serialize for ShadowDoc {
     }
 }
 
-struct StateJson<'a>(&'a ShadowDoc);
+/// `state` or `metadata` as JSON: `reported`, then the section's other keys.
+struct SectionJson<'a, R> {
+    reported: R,
+    other: &'a Map<String, Value>,
+}
 struct ReportedJson<'a>(&'a ShadowDoc);
-struct MetadataJson<'a>(&'a ShadowDoc);
 struct ReportedMetaJson<'a>(&'a ShadowDoc);
 
-impl Serialize for StateJson<'_> {
+impl<R: Serialize> Serialize for SectionJson<'_, R> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(None)?;
-        m.serialize_entry("reported", &ReportedJson(self.0))?;
-        for (k, v) in &self.0.state_other {
+        m.serialize_entry("reported", &self.reported)?;
+        for (k, v) in self.other {
             m.serialize_entry(k, v)?;
         }
         m.end()
@@ -206,17 +217,6 @@ impl Serialize for ReportedJson<'_> {
         let mut m = s.serialize_map(Some(self.0.reported.len()))?;
         for (k, f) in &self.0.reported {
             m.serialize_entry(&k.0, &f.value)?;
-        }
-        m.end()
-    }
-}
-
-impl Serialize for MetadataJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("reported", &ReportedMetaJson(self.0))?;
-        for (k, v) in &self.0.metadata_other {
-            m.serialize_entry(k, v)?;
         }
         m.end()
     }

@@ -9,7 +9,7 @@ use super::scan;
 use crate::metrics::Metrics;
 use crate::plugin::bindings::Outbound;
 use crate::plugin::{BatchBuilder, CallError, Instance, Kind, LoadedPlugin, PluginRuntime};
-use crate::rules::{Action, ActionParams};
+use crate::rules::{Action, ActionParams, Rule};
 use bytes::Bytes;
 use rumqttd::local::LinkTx;
 use std::collections::{BTreeMap, VecDeque};
@@ -255,7 +255,9 @@ impl Worker {
         let ingest = Arc::new(ingest);
         // The payload is parsed only for a rule that needs its value, and
         // scanned (no value built) for pass-through rules; at most once each.
-        let text = std::str::from_utf8(&ingest.payload).ok();
+        // Checked to be UTF-8 only for a pass-through rule (it forwards the
+        // text as it is).
+        let mut text: Option<Option<&str>> = None;
         let mut parsed: Option<Result<serde_json::Value, String>> = None;
         let mut scanned: Option<Result<Option<scan::Scan>, String>> = None;
         let mut malformed = false;
@@ -264,29 +266,26 @@ impl Worker {
             let Some(rule) = rules.rules.get(rule_index) else {
                 continue;
             };
-            if let (true, Some(text)) = (rule.passthrough, text) {
+            let passthrough_text = if rule.passthrough {
+                *text.get_or_insert_with(|| std::str::from_utf8(&ingest.payload).ok())
+            } else {
+                None
+            };
+            if let Some(text) = passthrough_text {
                 let result = scanned
                     .get_or_insert_with(|| scan::scan(&ingest.payload).map_err(|e| not_json(&e)));
                 match result {
                     Ok(Some(scan)) => {
-                        let sql_message = weir_sql::Message {
-                            topic: &ingest.topic,
-                            client_id: &ingest.client_id,
-                            // The actions' templates do not read it.
-                            payload: weir_sql::Payload::Binary(&ingest.payload),
-                            timestamp_ms: ingest.received_at,
-                            principal: None,
-                            trace_id: None,
-                            lookup: Some(&*self.rt.services.kv),
-                        };
+                        // The actions' templates do not read the payload.
+                        let sql_message =
+                            self.sql_message(&ingest, weir_sql::Payload::Binary(&ingest.payload));
                         let output = message::Output::scanned(text, scan);
-                        self.queue_actions(state, rule_index, &ingest, &sql_message, &output);
+                        self.queue_actions(state, rule, rule_index, &ingest, &sql_message, &output);
                         continue;
                     }
                     Err(e) => {
                         malformed = true;
-                        let e = e.clone();
-                        self.fail(state, rule_index, &ingest, "sql", e);
+                        self.fail(state, rule_index, &ingest, "sql", e.clone());
                         continue;
                     }
                     // A repeated key: parse it like any other payload.
@@ -300,8 +299,7 @@ impl Worker {
                 Ok(v) => weir_sql::Payload::Json(v),
                 Err(e) if rule.statement.reads_payload() => {
                     malformed = true;
-                    let e = e.clone();
-                    self.fail(state, rule_index, &ingest, "sql", e);
+                    self.fail(state, rule_index, &ingest, "sql", e.clone());
                     continue;
                 }
                 Err(_) => {
@@ -309,15 +307,7 @@ impl Worker {
                     weir_sql::Payload::Binary(&ingest.payload)
                 }
             };
-            let sql_message = weir_sql::Message {
-                topic: &ingest.topic,
-                client_id: &ingest.client_id,
-                payload,
-                timestamp_ms: ingest.received_at,
-                principal: None,
-                trace_id: None,
-                lookup: Some(&*self.rt.services.kv),
-            };
+            let sql_message = self.sql_message(&ingest, payload);
             let computed;
             let output = match (&*parsed, rule.statement.is_select_star()) {
                 // A plain `SELECT *`: the payload itself, neither copied
@@ -341,7 +331,7 @@ impl Worker {
                     }
                 },
             };
-            self.queue_actions(state, rule_index, &ingest, &sql_message, &output);
+            self.queue_actions(state, rule, rule_index, &ingest, &sql_message, &output);
         }
         if malformed && ingest.hops == 0 {
             self.metrics.messages_malformed.fetch_add(1, Relaxed);
@@ -349,19 +339,35 @@ impl Worker {
         state.matches = matches;
     }
 
-    /// Queue one matched rule's output for each of its actions.
+    /// What rules and templates evaluate against for `ingest`, with
+    /// `payload` standing for its body.
+    fn sql_message<'a>(
+        &'a self,
+        ingest: &'a Ingest,
+        payload: weir_sql::Payload<'a>,
+    ) -> weir_sql::Message<'a> {
+        weir_sql::Message {
+            topic: &ingest.topic,
+            client_id: &ingest.client_id,
+            payload,
+            timestamp_ms: ingest.received_at,
+            principal: None,
+            trace_id: None,
+            lookup: Some(&*self.rt.services.kv),
+        }
+    }
+
+    /// Queue one matched rule's output (the rule is `rule_index` of the
+    /// generation) for each of its actions.
     fn queue_actions(
         &self,
         state: &mut State,
+        rule: &Rule,
         rule_index: usize,
         ingest: &Arc<Ingest>,
         sql_message: &weir_sql::Message<'_>,
         output: &message::Output<'_>,
     ) {
-        let generation = state.generation.clone();
-        let Some(rule) = generation.rules.rules.get(rule_index) else {
-            return;
-        };
         self.metrics.rule_matches.fetch_add(1, Relaxed);
         let ctx = Context {
             ingest,
@@ -388,10 +394,7 @@ impl Worker {
                         action: Some(action_index),
                     });
                 }
-                Err(e) => {
-                    let e = e.clone();
-                    self.fail(state, rule_index, ingest, &action.plugin, e);
-                }
+                Err(e) => self.fail(state, rule_index, ingest, &action.plugin, e.clone()),
             }
         }
     }
@@ -421,15 +424,7 @@ impl Worker {
         match &rule.error_action {
             Some(error_action) => {
                 self.metrics.error_action_messages.fetch_add(1, Relaxed);
-                let sql_message = weir_sql::Message {
-                    topic: &ingest.topic,
-                    client_id: &ingest.client_id,
-                    payload: weir_sql::Payload::Json(&doc),
-                    timestamp_ms: ingest.received_at,
-                    principal: None,
-                    trace_id: None,
-                    lookup: Some(&*self.rt.services.kv),
-                };
+                let sql_message = self.sql_message(ingest, weir_sql::Payload::Json(&doc));
                 let ctx = Context {
                     ingest,
                     sql: &sql_message,

@@ -322,31 +322,42 @@ mod tests {
         }
     }
 
-    #[test]
-    fn round_trip_and_torn_tail() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a.rowlog");
+    /// A new log at `path` in the current format.
+    fn new_log(path: &Path) -> (RowLog, LogHeader) {
         let header = LogHeader {
             version: LOG_VERSION,
             key: "k".into(),
         };
-        let mut log = RowLog::create(path.clone(), &header).unwrap();
+        (RowLog::create(path.to_path_buf(), &header).unwrap(), header)
+    }
+
+    /// Everything `read_log` finds at `path`.
+    fn read_all(path: &Path) -> (LogSummary, Vec<ArchiveRow>) {
+        let mut rows = Vec::new();
+        let got = read_log(path, |r| {
+            rows.push(r);
+            Ok(())
+        })
+        .unwrap();
+        (got, rows)
+    }
+
+    #[test]
+    fn round_trip_and_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.rowlog");
+        let (mut log, header) = new_log(&path);
         let mut buf = Vec::new();
         encode_row(&mut buf, &row(1)).unwrap();
         encode_row(&mut buf, &row(2)).unwrap();
         log.append(&buf).unwrap();
         assert_eq!(log.bytes(), buf.len() as u64);
-        // A torn append: half a line, no newline.
+        // A torn append: half a frame.
         let mut torn = Vec::new();
         encode_row(&mut torn, &row(3)).unwrap();
         log.append(&torn[..torn.len() / 2]).unwrap();
         drop(log);
-        let mut rows = Vec::new();
-        let got = read_log(&path, |r| {
-            rows.push(r);
-            Ok(())
-        })
-        .unwrap();
+        let (got, rows) = read_all(&path);
         assert_eq!(got.header, Some(header));
         assert_eq!((got.rows, got.bad_lines), (2, 0));
         assert_eq!(rows, vec![row(1), row(2)]);
@@ -356,27 +367,18 @@ mod tests {
     fn a_corrupt_row_is_counted_and_the_rest_read() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.rowlog");
-        let header = LogHeader {
-            version: LOG_VERSION,
-            key: "k".into(),
-        };
-        let mut log = RowLog::create(path.clone(), &header).unwrap();
+        let (mut log, _) = new_log(&path);
         let mut buf = Vec::new();
         for i in 1..=3 {
             encode_row(&mut buf, &row(i)).unwrap();
         }
-        // Flip a byte inside the second row's payload.
+        // Flip a byte inside the second row's body (its device type's length).
         let first = 8 + u32::from_le_bytes(buf[0..4].try_into().unwrap()) as usize;
         let at = first + 8 + 12;
         buf[at] ^= 0x55;
         log.append(&buf).unwrap();
         drop(log);
-        let mut rows = Vec::new();
-        let got = read_log(&path, |r| {
-            rows.push(r);
-            Ok(())
-        })
-        .unwrap();
+        let (got, rows) = read_all(&path);
         assert_eq!((got.rows, got.bad_lines), (2, 1));
         assert_eq!(rows, vec![row(1), row(3)]);
     }
@@ -392,12 +394,7 @@ mod tests {
         }
         text.push_str("{\"device\":\"torn");
         std::fs::write(&path, text).unwrap();
-        let mut rows = Vec::new();
-        let got = read_log(&path, |r| {
-            rows.push(r);
-            Ok(())
-        })
-        .unwrap();
+        let (got, rows) = read_all(&path);
         assert_eq!(got.header.map(|h| h.version), Some(1));
         assert_eq!((got.rows, got.bad_lines), (2, 0));
         assert_eq!(rows, vec![row(1), row(2)]);

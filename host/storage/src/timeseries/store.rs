@@ -185,6 +185,14 @@ impl TsStore {
         self.retention_ms
     }
 
+    /// The oldest time kept at `now_ms`: the retention's, or the last
+    /// horizon enforced if that is later.
+    fn horizon_at(&self, now_ms: i64) -> i64 {
+        now_ms
+            .saturating_sub(self.retention_ms)
+            .max(self.horizon_ms.load(Ordering::Acquire))
+    }
+
     fn lock_state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -233,9 +241,7 @@ impl TsStore {
         let (file, due) = {
             let mut guard = self.lock_state();
             let st = &mut *guard;
-            let horizon = now_ms
-                .saturating_sub(self.retention_ms)
-                .max(self.horizon_ms.load(Ordering::Acquire));
+            let horizon = self.horizon_at(now_ms);
             st.stage.clear();
             for rec in records {
                 let Some(day) = Day::of_ms(rec.time_ms) else {
@@ -402,9 +408,7 @@ impl TsStore {
     /// and per series, not per point.
     pub fn enforce_retention(&self, now_ms: i64) -> Result<RetentionReport, TsError> {
         let _sealer = self.lock_sealer();
-        let horizon = now_ms
-            .saturating_sub(self.retention_ms)
-            .max(self.horizon_ms.load(Ordering::Acquire));
+        let horizon = self.horizon_at(now_ms);
         let mut report = RetentionReport {
             horizon_ms: horizon,
             ..RetentionReport::default()
