@@ -5,12 +5,17 @@
 //! so merging a reading costs one lookup per field. Field names hash their
 //! bytes once with foldhash ([`Name`]); serde_json's own maps hash with
 //! SipHash, which made those lookups most of a merge's cost in Wasm.
+//!
+//! A reported value is held as its JSON text, as the device sent it: a
+//! reading overwrites the text in place (no parse into a value tree, no
+//! allocation once a field has been seen), and the document is written out
+//! by hand around those texts.
 
 use indexmap::{Equivalent, IndexMap};
-use serde::ser::{SerializeMap, Serializer};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::hash::{Hash, Hasher};
+use std::io::Write;
 
 /// A map keyed by field name, in first-arrival order.
 pub type Fields<V> = IndexMap<Name, V, foldhash::fast::RandomState>;
@@ -63,15 +68,13 @@ impl FieldMeta {
     }
 }
 
-impl Serialize for FieldMeta {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+impl FieldMeta {
+    fn write(&self, out: &mut Vec<u8>) {
         match self {
             FieldMeta::Stamp(t) => {
-                let mut m = s.serialize_map(Some(1))?;
-                m.serialize_entry("timestamp", t)?;
-                m.end()
+                let _ = write!(out, "{{\"timestamp\":{t}}}");
             }
-            FieldMeta::Other(v) => v.serialize(s),
+            FieldMeta::Other(v) => json(out, v),
         }
     }
 }
@@ -80,7 +83,8 @@ impl Serialize for FieldMeta {
 /// `metadata.reported.<name>`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Field {
-    pub value: Value,
+    /// The value's JSON text.
+    pub value: String,
     pub meta: Option<FieldMeta>,
 }
 
@@ -103,8 +107,9 @@ pub struct ShadowDoc {
 
 impl ShadowDoc {
     /// The reported value of `name`.
-    pub fn reported(&self, name: &str) -> Option<&Value> {
-        self.reported.get(&NameRef(name)).map(|f| &f.value)
+    pub fn reported(&self, name: &str) -> Option<Value> {
+        let field = self.reported.get(&NameRef(name))?;
+        serde_json::from_str(&field.value).ok()
     }
 
     /// Parse a stored document.
@@ -122,6 +127,7 @@ impl ShadowDoc {
             .into_iter()
             .map(|(k, value)| {
                 let meta = meta.shift_remove(&NameRef(&k));
+                let value = value.to_string();
                 (Name(k), Field { value, meta })
             })
             .collect();
@@ -137,10 +143,62 @@ impl ShadowDoc {
         })
     }
 
-    /// The document as JSON (the bucket value).
+    /// The document as JSON (the bucket value): `state` and `metadata`
+    /// (each `reported`, then the section's other keys), `version`,
+    /// `timestamp`, `device_type`, then the document's other keys.
     pub fn to_json(&self) -> Vec<u8> {
-        // JSON values and plain numbers always serialize.
-        serde_json::to_vec(self).unwrap_or_default()
+        let mut out = Vec::with_capacity(64 + 48 * self.reported.len());
+        out.extend_from_slice(b"{\"state\":{\"reported\":{");
+        let mut first = true;
+        for (k, f) in &self.reported {
+            key(&mut out, &mut first, &k.0);
+            out.extend_from_slice(f.value.as_bytes());
+        }
+        out.push(b'}');
+        others(&mut out, &self.state_other);
+        out.extend_from_slice(b"},\"metadata\":{\"reported\":{");
+        let mut first = true;
+        let stamped = self
+            .reported
+            .iter()
+            .filter_map(|(k, f)| Some((k, f.meta.as_ref()?)));
+        for (k, meta) in stamped.chain(&self.orphan_meta) {
+            key(&mut out, &mut first, &k.0);
+            meta.write(&mut out);
+        }
+        out.push(b'}');
+        others(&mut out, &self.metadata_other);
+        let _ = write!(
+            out,
+            "}},\"version\":{},\"timestamp\":{},\"device_type\":",
+            self.version, self.timestamp
+        );
+        json(&mut out, &self.device_type);
+        others(&mut out, &self.other);
+        out.push(b'}');
+        out
+    }
+}
+
+/// `value` as JSON (strings and JSON values always serialize).
+fn json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    let _ = serde_json::to_writer(out, value);
+}
+
+/// An object key and its colon, after a comma unless it is the `first`.
+fn key(out: &mut Vec<u8>, first: &mut bool, name: &str) {
+    if !std::mem::take(first) {
+        out.push(b',');
+    }
+    json(out, name);
+    out.push(b':');
+}
+
+/// `,"k":v` for each entry of `map`.
+fn others(out: &mut Vec<u8>, map: &Map<String, Value>) {
+    for (k, v) in map {
+        key(out, &mut false, k);
+        json(out, v);
     }
 }
 
@@ -170,73 +228,6 @@ struct Section {
     other: Map<String, Value>,
 }
 
-impl Serialize for ShadowDoc {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(None)?;
-        let state = SectionJson {
-            reported: ReportedJson(self),
-            other: &self.state_other,
-        };
-        let metadata = SectionJson {
-            reported: ReportedMetaJson(self),
-            other: &self.metadata_other,
-        };
-        m.serialize_entry("state", &state)?;
-        m.serialize_entry("metadata", &metadata)?;
-        m.serialize_entry("version", &self.version)?;
-        m.serialize_entry("timestamp", &self.timestamp)?;
-        m.serialize_entry("device_type", &self.device_type)?;
-        for (k, v) in &self.other {
-            m.serialize_entry(k, v)?;
-        }
-        m.end()
-    }
-}
-
-/// `state` or `metadata` as JSON: `reported`, then the section's other keys.
-struct SectionJson<'a, R> {
-    reported: R,
-    other: &'a Map<String, Value>,
-}
-struct ReportedJson<'a>(&'a ShadowDoc);
-struct ReportedMetaJson<'a>(&'a ShadowDoc);
-
-impl<R: Serialize> Serialize for SectionJson<'_, R> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("reported", &self.reported)?;
-        for (k, v) in self.other {
-            m.serialize_entry(k, v)?;
-        }
-        m.end()
-    }
-}
-
-impl Serialize for ReportedJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(self.0.reported.len()))?;
-        for (k, f) in &self.0.reported {
-            m.serialize_entry(&k.0, &f.value)?;
-        }
-        m.end()
-    }
-}
-
-impl Serialize for ReportedMetaJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(None)?;
-        for (k, f) in &self.0.reported {
-            if let Some(meta) = &f.meta {
-                m.serialize_entry(&k.0, meta)?;
-            }
-        }
-        for (k, meta) in &self.0.orphan_meta {
-            m.serialize_entry(&k.0, meta)?;
-        }
-        m.end()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,6 +251,31 @@ mod tests {
         assert_eq!(doc.orphan_meta.len(), 1);
         let back: Value = serde_json::from_slice(&doc.to_json()).unwrap();
         assert_eq!(back, stored);
+    }
+
+    #[test]
+    fn the_document_is_written_around_the_texts_as_reported() {
+        let mut doc = ShadowDoc::default();
+        doc.merge(
+            r#"{"ts":1764300000000,"t":21.50,"env":{ "h": [1, 2] },"s":"x"}"#,
+            1_764_300_000_999,
+            "thermostat",
+        )
+        .unwrap();
+        // A payload with an escape is parsed, and its texts written anew.
+        doc.merge(r#"{"s":"\u00e9"}"#, 1_764_300_000_999, "thermostat")
+            .unwrap();
+        doc.other.insert("clientToken".into(), json!("k"));
+        doc.state_other.insert("desired".into(), json!({"t": 20}));
+        assert_eq!(
+            String::from_utf8(doc.to_json()).unwrap(),
+            concat!(
+                r#"{"state":{"reported":{"ts":1764300000000,"t":21.50,"env":{ "h": [1, 2] },"s":"é"},"#,
+                r#""desired":{"t":20}},"metadata":{"reported":{"ts":{"timestamp":1764300000},"#,
+                r#""t":{"timestamp":1764300000},"env":{"timestamp":1764300000},"s":{"timestamp":1764300000}}},"#,
+                r#""version":2,"timestamp":1764300000,"device_type":"thermostat","clientToken":"k"}"#
+            )
+        );
     }
 
     #[test]

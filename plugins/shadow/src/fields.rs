@@ -1,7 +1,13 @@
-//! A reading's top-level fields, parsed without building a map: keys are
-//! borrowed from the payload (unless they contain escapes) and the fields
-//! come back in payload order. The shadow merges them one by one into maps
-//! it already holds, so a reading of known fields allocates no keys.
+//! A reading's top-level fields, each as its name and the JSON text of its
+//! value, in payload order (a repeated name appears twice; applied in
+//! order, the last one wins, as in a map). The shadow stores a field's
+//! text as it came, so a reading of known fields allocates nothing: each
+//! stored text is overwritten in place.
+//!
+//! A hand-written scanner takes what devices send: names and strings
+//! without escapes, numbers, literals, nesting. It borrows both name and
+//! text from the payload. Anything else (an escape, deep nesting, and
+//! anything invalid) goes to serde_json, whose errors say what is wrong.
 
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
@@ -9,8 +15,213 @@ use serde_json::Value;
 use std::borrow::Cow;
 use std::fmt;
 
+/// Deeper nesting is left to serde_json (whose own limit is 128).
+const MAX_DEPTH: usize = 64;
+
+/// The fields of a JSON object, in order: name, and the value as JSON.
+pub struct Fields<'a>(pub Vec<(Cow<'a, str>, Cow<'a, str>)>);
+
+/// Parse `payload` as a JSON object. The error says whether it is not JSON
+/// at all or JSON of another type.
+pub fn parse(payload: &str) -> Result<Fields<'_>, String> {
+    if let Some(fields) = Scanner::new(payload).object_fields() {
+        return Ok(fields);
+    }
+    let parsed = serde_json::from_str::<Parsed>(payload).map_err(|e| {
+        if e.is_data() {
+            "payload is not a JSON object".to_string()
+        } else {
+            format!("payload is not JSON: {e}")
+        }
+    })?;
+    Ok(Fields(
+        parsed
+            .0
+            .into_iter()
+            .map(|(name, value)| (name.0, Cow::Owned(value.to_string())))
+            .collect(),
+    ))
+}
+
+struct Scanner<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn new(text: &'a str) -> Self {
+        Scanner { text, at: 0 }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.text.as_bytes().get(self.at).copied()
+    }
+
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.at += 1;
+        }
+    }
+
+    fn eat(&mut self, byte: u8) -> Option<()> {
+        (self.peek()? == byte).then(|| self.at += 1)
+    }
+
+    /// The payload as an object's fields, or `None` to leave it to serde.
+    fn object_fields(mut self) -> Option<Fields<'a>> {
+        let mut fields = Vec::with_capacity(8);
+        self.ws();
+        self.eat(b'{')?;
+        self.ws();
+        if self.eat(b'}').is_none() {
+            loop {
+                let name = self.string()?;
+                self.ws();
+                self.eat(b':')?;
+                self.ws();
+                let start = self.at;
+                self.value(1)?;
+                let value = self.text.get(start..self.at)?;
+                fields.push((Cow::Borrowed(name), Cow::Borrowed(value)));
+                self.ws();
+                match self.peek()? {
+                    b',' => {
+                        self.at += 1;
+                        self.ws();
+                    }
+                    b'}' => {
+                        self.at += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        self.ws();
+        (self.at == self.text.len()).then_some(Fields(fields))
+    }
+
+    /// Skip one value, checking it.
+    fn value(&mut self, depth: usize) -> Option<()> {
+        match self.peek()? {
+            b'{' | b'[' if depth >= MAX_DEPTH => None,
+            b'{' => {
+                self.at += 1;
+                self.ws();
+                if self.eat(b'}').is_some() {
+                    return Some(());
+                }
+                loop {
+                    self.string()?;
+                    self.ws();
+                    self.eat(b':')?;
+                    self.ws();
+                    self.value(depth + 1)?;
+                    self.ws();
+                    match self.peek()? {
+                        b',' => {
+                            self.at += 1;
+                            self.ws();
+                        }
+                        b'}' => {
+                            self.at += 1;
+                            return Some(());
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+            b'[' => {
+                self.at += 1;
+                self.ws();
+                if self.eat(b']').is_some() {
+                    return Some(());
+                }
+                loop {
+                    self.value(depth + 1)?;
+                    self.ws();
+                    match self.peek()? {
+                        b',' => {
+                            self.at += 1;
+                            self.ws();
+                        }
+                        b']' => {
+                            self.at += 1;
+                            return Some(());
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+            b'"' => self.string().map(drop),
+            b't' => self.literal("true"),
+            b'f' => self.literal("false"),
+            b'n' => self.literal("null"),
+            _ => self.number(),
+        }
+    }
+
+    /// A string without escapes, without its quotes.
+    fn string(&mut self) -> Option<&'a str> {
+        self.eat(b'"')?;
+        let start = self.at;
+        let rest = self.text.as_bytes().get(start..)?;
+        let len = rest
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        if rest[len] != b'"' {
+            return None;
+        }
+        self.at = start + len + 1;
+        self.text.get(start..start + len)
+    }
+
+    fn literal(&mut self, word: &str) -> Option<()> {
+        let end = self.at + word.len();
+        (self.text.as_bytes().get(self.at..end)? == word.as_bytes()).then(|| self.at = end)
+    }
+
+    /// A number (JSON's grammar) that serde_json can hold.
+    fn number(&mut self) -> Option<()> {
+        let start = self.at;
+        let _ = self.eat(b'-');
+        match self.peek()? {
+            b'0' => self.at += 1,
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        if self.eat(b'.').is_some() {
+            self.peek().filter(u8::is_ascii_digit)?;
+            self.digits();
+        }
+        let mut exponent = false;
+        if let Some(b'e' | b'E') = self.peek() {
+            exponent = true;
+            self.at += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.at += 1;
+            }
+            self.peek().filter(u8::is_ascii_digit)?;
+            self.digits();
+        }
+        // Only an exponent or hundreds of digits can reach infinity, which
+        // serde_json refuses as out of range.
+        let token = self.text.get(start..self.at)?;
+        if exponent || token.len() > 300 {
+            token.parse::<f64>().ok().filter(|v| v.is_finite())?;
+        }
+        Some(())
+    }
+
+    fn digits(&mut self) {
+        while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+            self.at += 1;
+        }
+    }
+}
+
 /// A field name, borrowed from the payload when it has no escapes.
-pub struct Name<'a>(pub Cow<'a, str>);
+struct Name<'a>(Cow<'a, str>);
 
 impl<'de> Deserialize<'de> for Name<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -34,71 +245,85 @@ impl<'de> Deserialize<'de> for Name<'de> {
     }
 }
 
-/// The fields of a JSON object, in order (a repeated name appears twice;
-/// applied in order, the last one wins, as in a map).
-pub struct Fields<'a>(pub Vec<(Name<'a>, Value)>);
+/// An object's fields as serde_json parses them, in order.
+struct Parsed<'a>(Vec<(Name<'a>, Value)>);
 
-impl<'de> Deserialize<'de> for Fields<'de> {
+impl<'de> Deserialize<'de> for Parsed<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct FieldsVisitor;
         impl<'de> Visitor<'de> for FieldsVisitor {
-            type Value = Fields<'de>;
+            type Value = Parsed<'de>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Parsed<'de>, A::Error> {
                 let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
                 while let Some((name, value)) = map.next_entry::<Name<'de>, Value>()? {
                     fields.push((name, value));
                 }
-                Ok(Fields(fields))
+                Ok(Parsed(fields))
             }
         }
         d.deserialize_map(FieldsVisitor)
     }
 }
 
-/// Parse `payload` as a JSON object. The error says whether it is not JSON
-/// at all or JSON of another type.
-pub fn parse(payload: &str) -> Result<Fields<'_>, String> {
-    serde_json::from_str::<Fields>(payload).map_err(|e| {
-        if e.is_data() {
-            "payload is not a JSON object".to_string()
-        } else {
-            format!("payload is not JSON: {e}")
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn names(payload: &str) -> Vec<(String, bool)> {
+    fn fields(payload: &str) -> Vec<(String, String, bool)> {
         parse(payload)
             .unwrap()
             .0
             .into_iter()
-            .map(|(n, _)| {
-                let borrowed = matches!(n.0, Cow::Borrowed(_));
-                (n.0.into_owned(), borrowed)
+            .map(|(n, v)| {
+                let borrowed = matches!(n, Cow::Borrowed(_)) && matches!(v, Cow::Borrowed(_));
+                (n.into_owned(), v.into_owned(), borrowed)
             })
             .collect()
     }
 
     #[test]
-    fn fields_in_order_with_borrowed_names() {
+    fn fields_in_order_with_borrowed_names_and_text() {
         assert_eq!(
-            names(r#"{"b":1,"a":{"x":[1,2]},"b":null,"t\u0065mp":2}"#),
+            fields(r#" {"b":1, "a" : {"x":[1, 2.5e-3]},"b":null,"s":"é","t":true} "#),
             vec![
-                ("b".to_string(), true),
-                ("a".to_string(), true),
-                ("b".to_string(), true),
-                ("temp".to_string(), false),
+                ("b".into(), "1".into(), true),
+                ("a".into(), r#"{"x":[1, 2.5e-3]}"#.into(), true),
+                ("b".into(), "null".into(), true),
+                ("s".into(), r#""é""#.into(), true),
+                ("t".into(), "true".into(), true),
             ]
         );
-        let f = parse(r#"{"a":{"x":[1,2]}}"#).unwrap();
-        assert_eq!(f.0[0].1, serde_json::json!({"x": [1, 2]}));
+        assert!(fields("{}").is_empty());
+    }
+
+    #[test]
+    fn escapes_go_through_serde_json() {
+        assert_eq!(
+            fields(r#"{"t\u0065mp":2,"s":"a\"b"}"#),
+            vec![
+                ("temp".into(), "2".into(), false),
+                ("s".into(), r#""a\"b""#.into(), false),
+            ]
+        );
+    }
+
+    /// Every value's text parses to what serde_json parses the payload to.
+    #[test]
+    fn texts_agree_with_serde_json() {
+        for payload in [
+            r#"{"ts":1764300000000,"temperature":21.50,"humidity":40.1,"fw":"1.4.2"}"#,
+            r#"{"n":-0,"big":18446744073709551616,"e":1E+2,"o":{"a":{"b":[{},[],null]}}}"#,
+            r#"{"deep":[[[[[[[[[[1]]]]]]]]]],"f":false}"#,
+        ] {
+            let parsed: serde_json::Map<String, Value> = serde_json::from_str(payload).unwrap();
+            for (name, text) in parse(payload).unwrap().0 {
+                let value: Value = serde_json::from_str(&text).unwrap();
+                assert_eq!(Some(&value), parsed.get(&*name), "{payload}: {name}");
+            }
+        }
     }
 
     #[test]
@@ -108,17 +333,21 @@ mod tests {
             "payload is not a JSON object"
         );
         assert_eq!(parse("42").err().unwrap(), "payload is not a JSON object");
-        assert!(parse("{\"a\":")
-            .err()
-            .unwrap()
-            .starts_with("payload is not JSON"));
-        assert!(parse("nope")
-            .err()
-            .unwrap()
-            .starts_with("payload is not JSON"));
-        assert!(parse("{\"a\":1} x")
-            .err()
-            .unwrap()
-            .starts_with("payload is not JSON"));
+        for bad in [
+            "{\"a\":",
+            "nope",
+            "{\"a\":1} x",
+            "{\"a\":01}",
+            "{\"a\":1,}",
+            "{\"a\":[1,]}",
+            "{\"a\":1e400}",
+            "{\"a\":\"ctl\u{1}\"}",
+            "{\"a\":tru}",
+            "{\"a\":-}",
+            "{\"a\":1.}",
+        ] {
+            let e = parse(bad).err().unwrap_or_else(|| panic!("{bad} parsed"));
+            assert!(e.starts_with("payload is not JSON"), "{bad}: {e}");
+        }
     }
 }

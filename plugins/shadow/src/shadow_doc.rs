@@ -32,20 +32,26 @@ impl ShadowDoc {
         // leaves the shadow as it was.
         let fields = crate::fields::parse(payload)?;
         let secs = received_at.div_euclid(1000);
-        for (name, value) in fields.0 {
-            let name = NameRef(name.0.as_ref());
-            if value.is_null() {
+        for (name, text) in fields.0 {
+            let name = NameRef(&name);
+            if text == "null" {
                 self.reported.shift_remove(&name);
                 self.orphan_meta.shift_remove(&name);
                 continue;
             }
             let meta = Some(FieldMeta::Stamp(secs));
             match self.reported.get_mut(&name) {
-                Some(field) => *field = Field { value, meta },
+                Some(field) => {
+                    // Overwritten in place: no allocation once seen.
+                    field.value.clear();
+                    field.value.push_str(&text);
+                    field.meta = meta;
+                }
                 None => {
                     if !self.orphan_meta.is_empty() {
                         self.orphan_meta.shift_remove(&name);
                     }
+                    let value = text.into_owned();
                     self.reported
                         .insert(Name(name.0.to_string()), Field { value, meta });
                 }
@@ -253,7 +259,7 @@ mod tests {
         assert_eq!(entries[0].0, "d1");
         let d1 = ShadowDoc::from_json(&entries[0].1).unwrap();
         assert_eq!(d1.version, 3);
-        assert_eq!(d1.reported("n"), Some(&json!(2)));
+        assert_eq!(d1.reported("n"), Some(json!(2)));
         s.saved(&entries);
         assert!(s.dirty_entries().is_empty());
 

@@ -3,8 +3,7 @@
 
 use super::ingest::Ingest;
 use super::scan::Scan;
-use crate::plugin::batch::{BatchBuilder, Parts};
-use crate::plugin::bindings::Metric;
+use crate::plugin::batch::{BatchBuilder, MetricRef, Parts};
 use crate::rules::{ActionParams, Rule};
 use serde_json::{json, Value};
 use std::borrow::Cow;
@@ -15,19 +14,39 @@ pub struct Context<'a> {
     pub sql: &'a weir_sql::Message<'a>,
 }
 
-/// Numeric fields of `value`, nested objects flattened with `.`.
-pub fn metrics(value: &Value) -> Vec<Metric> {
+/// Numeric fields of `value`, nested objects flattened with `.` (a field
+/// with an empty name is not one). A top-level field's name borrows its key.
+pub fn metrics(value: &Value) -> Vec<MetricRef<'_>> {
     let mut out = Vec::new();
-    flatten(value, &mut String::new(), &mut out);
+    if let Value::Object(map) = value {
+        let mut prefix = String::new();
+        for (k, v) in map {
+            match v {
+                Value::Number(n) if !k.is_empty() => {
+                    out.extend(n.as_f64().map(|value| MetricRef {
+                        name: Cow::Borrowed(k.as_str()),
+                        value,
+                    }))
+                }
+                Value::Object(_) => {
+                    prefix.clear();
+                    prefix.push_str(k);
+                    flatten(v, &mut prefix, &mut out);
+                }
+                _ => {}
+            }
+        }
+    }
     out
 }
 
-fn flatten(value: &Value, prefix: &mut String, out: &mut Vec<Metric>) {
+/// The numeric fields of `value`, a nested field named `prefix`.
+fn flatten(value: &Value, prefix: &mut String, out: &mut Vec<MetricRef<'_>>) {
     match value {
         Value::Number(n) if !prefix.is_empty() => {
             if let Some(v) = n.as_f64() {
-                out.push(Metric {
-                    name: prefix.clone(),
+                out.push(MetricRef {
+                    name: Cow::Owned(prefix.clone()),
                     value: v,
                 });
             }
@@ -53,7 +72,7 @@ pub struct Output<'a> {
     /// The output as JSON text.
     pub payload: Cow<'a, str>,
     /// Its numeric fields.
-    pub metrics: Cow<'a, [Metric]>,
+    pub metrics: Cow<'a, [MetricRef<'a>]>,
     /// Its `ts` (else `timestamp`) field, the device's own time.
     pub device_time: Option<&'a Value>,
 }
@@ -88,8 +107,8 @@ impl<'a> Output<'a> {
     }
 
     /// The output of a pass-through rule from a [`Scan`] of its payload
-    /// (`text`, already checked to be UTF-8), with no parsed value at all.
-    pub fn scanned(text: &'a str, scan: &'a Scan) -> Output<'a> {
+    /// (`text`), with no parsed value at all.
+    pub fn scanned(text: &'a str, scan: &'a Scan<'a>) -> Output<'a> {
         Output {
             payload: Cow::Borrowed(text),
             metrics: Cow::Borrowed(&scan.metrics),
@@ -165,8 +184,9 @@ mod tests {
 
     #[test]
     fn flattens_numbers_only() {
-        let m = metrics(&json!({"t": 21.5, "ok": true, "env": {"h": 40, "s": "x"}, "id": "d"}));
-        let names: Vec<_> = m.iter().map(|m| (m.name.as_str(), m.value)).collect();
+        let value = json!({"t": 21.5, "ok": true, "env": {"h": 40, "s": "x"}, "id": "d", "": 1});
+        let m = metrics(&value);
+        let names: Vec<_> = m.iter().map(|m| (&*m.name, m.value)).collect();
         assert_eq!(names, vec![("t", 21.5), ("env.h", 40.0)]);
     }
 
@@ -176,11 +196,7 @@ mod tests {
         let value: Value = serde_json::from_slice(raw).unwrap();
         let out = Output::passthrough(&value, raw);
         assert_eq!(out.payload, r#"{ "t": 21.50, "n": 1e2 }"#);
-        let names: Vec<_> = out
-            .metrics
-            .iter()
-            .map(|m| (m.name.as_str(), m.value))
-            .collect();
+        let names: Vec<_> = out.metrics.iter().map(|m| (&*m.name, m.value)).collect();
         assert_eq!(names, vec![("t", 21.5), ("n", 100.0)]);
         // A computed output is serialized.
         assert_eq!(Output::new(&value).payload, r#"{"t":21.5,"n":100.0}"#);

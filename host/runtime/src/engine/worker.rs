@@ -272,8 +272,8 @@ impl Worker {
                 None
             };
             if let Some(text) = passthrough_text {
-                let result = scanned
-                    .get_or_insert_with(|| scan::scan(&ingest.payload).map_err(|e| not_json(&e)));
+                let result =
+                    scanned.get_or_insert_with(|| scan::scan(text).map_err(|e| not_json(&e)));
                 match result {
                     Ok(Some(scan)) => {
                         // The actions' templates do not read the payload.

@@ -9,6 +9,7 @@
 //! carries each name once.
 
 use super::bindings::{Batch, Message, Metric};
+use std::borrow::Cow;
 
 /// `device-time` of a message without one.
 pub const NO_DEVICE_TIME: i64 = i64::MIN;
@@ -25,8 +26,25 @@ pub struct Parts<'a> {
     pub device_type: &'a str,
     pub received_at: i64,
     pub device_time: Option<i64>,
-    pub metrics: &'a [Metric],
+    pub metrics: &'a [MetricRef<'a>],
     pub payload: &'a str,
+}
+
+/// A numeric field of a message, its name borrowed where it can be (from
+/// the payload, or from a parsed value's keys).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricRef<'a> {
+    pub name: Cow<'a, str>,
+    pub value: f64,
+}
+
+impl<'a> From<&'a Metric> for MetricRef<'a> {
+    fn from(m: &'a Metric) -> Self {
+        MetricRef {
+            name: Cow::Borrowed(&m.name),
+            value: m.value,
+        }
+    }
 }
 
 /// A span of a batch's text.
@@ -142,6 +160,7 @@ impl BatchBuilder {
 
     /// Append a whole message.
     pub fn push_message(&mut self, m: &Message) {
+        let metrics: Vec<MetricRef<'_>> = m.metrics.iter().map(MetricRef::from).collect();
         self.push(&Parts {
             rule: &m.rule,
             topic: &m.topic,
@@ -150,7 +169,7 @@ impl BatchBuilder {
             device_type: &m.device_type,
             received_at: m.received_at,
             device_time: m.device_time,
-            metrics: &m.metrics,
+            metrics: &metrics,
             payload: &m.payload,
         });
     }
