@@ -10,6 +10,7 @@ use crate::eval::{eval, Cx};
 use crate::parser::parse_expression;
 use crate::value::V;
 use crate::Message;
+use std::borrow::Cow;
 
 #[derive(Debug, Clone)]
 enum Part {
@@ -86,6 +87,23 @@ impl Template {
         Ok(out)
     }
 
+    /// Render, borrowing where the result is text the template or the
+    /// message already holds: a literal template, or one expression whose
+    /// value is a piece of the message (`${topic(3)}`, `${clientid()}`).
+    pub fn render_cow<'a>(&'a self, msg: &'a Message<'_>) -> Result<Cow<'a, str>, EvalError> {
+        match self.parts.as_slice() {
+            [] => Ok(Cow::Borrowed("")),
+            [Part::Text(t)] => Ok(Cow::Borrowed(t)),
+            [Part::Expr(n)] => Ok(match eval(n, &Cx::new(msg)) {
+                V::Undef => Cow::Borrowed(""),
+                V::Null => Cow::Borrowed("null"),
+                V::Str(Cow::Borrowed(s)) => Cow::Borrowed(s),
+                v => Cow::Owned(v.to_str().map(Cow::into_owned).unwrap_or_default()),
+            }),
+            _ => self.render(msg).map(Cow::Owned),
+        }
+    }
+
     /// Whether rendering reads the payload (a path such as `${device.id}`),
     /// rather than only the topic, client id, timestamp or literals.
     pub fn reads_payload(&self) -> bool {
@@ -159,6 +177,36 @@ mod tests {
         assert!(Template::parse("plain").unwrap().is_literal());
         let t = Template::parse("${ {'k': '}'}.k }").unwrap();
         assert_eq!(t.render(&msg).unwrap(), "}");
+    }
+
+    #[test]
+    fn render_cow_agrees_with_render_and_borrows_pieces_of_the_message() {
+        let p = json!({"a": {"b": 5}, "s": "x", "n": null});
+        let msg = Message {
+            topic: "dt/thermo/dev1/telemetry",
+            client_id: "c1",
+            payload: Payload::Json(&p),
+            timestamp_ms: 7,
+            principal: None,
+            trace_id: None,
+            lookup: None,
+        };
+        for (text, borrowed) in [
+            ("${topic(3)}", true),
+            ("${clientid()}", true),
+            ("${topic(9)}", true),
+            ("literal", true),
+            ("", true),
+            ("${n}", true),
+            ("${a.b + 1}", false),
+            ("${a}", false),
+            ("x-${topic(3)}", false),
+        ] {
+            let t = Template::parse(text).unwrap();
+            let cow = t.render_cow(&msg).unwrap();
+            assert_eq!(cow, t.render(&msg).unwrap(), "{text}");
+            assert_eq!(matches!(cow, Cow::Borrowed(_)), borrowed, "{text}");
+        }
     }
 
     #[test]

@@ -49,7 +49,9 @@ pub fn topic_matches(filter: &str, topic: &str) -> bool {
 
 #[derive(Debug)]
 struct TrieNode<T> {
-    children: HashMap<String, TrieNode<T>>,
+    /// Keyed by level; hashed with foldhash (the levels are the operator's
+    /// filters, so a device's topic cannot crowd the table).
+    children: HashMap<String, TrieNode<T>, foldhash::fast::RandomState>,
     plus: Option<Box<TrieNode<T>>>,
     /// Values whose filter ends with `#` at this node.
     hash: Vec<T>,
@@ -60,7 +62,7 @@ struct TrieNode<T> {
 impl<T> Default for TrieNode<T> {
     fn default() -> Self {
         TrieNode {
-            children: HashMap::new(),
+            children: HashMap::default(),
             plus: None,
             hash: Vec::new(),
             here: Vec::new(),

@@ -134,7 +134,7 @@ pub fn for_action(
                 .ok()
                 .and_then(serde_json::Number::from_f64)
                 .map(Value::Number)
-                .unwrap_or_else(|| Value::String(text.clone()));
+                .unwrap_or_else(|| Value::String(text.to_string()));
             crate::clock::device_time_ms(&v, ctx.ingest.received_at)
         }
         None => output

@@ -18,6 +18,7 @@ pub mod testing;
 
 use crate::plugin::manifest::{PluginDecl, PluginDecls};
 use file::{ActionSpec, RuleFile, MAX_ACTIONS, SQL_VERSION};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -52,16 +53,27 @@ pub struct Action {
     pub sources: [Option<String>; 3],
 }
 
-/// An action's parameters rendered for one message.
+/// An action's parameters rendered for one message, borrowed from the
+/// message or the templates where they are pieces of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ActionParams {
+pub struct ActionParams<'a> {
     /// `device` rendered, or the publisher's client id when not set.
-    pub device: String,
+    pub device: Cow<'a, str>,
     /// `device_type` rendered, or empty when not set.
-    pub device_type: String,
+    pub device_type: Cow<'a, str>,
     /// `device_time` rendered, when set (the engine otherwise reads the
     /// output's `ts` or `timestamp`).
-    pub device_time: Option<String>,
+    pub device_time: Option<Cow<'a, str>>,
+}
+
+impl ActionParams<'_> {
+    pub fn into_owned(self) -> ActionParams<'static> {
+        ActionParams {
+            device: Cow::Owned(self.device.into_owned()),
+            device_type: Cow::Owned(self.device_type.into_owned()),
+            device_time: self.device_time.map(|t| Cow::Owned(t.into_owned())),
+        }
+    }
 }
 
 impl Action {
@@ -80,10 +92,13 @@ impl Action {
 
     /// Render the action's templates against `msg` with the engine's
     /// defaults (device: the client id; device type: empty).
-    pub fn render_params(&self, msg: &Message<'_>) -> Result<ActionParams, EvalError> {
-        let render = |t: &Option<Template>| t.as_ref().map(|t| t.render(msg)).transpose();
+    pub fn render_params<'a>(
+        &'a self,
+        msg: &'a Message<'_>,
+    ) -> Result<ActionParams<'a>, EvalError> {
+        let render = |t: &'a Option<Template>| t.as_ref().map(|t| t.render_cow(msg)).transpose();
         Ok(ActionParams {
-            device: render(&self.device)?.unwrap_or_else(|| msg.client_id.to_string()),
+            device: render(&self.device)?.unwrap_or(Cow::Borrowed(msg.client_id)),
             device_type: render(&self.device_type)?.unwrap_or_default(),
             device_time: render(&self.device_time)?,
         })

@@ -306,7 +306,7 @@ pub enum Outcome {
     /// error rendering them).
     Output {
         output: Value,
-        actions: Vec<(String, Result<super::ActionParams, String>)>,
+        actions: Vec<(String, Result<super::ActionParams<'static>, String>)>,
     },
     /// The FROM filter or the WHERE did not match.
     NoMatch(String),
@@ -356,7 +356,9 @@ pub fn evaluate(rules: &RuleSet, case: &Case, now_ms: i64) -> Outcome {
                 .map(|a| {
                     (
                         a.plugin.clone(),
-                        a.render_params(&message).map_err(|e| e.to_string()),
+                        a.render_params(&message)
+                            .map(super::ActionParams::into_owned)
+                            .map_err(|e| e.to_string()),
                     )
                 })
                 .collect(),
@@ -427,17 +429,17 @@ pub fn judge(case: &Case, outcome: &Outcome) -> CaseResult {
                         }
                     };
                     let fields = [
-                        ("device", &want.device, Some(&params.device)),
-                        ("device_type", &want.device_type, Some(&params.device_type)),
+                        ("device", &want.device, Some(&*params.device)),
+                        ("device_type", &want.device_type, Some(&*params.device_type)),
                         (
                             "device_time",
                             &want.device_time,
-                            params.device_time.as_ref(),
+                            params.device_time.as_deref(),
                         ),
                     ];
                     for (field, want, got) in fields {
                         if let Some(want) = want {
-                            if Some(want) != got {
+                            if Some(want.as_str()) != got {
                                 differ(
                                     &format!("action {n} ({plugin}) {field}"),
                                     format!("{want:?}"),
