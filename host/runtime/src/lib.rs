@@ -31,6 +31,7 @@ pub mod rules;
 pub mod server;
 pub mod sinks;
 pub mod store;
+pub mod text;
 
 pub use config::Config;
 pub use server::run;

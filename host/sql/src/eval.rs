@@ -267,7 +267,7 @@ pub fn eval<'a>(n: &'a Node, cx: &Cx<'a>) -> V<'a> {
 }
 
 fn topic_level<'a>(topic: &'a str, i: usize) -> V<'a> {
-    match topic.split('/').nth(i - 1) {
+    match topic.split(crate::topic::is_separator).nth(i - 1) {
         Some(s) => V::Str(Cow::Borrowed(s)),
         None => V::Undef,
     }

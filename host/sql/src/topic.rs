@@ -29,13 +29,19 @@ pub fn validate_topic_filter(filter: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The level separator, as a predicate: `split('/')` compares each hit
+/// with a `memcmp` call, a predicate does not.
+pub fn is_separator(c: char) -> bool {
+    c == '/'
+}
+
 /// Does `topic` match `filter`? (Both assumed valid.)
 pub fn topic_matches(filter: &str, topic: &str) -> bool {
     if topic.starts_with('$') && (filter.starts_with('+') || filter.starts_with('#')) {
         return false;
     }
-    let mut f = filter.split('/');
-    let mut t = topic.split('/');
+    let mut f = filter.split(is_separator);
+    let mut t = topic.split(is_separator);
     loop {
         match (f.next(), t.next()) {
             (Some("#"), _) => return true,
@@ -198,7 +204,8 @@ impl<T> TopicTrie<T> {
             // `a/#` matches `a` itself and everything below.
             node.hash.iter().for_each(&mut *f);
         }
-        let (level, tail) = match rest.find('/') {
+        // A byte search: `find('/')` compares each hit with `memcmp`.
+        let (level, tail) = match rest.bytes().position(|b| b == b'/') {
             Some(i) => (&rest[..i], Some(&rest[i + 1..])),
             None => (rest, None),
         };

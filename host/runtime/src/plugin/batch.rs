@@ -120,7 +120,7 @@ impl BatchBuilder {
     /// `s`, reusing `previous` when it holds the same text.
     fn append_or_reuse(&mut self, s: &str, previous: Option<Span>) -> Span {
         match previous {
-            Some(p) if text_of(&self.batch.text, p.start, p.len) == s => p,
+            Some(p) if crate::text::same(text_of(&self.batch.text, p.start, p.len), s) => p,
             _ => self.append(s),
         }
     }

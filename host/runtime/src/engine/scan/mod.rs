@@ -20,6 +20,8 @@
 mod quick;
 mod visitor;
 
+use crate::text::same;
+
 use crate::plugin::batch::MetricRef;
 use serde_json::Value;
 
@@ -47,12 +49,6 @@ pub fn scan(payload: &str) -> Result<Option<Scan<'_>>, serde_json::Error> {
         Some(scan) => Ok(Some(scan)),
         None => visitor::scan(payload),
     }
-}
-
-/// Equal keys, without a `memcmp` call for keys that differ in length or
-/// first byte (most of an object's keys).
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.as_bytes().first() == b.as_bytes().first() && a == b
 }
 
 #[cfg(test)]
