@@ -159,6 +159,16 @@ impl<T: Default> Devices<T> {
         (&mut slot.state, &mut slot.dirty)
     }
 
+    /// As [`Devices::track`], for a device already held: `None` for one that
+    /// is not (load it first). One lookup, nothing inserted, so a batch of
+    /// known devices costs one lookup per message instead of a pass looking
+    /// for new devices and then another.
+    pub fn track_held(&mut self, device: &str) -> Option<(&mut T, &mut bool)> {
+        self.states
+            .get_mut(&KeyRef(device))
+            .map(|slot| (&mut slot.state, &mut slot.dirty))
+    }
+
     pub fn get(&self, device: &str) -> Option<&T> {
         self.states.get(&KeyRef(device)).map(|s| &s.state)
     }
@@ -216,6 +226,9 @@ mod tests {
         d.insert("a", 1);
         d.insert_default("b");
         assert_eq!(d.unknown(["a", "b", "c"]), vec!["c"]);
+        assert!(d.track_held("c").is_none());
+        assert!(d.unknown(["c"]) == vec!["c"], "track_held inserts nothing");
+        *d.track_held("a").expect("held").1 = true;
         *d.get_mut_or_default("c") += 5;
         d.mark_dirty("c");
         d.update_each(|name, v| {

@@ -86,23 +86,34 @@ impl Sink for Shadow {
 }
 
 impl Shadow {
-    /// Merge every message into its device's shadow. Writes are coalesced:
-    /// every device changed since the last flush is stored once, in `flush`
-    /// (the host calls it every checkpoint interval and at shutdown).
+    /// Merge every message into its device's shadow. Shadows not in memory
+    /// are loaded when the first of them is met: those of the rest of the
+    /// batch, with one `get-many`. Writes are coalesced: every device
+    /// changed since the last flush is stored once, in `flush` (the host
+    /// calls it every checkpoint interval and at shutdown).
     fn merge_all<'a>(
         &mut self,
-        devices: impl Iterator<Item = &'a str>,
+        devices: impl Iterator<Item = &'a str> + Clone,
         batch: impl ExactSizeIterator<Item = MessageRef<'a>>,
     ) -> Result<(), String> {
-        self.shadows.load_missing(&self.bucket, devices)?;
         let total = batch.len();
         let mut skipped = 0usize;
         let mut first_error = None;
-        for m in batch {
-            if let Err(e) = self
-                .shadows
-                .merge(m.device, m.payload, m.received_at, m.device_type)
-            {
+        for (i, m) in batch.enumerate() {
+            let merged =
+                match self
+                    .shadows
+                    .merge_held(m.device, m.payload, m.received_at, m.device_type)
+                {
+                    Some(merged) => merged,
+                    None => {
+                        self.shadows
+                            .load_missing(&self.bucket, devices.clone().skip(i))?;
+                        self.shadows
+                            .merge(m.device, m.payload, m.received_at, m.device_type)
+                    }
+                };
+            if let Err(e) = merged {
                 skipped += 1;
                 first_error.get_or_insert_with(|| {
                     format!("device `{}` (rule `{}`): {e}", m.device, m.rule)

@@ -114,6 +114,24 @@ impl Shadows {
         Ok(())
     }
 
+    /// As [`Shadows::merge`], for a device already in memory: `None`
+    /// (nothing done) when it is not, so the caller loads it first. One
+    /// device lookup per reading.
+    pub fn merge_held(
+        &mut self,
+        device: &str,
+        payload: &str,
+        received_at: i64,
+        device_type: &str,
+    ) -> Option<Result<(), String>> {
+        let (doc, changed) = self.docs.track_held(device)?;
+        let result = doc.merge(payload, received_at, device_type);
+        if result.is_ok() {
+            *changed = true;
+        }
+        Some(result)
+    }
+
     /// Changed shadows as bucket entries (device, JSON), one per device.
     pub fn dirty_entries(&self) -> Vec<(String, Vec<u8>)> {
         self.docs.dirty_entries(ShadowDoc::to_json)

@@ -161,84 +161,26 @@ impl Detector {
     /// to `events`.
     pub fn observe<'m>(&mut self, msg: impl Into<MessageRef<'m>>, events: &mut Vec<Event>) {
         let msg = msg.into();
-        let settings = &self.settings;
-        let mode = self.mode;
         let (device, dirty) = self.devices.track(msg.device);
-        let mut changed = false;
-        for (i, (name, value)) in msg.metrics().enumerate() {
-            if !value.is_finite() {
-                continue;
-            }
-            let x = value;
-            // Held metrics are all scored ones (see `decode`), so the
-            // settings are consulted only for a metric seen the first time.
-            let state = match device.metrics.get_mut(name, i) {
-                Some(state) => state,
-                None if settings.scores(name) => device.metrics.push(name),
-                None => continue,
-            };
-            changed = true;
-            let before = state.baseline;
+        score(&self.settings, self.mode, device, dirty, msg, events);
+    }
 
-            // Warm-up: the first `warmup` readings only build the baseline.
-            if before.n < settings.warmup.max(2) {
-                state.baseline.update(x, mode);
-                continue;
+    /// As [`Detector::observe`], for a message whose device is held:
+    /// `false` (nothing done) when it is not, so the caller loads it first
+    /// (with [`Detector::load_missing`]). A batch of known devices then
+    /// costs one device lookup per message.
+    pub fn observe_held<'m>(
+        &mut self,
+        msg: impl Into<MessageRef<'m>>,
+        events: &mut Vec<Event>,
+    ) -> bool {
+        let msg = msg.into();
+        match self.devices.track_held(msg.device) {
+            Some((device, dirty)) => {
+                score(&self.settings, self.mode, device, dirty, msg, events);
+                true
             }
-
-            let stddev = before.stddev(mode);
-            let scale = crate::baseline::max(stddev, settings.min_stddev);
-            let z = if scale > 0.0 {
-                (x - before.mean) / scale
-            } else {
-                // A perfectly flat baseline: any change is infinitely
-                // unlikely, which no one can page on. Score it 0 (and set
-                // `min_stddev` to catch steps off flat signals).
-                0.0
-            };
-            let anomalous = z.abs() > settings.threshold;
-            let event = |kind| Event {
-                kind,
-                device: msg.device.to_string(),
-                device_type: msg.device_type.to_string(),
-                metric: name.to_string(),
-                value: x,
-                mean: before.mean,
-                stddev,
-                z,
-                threshold: settings.threshold,
-                rule: msg.rule.to_string(),
-                topic: msg.topic.to_string(),
-                received_at: msg.received_at,
-                device_time: msg.device_time,
-            };
-
-            if anomalous {
-                if !settings.exclude_anomalies {
-                    state.baseline.update(x, mode);
-                }
-                state.calm = 0;
-                if settings.cooldown == 0 {
-                    // No de-duplication: every anomalous reading alerts.
-                    events.push(event(Kind::Zscore));
-                } else if !state.alerting {
-                    state.alerting = true;
-                    events.push(event(Kind::Zscore));
-                }
-            } else {
-                state.baseline.update(x, mode);
-                if state.alerting {
-                    state.calm += 1;
-                    if state.calm >= settings.cooldown {
-                        state.alerting = false;
-                        state.calm = 0;
-                        events.push(event(Kind::Recovered));
-                    }
-                }
-            }
-        }
-        if changed {
-            *dirty = true;
+            None => false,
         }
     }
 
@@ -266,6 +208,95 @@ impl Detector {
     /// The in-memory state of a device.
     pub fn device(&self, device: &str) -> Option<&DeviceState> {
         self.devices.get(device)
+    }
+}
+
+/// Score `msg` against its device's state (`device`, and `dirty`, set
+/// when the state changed).
+fn score(
+    settings: &Settings,
+    mode: Mode,
+    device: &mut DeviceState,
+    dirty: &mut bool,
+    msg: MessageRef<'_>,
+    events: &mut Vec<Event>,
+) {
+    let mut changed = false;
+
+    for (i, (name, value)) in msg.metrics().enumerate() {
+        if !value.is_finite() {
+            continue;
+        }
+        let x = value;
+        // Held metrics are all scored ones (see `decode`), so the
+        // settings are consulted only for a metric seen the first time.
+        let state = match device.metrics.get_mut(name, i) {
+            Some(state) => state,
+            None if settings.scores(name) => device.metrics.push(name),
+            None => continue,
+        };
+        changed = true;
+        let before = state.baseline;
+
+        // Warm-up: the first `warmup` readings only build the baseline.
+        if before.n < settings.warmup.max(2) {
+            state.baseline.update(x, mode);
+            continue;
+        }
+
+        let stddev = before.stddev(mode);
+        let scale = crate::baseline::max(stddev, settings.min_stddev);
+        let z = if scale > 0.0 {
+            (x - before.mean) / scale
+        } else {
+            // A perfectly flat baseline: any change is infinitely
+            // unlikely, which no one can page on. Score it 0 (and set
+            // `min_stddev` to catch steps off flat signals).
+            0.0
+        };
+        let anomalous = z.abs() > settings.threshold;
+        let event = |kind| Event {
+            kind,
+            device: msg.device.to_string(),
+            device_type: msg.device_type.to_string(),
+            metric: name.to_string(),
+            value: x,
+            mean: before.mean,
+            stddev,
+            z,
+            threshold: settings.threshold,
+            rule: msg.rule.to_string(),
+            topic: msg.topic.to_string(),
+            received_at: msg.received_at,
+            device_time: msg.device_time,
+        };
+
+        if anomalous {
+            if !settings.exclude_anomalies {
+                state.baseline.update(x, mode);
+            }
+            state.calm = 0;
+            if settings.cooldown == 0 {
+                // No de-duplication: every anomalous reading alerts.
+                events.push(event(Kind::Zscore));
+            } else if !state.alerting {
+                state.alerting = true;
+                events.push(event(Kind::Zscore));
+            }
+        } else {
+            state.baseline.update(x, mode);
+            if state.alerting {
+                state.calm += 1;
+                if state.calm >= settings.cooldown {
+                    state.alerting = false;
+                    state.calm = 0;
+                    events.push(event(Kind::Recovered));
+                }
+            }
+        }
+    }
+    if changed {
+        *dirty = true;
     }
 }
 

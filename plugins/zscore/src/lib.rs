@@ -95,16 +95,21 @@ impl Processor for ZScore {
 }
 
 impl ZScore {
-    /// Load unseen devices' baselines, score every message, encode alerts.
+    /// Score every message, encode alerts. Baselines of devices not in
+    /// memory are loaded when the first of them is met: those of the rest
+    /// of the batch, with one `get-many`.
     fn run<'a>(
         &mut self,
-        devices: impl Iterator<Item = &'a str>,
+        devices: impl Iterator<Item = &'a str> + Clone,
         messages: impl Iterator<Item = MessageRef<'a>>,
     ) -> Result<Vec<Outbound>, String> {
-        self.detector.load_missing(&self.bucket, devices)?;
         let mut events = Vec::new();
-        for msg in messages {
-            self.detector.observe(msg, &mut events);
+        for (i, msg) in messages.enumerate() {
+            if !self.detector.observe_held(msg, &mut events) {
+                self.detector
+                    .load_missing(&self.bucket, devices.clone().skip(i))?;
+                self.detector.observe(msg, &mut events);
+            }
         }
         let mut out = Vec::with_capacity(events.len());
         for event in &events {
