@@ -32,7 +32,7 @@ impl ShadowDoc {
         // leaves the shadow as it was.
         let fields = crate::fields::parse(payload)?;
         let secs = received_at.div_euclid(1000);
-        for (name, text) in fields.0 {
+        for (i, (name, text)) in fields.0.into_iter().enumerate() {
             let name = NameRef(&name);
             if text == "null" {
                 self.reported.shift_remove(&name);
@@ -40,7 +40,19 @@ impl ShadowDoc {
                 continue;
             }
             let meta = Some(FieldMeta::Stamp(secs));
-            match self.reported.get_mut(&name) {
+            // A device reports its fields in the same order every time, so
+            // the `i`th field is usually held at position `i`: a comparison
+            // instead of a hash lookup.
+            let in_place = self
+                .reported
+                .get_index(i)
+                .is_some_and(|(held, _)| weir_plugin::bytes::same(&held.0, name.0));
+            let held = if in_place {
+                self.reported.get_index_mut(i).map(|(_, field)| field)
+            } else {
+                self.reported.get_mut(&name)
+            };
+            match held {
                 Some(field) => {
                     // Overwritten in place: no allocation once seen.
                     field.value.clear();
@@ -154,6 +166,21 @@ mod tests {
 
     fn value(doc: &ShadowDoc) -> Value {
         serde_json::from_slice(&doc.to_json()).unwrap()
+    }
+
+    #[test]
+    fn fields_in_another_order_update_the_right_fields() {
+        let mut doc = ShadowDoc::default();
+        for payload in [
+            r#"{"a":1,"b":2}"#,
+            r#"{"b":3,"a":4}"#,
+            r#"{"c":5,"a":6}"#,
+            r#"{"a":null,"c":7,"b":8}"#,
+        ] {
+            doc.merge(payload, 1_000, "t").unwrap();
+        }
+        assert_eq!(value(&doc)["state"]["reported"], json!({"b": 8, "c": 7}));
+        assert_eq!(doc.version, 4);
     }
 
     #[test]
