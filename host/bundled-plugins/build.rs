@@ -41,6 +41,7 @@ fn main() {
     println!("cargo:rerun-if-changed={}", wit.display());
     for dir in [
         "sdk",
+        "json-scan",
         "zscore",
         "shadow",
         "alerts",

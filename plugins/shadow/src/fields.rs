@@ -4,19 +4,17 @@
 //! text as it came, so a reading of known fields allocates nothing: each
 //! stored text is overwritten in place.
 //!
-//! A hand-written scanner takes what devices send: names and strings
-//! without escapes, numbers, literals, nesting. It borrows both name and
-//! text from the payload. Anything else (an escape, deep nesting, and
-//! anything invalid) goes to serde_json, whose errors say what is wrong.
+//! A quick scan ([`weir_json_scan`]) takes what devices send: names and
+//! strings without escapes, numbers, literals, nesting. It borrows both
+//! name and text from the payload. Anything else (an escape, deep nesting,
+//! and anything invalid) goes to serde_json, whose errors say what is wrong.
 
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::fmt;
-
-/// Deeper nesting is left to serde_json (whose own limit is 128).
-const MAX_DEPTH: usize = 64;
+use weir_json_scan::Cursor;
 
 /// The fields of a JSON object, in order: name, and the value as JSON.
 pub struct Fields<'a>(pub Vec<(Cow<'a, str>, Cow<'a, str>)>);
@@ -24,7 +22,7 @@ pub struct Fields<'a>(pub Vec<(Cow<'a, str>, Cow<'a, str>)>);
 /// Parse `payload` as a JSON object. The error says whether it is not JSON
 /// at all or JSON of another type.
 pub fn parse(payload: &str) -> Result<Fields<'_>, String> {
-    if let Some(fields) = Scanner::new(payload).object_fields() {
+    if let Some(fields) = object_fields(payload) {
         return Ok(fields);
     }
     let parsed = serde_json::from_str::<Parsed>(payload).map_err(|e| {
@@ -43,181 +41,25 @@ pub fn parse(payload: &str) -> Result<Fields<'_>, String> {
     ))
 }
 
-struct Scanner<'a> {
-    text: &'a str,
-    at: usize,
-}
-
-impl<'a> Scanner<'a> {
-    fn new(text: &'a str) -> Self {
-        Scanner { text, at: 0 }
-    }
-
-    fn peek(&self) -> Option<u8> {
-        self.text.as_bytes().get(self.at).copied()
-    }
-
-    fn ws(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
-            self.at += 1;
-        }
-    }
-
-    fn eat(&mut self, byte: u8) -> Option<()> {
-        (self.peek()? == byte).then(|| self.at += 1)
-    }
-
-    /// The payload as an object's fields, or `None` to leave it to serde.
-    fn object_fields(mut self) -> Option<Fields<'a>> {
-        let mut fields = Vec::with_capacity(8);
-        self.ws();
-        self.eat(b'{')?;
-        self.ws();
-        if self.eat(b'}').is_none() {
-            loop {
-                let name = self.string()?;
-                self.ws();
-                self.eat(b':')?;
-                self.ws();
-                let start = self.at;
-                self.value(1)?;
-                let value = self.text.get(start..self.at)?;
-                fields.push((Cow::Borrowed(name), Cow::Borrowed(value)));
-                self.ws();
-                match self.peek()? {
-                    b',' => {
-                        self.at += 1;
-                        self.ws();
-                    }
-                    b'}' => {
-                        self.at += 1;
-                        break;
-                    }
-                    _ => return None,
-                }
+/// The payload as an object's fields (the quick scan), or `None` to leave
+/// it to serde_json.
+fn object_fields(payload: &str) -> Option<Fields<'_>> {
+    let mut fields = Vec::with_capacity(8);
+    let mut c = Cursor::new(payload);
+    c.ws();
+    if c.open(b'{', b'}')? {
+        loop {
+            let name = c.key()?;
+            let start = c.position();
+            c.skip_value(1)?;
+            fields.push((Cow::Borrowed(name), Cow::Borrowed(c.since(start)?)));
+            if !c.next_member(b'}')? {
+                break;
             }
         }
-        self.ws();
-        (self.at == self.text.len()).then_some(Fields(fields))
     }
-
-    /// Skip one value, checking it.
-    fn value(&mut self, depth: usize) -> Option<()> {
-        match self.peek()? {
-            b'{' | b'[' if depth >= MAX_DEPTH => None,
-            b'{' => {
-                self.at += 1;
-                self.ws();
-                if self.eat(b'}').is_some() {
-                    return Some(());
-                }
-                loop {
-                    self.string()?;
-                    self.ws();
-                    self.eat(b':')?;
-                    self.ws();
-                    self.value(depth + 1)?;
-                    self.ws();
-                    match self.peek()? {
-                        b',' => {
-                            self.at += 1;
-                            self.ws();
-                        }
-                        b'}' => {
-                            self.at += 1;
-                            return Some(());
-                        }
-                        _ => return None,
-                    }
-                }
-            }
-            b'[' => {
-                self.at += 1;
-                self.ws();
-                if self.eat(b']').is_some() {
-                    return Some(());
-                }
-                loop {
-                    self.value(depth + 1)?;
-                    self.ws();
-                    match self.peek()? {
-                        b',' => {
-                            self.at += 1;
-                            self.ws();
-                        }
-                        b']' => {
-                            self.at += 1;
-                            return Some(());
-                        }
-                        _ => return None,
-                    }
-                }
-            }
-            b'"' => self.string().map(drop),
-            b't' => self.literal("true"),
-            b'f' => self.literal("false"),
-            b'n' => self.literal("null"),
-            _ => self.number(),
-        }
-    }
-
-    /// A string without escapes, without its quotes.
-    fn string(&mut self) -> Option<&'a str> {
-        self.eat(b'"')?;
-        let start = self.at;
-        let rest = self.text.as_bytes().get(start..)?;
-        let len = rest
-            .iter()
-            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-        if rest[len] != b'"' {
-            return None;
-        }
-        self.at = start + len + 1;
-        self.text.get(start..start + len)
-    }
-
-    fn literal(&mut self, word: &str) -> Option<()> {
-        let end = self.at + word.len();
-        (self.text.as_bytes().get(self.at..end)? == word.as_bytes()).then(|| self.at = end)
-    }
-
-    /// A number (JSON's grammar) that serde_json can hold.
-    fn number(&mut self) -> Option<()> {
-        let start = self.at;
-        let _ = self.eat(b'-');
-        match self.peek()? {
-            b'0' => self.at += 1,
-            b'1'..=b'9' => self.digits(),
-            _ => return None,
-        }
-        if self.eat(b'.').is_some() {
-            self.peek().filter(u8::is_ascii_digit)?;
-            self.digits();
-        }
-        let mut exponent = false;
-        if let Some(b'e' | b'E') = self.peek() {
-            exponent = true;
-            self.at += 1;
-            if let Some(b'+' | b'-') = self.peek() {
-                self.at += 1;
-            }
-            self.peek().filter(u8::is_ascii_digit)?;
-            self.digits();
-        }
-        // Only an exponent or hundreds of digits can reach infinity, which
-        // serde_json refuses as out of range.
-        let token = self.text.get(start..self.at)?;
-        if exponent || token.len() > 300 {
-            token.parse::<f64>().ok().filter(|v| v.is_finite())?;
-        }
-        Some(())
-    }
-
-    fn digits(&mut self) {
-        while self.peek().is_some_and(|b| b.is_ascii_digit()) {
-            self.at += 1;
-        }
-    }
+    c.ws();
+    c.at_end().then_some(Fields(fields))
 }
 
 /// A field name, borrowed from the payload when it has no escapes.
