@@ -157,20 +157,25 @@ fn find_close(text: &str, from: usize) -> Option<usize> {
 mod tests {
     use super::*;
     use crate::Payload;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
-    #[test]
-    fn renders() {
-        let p = json!({"a": {"b": 5}, "s": "x"});
-        let msg = Message {
+    /// A message on `dt/thermo/dev1/telemetry` from `c1` with payload `p`.
+    fn message(p: &Value) -> Message<'_> {
+        Message {
             topic: "dt/thermo/dev1/telemetry",
             client_id: "c1",
-            payload: Payload::Json(&p),
+            payload: Payload::Json(p),
             timestamp_ms: 7,
             principal: None,
             trace_id: None,
             lookup: None,
-        };
+        }
+    }
+
+    #[test]
+    fn renders() {
+        let p = json!({"a": {"b": 5}, "s": "x"});
+        let msg = message(&p);
         let t = Template::parse("dev=${topic(3)} b=${a.b + 1} s=${s} none=${nope} {x}").unwrap();
         assert_eq!(t.render(&msg).unwrap(), "dev=dev1 b=6 s=x none= {x}");
         assert!(!t.is_literal());
@@ -182,15 +187,7 @@ mod tests {
     #[test]
     fn render_cow_agrees_with_render_and_borrows_pieces_of_the_message() {
         let p = json!({"a": {"b": 5}, "s": "x", "n": null});
-        let msg = Message {
-            topic: "dt/thermo/dev1/telemetry",
-            client_id: "c1",
-            payload: Payload::Json(&p),
-            timestamp_ms: 7,
-            principal: None,
-            trace_id: None,
-            lookup: None,
-        };
+        let msg = message(&p);
         for (text, borrowed) in [
             ("${topic(3)}", true),
             ("${clientid()}", true),

@@ -10,6 +10,7 @@ use crate::metrics::Metrics;
 use crate::plugin::bindings::Outbound;
 use crate::plugin::{BatchBuilder, CallError, Instance, Kind, LoadedPlugin, PluginRuntime};
 use crate::rules::{Action, ActionParams, Rule};
+use crate::text::same;
 use bytes::Bytes;
 use rumqttd::local::LinkTx;
 use std::collections::{BTreeMap, VecDeque};
@@ -80,10 +81,10 @@ impl Pending {
         let at_hint = self
             .batches
             .get(self.hint)
-            .is_some_and(|b| b.plugin == plugin);
+            .is_some_and(|b| same(&b.plugin, plugin));
         let i = if at_hint {
             self.hint
-        } else if let Some(i) = self.batches.iter().position(|b| b.plugin == plugin) {
+        } else if let Some(i) = self.batches.iter().position(|b| same(&b.plugin, plugin)) {
             i
         } else {
             self.batches.push(PendingBatch {
