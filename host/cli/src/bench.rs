@@ -231,6 +231,22 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         elapsed.as_secs_f64(),
         throughput
     );
+    // The engine is done; the storage tiers may still be working through
+    // what it handed them (from memory or from their spools). Only when
+    // they are through has the pipeline kept up.
+    if running.sinks.any() {
+        let limit = Duration::from_secs(600);
+        while !running.sinks.drained() && started.elapsed() < limit {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let elapsed = started.elapsed();
+        println!(
+            "delivered to every storage tier: {} readings in {:.2}s = {:.0} msgs/s",
+            args.messages,
+            elapsed.as_secs_f64(),
+            args.messages as f64 / elapsed.as_secs_f64()
+        );
+    }
 
     // Phase 2: paced, with spikes, for latency.
     if let Ok(mut h) = hist.lock() {

@@ -19,6 +19,29 @@ const POW10: [f64; 23] = [
     1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
 ];
 
+/// Digits before the point that a number without an exponent may have and
+/// still be below `f64::MAX` (about 1.8e308) whatever they are.
+const SAFE_INTEGER_DIGITS: u32 = 308;
+
+/// What [`Cursor::number_shape`] saw of a number token. `digits` counts
+/// every digit (a leading `0` before the point excepted), `mantissa` holds
+/// the first 16 of them.
+struct Shape {
+    negative: bool,
+    mantissa: u64,
+    digits: u32,
+    fraction: u32,
+    point: bool,
+    exponent: bool,
+}
+
+impl Shape {
+    /// No fraction and no exponent.
+    fn integer(&self) -> bool {
+        !self.point && !self.exponent
+    }
+}
+
 /// A number token and its value.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Number<'a> {
@@ -146,6 +169,47 @@ impl<'a> Cursor<'a> {
     #[inline]
     pub fn number(&mut self) -> Option<Number<'a>> {
         let start = self.at;
+        let shape = self.number_shape()?;
+        let token = self.since(start)?;
+        // Clinger's fast path: an integer below 2^53 divided by an exact
+        // power of ten is one correctly rounded operation. Anything else
+        // goes through the full parse (which also rounds correctly).
+        let value =
+            if !shape.exponent && shape.digits <= 15 && (shape.fraction as usize) < POW10.len() {
+                let v = shape.mantissa as f64 / POW10[shape.fraction as usize];
+                if shape.negative {
+                    -v
+                } else {
+                    v
+                }
+            } else {
+                token.parse::<f64>().ok().filter(|v| v.is_finite())?
+            };
+        Some(Number {
+            token,
+            value,
+            integer: shape.integer(),
+        })
+    }
+
+    /// Skip a number, checking it as [`Cursor::number`] does, without
+    /// computing its value: one without an exponent and with at most
+    /// [`SAFE_INTEGER_DIGITS`] digits before the point is always in range,
+    /// so only others are parsed.
+    #[inline]
+    pub fn skip_number(&mut self) -> Option<()> {
+        let start = self.at;
+        let shape = self.number_shape()?;
+        if shape.exponent || shape.digits - shape.fraction > SAFE_INTEGER_DIGITS {
+            let token = self.since(start)?;
+            token.parse::<f64>().ok().filter(|v| v.is_finite())?;
+        }
+        Some(())
+    }
+
+    /// Consume a number token (JSON's grammar), noting its shape.
+    #[inline]
+    fn number_shape(&mut self) -> Option<Shape> {
         let negative = self.eat(b'-').is_some();
         // The digits as an integer, while they fit exactly in an f64.
         let mut mantissa: u64 = 0;
@@ -155,10 +219,10 @@ impl<'a> Cursor<'a> {
             b'1'..=b'9' => self.digits(&mut mantissa, &mut digits),
             _ => return None,
         }
-        let mut integer = true;
         let mut fraction = 0u32;
+        let mut point = false;
         if self.eat(b'.').is_some() {
-            integer = false;
+            point = true;
             self.peek().filter(u8::is_ascii_digit)?;
             let before = digits;
             self.digits(&mut mantissa, &mut digits);
@@ -166,7 +230,6 @@ impl<'a> Cursor<'a> {
         }
         let mut exponent = false;
         if let Some(b'e' | b'E') = self.peek() {
-            integer = false;
             exponent = true;
             self.at += 1;
             if let Some(b'+' | b'-') = self.peek() {
@@ -177,24 +240,13 @@ impl<'a> Cursor<'a> {
                 self.at += 1;
             }
         }
-        let token = self.since(start)?;
-        // Clinger's fast path: an integer below 2^53 divided by an exact
-        // power of ten is one correctly rounded operation. Anything else
-        // goes through the full parse (which also rounds correctly).
-        let value = if !exponent && digits <= 15 && (fraction as usize) < POW10.len() {
-            let v = mantissa as f64 / POW10[fraction as usize];
-            if negative {
-                -v
-            } else {
-                v
-            }
-        } else {
-            token.parse::<f64>().ok().filter(|v| v.is_finite())?
-        };
-        Some(Number {
-            token,
-            value,
-            integer,
+        Some(Shape {
+            negative,
+            mantissa,
+            digits,
+            fraction,
+            point,
+            exponent,
         })
     }
 
@@ -241,7 +293,7 @@ impl<'a> Cursor<'a> {
             b't' => self.literal("true"),
             b'f' => self.literal("false"),
             b'n' => self.literal("null"),
-            _ => self.number().map(drop),
+            _ => self.skip_number(),
         }
     }
 }
@@ -301,6 +353,46 @@ mod tests {
             "]".repeat(MAX_DEPTH + 1)
         );
         assert!(!skips(&deep));
+    }
+
+    /// `skip_number` takes exactly the tokens `number` takes, out-of-range
+    /// ones included (long integers are parsed only past 308 digits).
+    #[test]
+    fn skipping_a_number_checks_it_as_reading_it_does() {
+        let long = |lead: &str, zeros: usize| format!("{lead}{}", "0".repeat(zeros));
+        let mut tokens: Vec<String> = [
+            "0",
+            "-0",
+            "21.5",
+            "21.123456789012345",
+            "1e400",
+            "-1e400",
+            "1e-400",
+            "1.5E+3",
+            "01",
+            "1.",
+            ".5",
+            "-",
+            "1e",
+            "1e+",
+            "00.5",
+            "-0.0e0",
+        ]
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
+        for lead in ["1", "2", "9", "-1", "-9"] {
+            for zeros in [306, 307, 308, 309] {
+                tokens.push(long(lead, zeros));
+                tokens.push(format!("{}.25", long(lead, zeros)));
+            }
+        }
+        for token in &tokens {
+            let read = Cursor::new(token).number().map(|n| n.token.len());
+            let mut c = Cursor::new(token);
+            let skipped = c.skip_number().map(|()| c.position());
+            assert_eq!(read, skipped, "{token}");
+        }
     }
 
     #[test]

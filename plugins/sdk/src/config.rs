@@ -89,10 +89,11 @@ pub fn parse_list(raw: &str) -> Vec<String> {
 /// list; empty means every metric) and its `ignore` setting (skipped when
 /// `metrics` is empty). Shared by the shipped detectors.
 pub fn selects(metrics: &[String], ignore: &[String], name: &str) -> bool {
+    let named = |m: &String| crate::bytes::same(m, name);
     if metrics.is_empty() {
-        !ignore.iter().any(|m| m == name)
+        !ignore.iter().any(named)
     } else {
-        metrics.iter().any(|m| m == name)
+        metrics.iter().any(named)
     }
 }
 

@@ -32,6 +32,20 @@ pub struct Timeseries {
     time: TimeSource,
     metrics: Vec<String>,
     ignore: Vec<String>,
+    /// The readings of the last batch, kept so that the next one refills
+    /// their strings and measure lists instead of allocating its own: a
+    /// batch of known devices and metrics allocates nothing.
+    pool: Vec<Reading>,
+}
+
+/// `text` into `slot`, reusing its allocation.
+fn assign(slot: &mut String, text: &str) {
+    slot.clear();
+    slot.push_str(text);
+}
+
+fn empty_reading() -> Reading {
+    Reading::new(String::new(), String::new(), 0, Vec::new())
 }
 
 impl Timeseries {
@@ -41,27 +55,65 @@ impl Timeseries {
             time,
             metrics,
             ignore,
+            pool: Vec::new(),
         }
     }
 
     /// The reading for one message, or `None` when it has no (kept) metric.
     pub fn reading<'m>(&self, m: impl Into<MessageRef<'m>>) -> Option<Reading> {
-        let m = m.into();
-        let measures: Vec<_> = m
-            .metrics()
-            .filter(|(name, value)| {
-                value.is_finite() && config::selects(&self.metrics, &self.ignore, name)
-            })
-            .map(|(name, value)| Metric::new(name, value))
-            .collect();
-        if measures.is_empty() {
-            return None;
+        let mut reading = empty_reading();
+        self.fill(&mut reading, m.into()).then_some(reading)
+    }
+
+    /// Make `slot` the reading of `m`, reusing its strings and measures;
+    /// `false` (and `slot` is left half-filled) when `m` has no kept metric.
+    fn fill(&self, slot: &mut Reading, m: MessageRef<'_>) -> bool {
+        let mut kept = 0;
+        for (name, value) in m.metrics() {
+            if !(value.is_finite() && config::selects(&self.metrics, &self.ignore, name)) {
+                continue;
+            }
+            match slot.measures.get_mut(kept) {
+                Some(measure) => {
+                    assign(&mut measure.name, name);
+                    measure.value = value;
+                }
+                None => slot.measures.push(Metric::new(name, value)),
+            }
+            kept += 1;
         }
-        let time = match self.time {
+        if kept == 0 {
+            return false;
+        }
+        slot.measures.truncate(kept);
+        assign(&mut slot.device, m.device);
+        assign(&mut slot.device_type, m.device_type);
+        slot.time = match self.time {
             TimeSource::Device => m.device_time.unwrap_or(m.received_at),
             TimeSource::Received => m.received_at,
         };
-        Some(Reading::new(m.device, m.device_type, time, measures))
+        true
+    }
+
+    /// Write the readings of `messages` (those with a kept metric), built
+    /// in the pool of the last batch.
+    fn write_all<'m>(
+        &mut self,
+        messages: impl Iterator<Item = MessageRef<'m>>,
+    ) -> Result<(), String> {
+        let mut pool = std::mem::take(&mut self.pool);
+        let mut used = 0;
+        for m in messages {
+            if used == pool.len() {
+                pool.push(empty_reading());
+            }
+            if self.fill(&mut pool[used], m) {
+                used += 1;
+            }
+        }
+        let written = timeseries::write(&pool[..used]);
+        self.pool = pool;
+        written
     }
 }
 
@@ -86,13 +138,11 @@ impl Sink for Timeseries {
     }
 
     fn write(&mut self, batch: Vec<Message>) -> Result<(), String> {
-        let readings: Vec<Reading> = batch.iter().filter_map(|m| self.reading(m)).collect();
-        timeseries::write(&readings)
+        self.write_all(batch.iter().map(MessageRef::from))
     }
 
     fn write_batch(&mut self, batch: &Batch) -> Result<(), String> {
-        let readings: Vec<Reading> = batch.iter().filter_map(|m| self.reading(m)).collect();
-        timeseries::write(&readings)
+        self.write_all(batch.iter())
     }
 }
 
@@ -127,6 +177,42 @@ mod tests {
                 },
             ],
             payload: "{}".into(),
+        }
+    }
+
+    /// A pooled slot refilled by another message holds exactly what a
+    /// fresh reading of that message holds.
+    #[test]
+    fn a_reused_slot_equals_a_fresh_reading() {
+        let p = Timeseries::with(TimeSource::Device, vec![], vec!["ts".into()]);
+        let mut wide = msg(Some(7));
+        wide.metrics.push(Metric::new("pressure", 1013.0));
+        wide.metrics.push(Metric::new("battery", 3.7));
+        let mut other = msg(None);
+        other.device = "dev-22".into();
+        other.device_type = "meter".into();
+        let mut none = msg(None);
+        none.metrics.retain(|m| m.name == "ts");
+        let mut slot = empty_reading();
+        for m in [&wide, &none, &other, &wide, &other] {
+            let filled = p.fill(&mut slot, MessageRef::from(m));
+            match p.reading(m) {
+                Some(fresh) => {
+                    assert!(filled);
+                    assert_eq!(
+                        (&slot.device, &slot.device_type, slot.time),
+                        (&fresh.device, &fresh.device_type, fresh.time)
+                    );
+                    let pairs = |r: &Reading| -> Vec<(String, u64)> {
+                        r.measures
+                            .iter()
+                            .map(|x| (x.name.clone(), x.value.to_bits()))
+                            .collect()
+                    };
+                    assert_eq!(pairs(&slot), pairs(&fresh));
+                }
+                None => assert!(!filled),
+            }
         }
     }
 

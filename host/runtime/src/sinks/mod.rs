@@ -283,6 +283,20 @@ impl Sinks {
         self.ts_store.clone()
     }
 
+    /// Whether every backend has delivered all it accepted: nothing in
+    /// memory, in flight or in the spool.
+    pub fn drained(&self) -> bool {
+        self.outbox_list().iter().all(|(_, probe)| {
+            let s = (probe.stats)();
+            s.queued == 0 && s.in_flight == 0 && s.spooled_items == 0
+        })
+    }
+
+    /// Whether any backend (outbox) is configured.
+    pub fn any(&self) -> bool {
+        !self.outbox_list().is_empty()
+    }
+
     /// Per-backend delivery figures for `weir status`.
     pub fn status(&self) -> Value {
         let mut out = serde_json::Map::new();
