@@ -1,5 +1,7 @@
 //! Throughput of an outbox with a no-op backend, through memory only and
-//! through the disk spool.
+//! through the disk spool, for two items: a small reading (one metric) and
+//! an archive row (a device's whole message: six full-precision metrics and
+//! its ~150-byte JSON payload).
 //!
 //! ```sh
 //! cargo run --release -p weir-delivery --example outbox_bench [items]
@@ -18,11 +20,22 @@ struct Reading {
     value: f64,
 }
 
-struct Noop;
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Row {
+    device: String,
+    device_type: String,
+    topic: String,
+    received_at_ms: i64,
+    device_time_ms: Option<i64>,
+    metrics: Vec<(String, f64)>,
+    payload: String,
+}
 
-impl Deliver for Noop {
-    type Item = Reading;
-    async fn deliver(&mut self, _batch: Vec<Reading>) -> Delivery<Reading> {
+struct Noop<T>(std::marker::PhantomData<T>);
+
+impl<T: Serialize + serde::de::DeserializeOwned + Send + 'static> Deliver for Noop<T> {
+    type Item = T;
+    async fn deliver(&mut self, _batch: Vec<T>) -> Delivery<T> {
         Delivery::Done
     }
 }
@@ -38,7 +51,49 @@ fn readings(n: usize) -> Vec<Reading> {
         .collect()
 }
 
-fn run(label: &str, rt: &tokio::runtime::Runtime, memory_capacity: usize, items: usize) {
+fn rows(n: usize) -> Vec<Row> {
+    (0..n)
+        .map(|i| {
+            let x = i as f64;
+            let metrics: Vec<(String, f64)> = [
+                ("ts", 1_764_300_000_000.0 + x),
+                ("temperature", 21.0 + (x * 0.7).sin() / 3.0),
+                ("humidity", 40.0 + (x * 0.3).cos()),
+                ("pressure", 1013.0 + (x * 0.1).sin()),
+                ("battery", 3.7 + (x * 0.05).cos() / 100.0),
+                ("rssi", -60.0 - (i % 10) as f64),
+            ]
+            .into_iter()
+            .map(|(n, v)| (n.to_owned(), v))
+            .collect();
+            let payload = format!(
+                "{{{},\"fw\":\"1.4.2\",\"status\":\"ok\"}}",
+                metrics
+                    .iter()
+                    .map(|(n, v)| format!("\"{n}\":{v}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            Row {
+                device: format!("dev-{:05}", i % 1000),
+                device_type: "thermostat".to_owned(),
+                topic: format!("dt/thermostat/dev-{:05}/telemetry", i % 1000),
+                received_at_ms: 1_764_300_000_040 + i as i64,
+                device_time_ms: Some(1_764_300_000_000 + i as i64),
+                metrics,
+                payload,
+            }
+        })
+        .collect()
+}
+
+fn run<T: Serialize + serde::de::DeserializeOwned + Clone + Send + 'static>(
+    label: &str,
+    rt: &tokio::runtime::Runtime,
+    memory_capacity: usize,
+    data: &[T],
+) {
+    let items = data.len();
     let dir =
         std::env::temp_dir().join(format!("weir-outbox-bench-{}-{label}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -51,8 +106,9 @@ fn run(label: &str, rt: &tokio::runtime::Runtime, memory_capacity: usize, items:
         linger: Duration::from_millis(5),
         retry: RetryPolicy::default(),
     };
-    let data = readings(items);
-    let outbox = rt.block_on(async { spawn(config, Noop) }).expect("spawn");
+    let outbox = rt
+        .block_on(async { spawn(config, Noop(std::marker::PhantomData)) })
+        .expect("spawn");
     let start = Instant::now();
     let mut chunks = data.chunks(100);
     // Push from this (non-runtime) thread, 100 items a call, like an engine batch.
@@ -65,7 +121,7 @@ fn run(label: &str, rt: &tokio::runtime::Runtime, memory_capacity: usize, items:
     let stats = outbox.stats();
     assert!(ok && stats.delivered == items as u64, "{stats:?}");
     println!(
-        "{label:>8}: {items} items, push {:>10.0} items/s ({:.2} µs/item), end to end {:>10.0} items/s; batches {}",
+        "{label:>12}: {items} items, push {:>10.0} items/s ({:.2} µs/item), end to end {:>10.0} items/s; batches {}",
         items as f64 / pushed.as_secs_f64(),
         pushed.as_secs_f64() * 1e6 / items as f64,
         items as f64 / total.as_secs_f64(),
@@ -85,6 +141,10 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    run("memory", &rt, usize::MAX, items);
-    run("spool", &rt, 0, items);
+    let small = readings(items);
+    run("memory", &rt, usize::MAX, &small);
+    run("spool", &rt, 0, &small);
+    let rows = rows(items);
+    run("rows memory", &rt, usize::MAX, &rows);
+    run("rows spool", &rt, 0, &rows);
 }

@@ -56,7 +56,7 @@ pub enum OutboxError {
         accepted: usize,
         /// The underlying error.
         #[source]
-        source: serde_json::Error,
+        source: rmp_serde::encode::Error,
     },
     /// One serialized item is larger than a spool record may be.
     #[error("outbox {name}: an item of {size} bytes exceeds the spool record limit of {limit} bytes ({accepted} of the call's items accepted)")]

@@ -58,6 +58,7 @@
 //! true and the caller is expected to stop taking input (the engine stops
 //! reading device sockets) until [`Outbox::wait_unsaturated`] returns.
 
+mod codec;
 mod config;
 mod error;
 mod outbox;

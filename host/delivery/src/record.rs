@@ -5,7 +5,7 @@
 //! ```text
 //! u32 LE  body length (8 + payload length)
 //! u32 LE  CRC-32 (IEEE) of the body
-//! body:   u64 LE push time (ms since the Unix epoch) ++ payload (the item as JSON)
+//! body:   u64 LE push time (ms since the Unix epoch) ++ payload (the item; see crate::codec)
 //! ```
 //!
 //! A record whose header is incomplete, whose length is out of range or runs
@@ -27,8 +27,8 @@ pub(crate) const OVERHEAD: usize = HEADER_LEN + 8;
 /// Largest payload a record may carry.
 pub(crate) const MAX_PAYLOAD: usize = 64 << 20;
 
-/// Appends one record holding `item` serialized as JSON to `out`. On error
-/// `out` is left as it was.
+/// Appends one record holding `item` (encoded by [`crate::codec`]) to
+/// `out`. On error `out` is left as it was.
 pub(crate) fn encode_item<T: Serialize>(
     out: &mut Vec<u8>,
     ts_ms: u64,
@@ -37,9 +37,9 @@ pub(crate) fn encode_item<T: Serialize>(
     let start = out.len();
     out.extend_from_slice(&[0; HEADER_LEN]);
     out.extend_from_slice(&ts_ms.to_le_bytes());
-    if let Err(e) = serde_json::to_writer(&mut *out, item) {
+    if let Err(e) = crate::codec::encode(out, item) {
         out.truncate(start);
-        return Err(EncodeError::Json(e));
+        return Err(EncodeError::Serialize(e));
     }
     let payload = out.len() - start - OVERHEAD;
     if payload > MAX_PAYLOAD {
@@ -72,7 +72,7 @@ fn seal(out: &mut [u8], start: usize) {
 /// Why an item could not be framed.
 #[derive(Debug)]
 pub(crate) enum EncodeError {
-    Json(serde_json::Error),
+    Serialize(rmp_serde::encode::Error),
     TooLarge(usize),
 }
 
@@ -162,13 +162,15 @@ mod tests {
         let mut buf = Vec::new();
         encode_item(&mut buf, 42, &vec![1, 2, 3]).expect("encodes");
         encode_raw(&mut buf, 43, b"\"x\"");
-        assert_eq!(buf.len(), (OVERHEAD + 7) + (OVERHEAD + 3));
+        // The tag byte, then a MessagePack array of three fixints.
+        let item = vec![crate::codec::MSGPACK, 0x93, 1, 2, 3];
+        assert_eq!(buf.len(), (OVERHEAD + 5) + (OVERHEAD + 3));
         assert_eq!(
             read_all(&buf),
             vec![
                 Read1::Record(Record {
                     ts_ms: 42,
-                    payload: b"[1,2,3]".to_vec()
+                    payload: item
                 }),
                 Read1::Record(Record {
                     ts_ms: 43,
@@ -201,14 +203,24 @@ mod tests {
         assert_eq!(read_all(&buf), vec![Read1::Torn("CRC mismatch".to_owned())]);
     }
 
+    /// An item whose `Serialize` fails halfway.
+    struct Unserializable;
+
+    impl Serialize for Unserializable {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::{Error, SerializeSeq};
+            let mut seq = s.serialize_seq(Some(2))?;
+            seq.serialize_element(&1)?;
+            Err(S::Error::custom("cannot"))
+        }
+    }
+
     #[test]
     fn unserializable_item_leaves_buffer_untouched() {
         let mut buf = b"keep".to_vec();
-        let mut map = std::collections::HashMap::new();
-        map.insert(vec![1u8], 1);
         assert!(matches!(
-            encode_item(&mut buf, 0, &map),
-            Err(EncodeError::Json(_))
+            encode_item(&mut buf, 0, &Unserializable),
+            Err(EncodeError::Serialize(_))
         ));
         assert_eq!(buf, b"keep");
     }

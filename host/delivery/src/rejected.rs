@@ -82,10 +82,7 @@ impl RejectedLog {
 
     /// Appends a line for a raw spool payload.
     pub(crate) fn write_raw(&mut self, payload: &[u8], reason: &str) -> io::Result<()> {
-        let item = serde_json::from_slice::<serde_json::Value>(payload).unwrap_or_else(|_| {
-            serde_json::Value::String(String::from_utf8_lossy(payload).into_owned())
-        });
-        self.write_items(&[item], reason)
+        self.write_items(&[crate::codec::to_json(payload)], reason)
     }
 
     fn append(&mut self) -> io::Result<()> {

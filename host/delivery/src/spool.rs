@@ -230,7 +230,7 @@ impl Spool {
         for item in items {
             if let Err(e) = record::encode_item(&mut frames, ts_ms, item) {
                 result = Err(match e {
-                    EncodeError::Json(source) => OutboxError::Serialize {
+                    EncodeError::Serialize(source) => OutboxError::Serialize {
                         name: self.name.clone(),
                         accepted: 0,
                         source,
@@ -826,7 +826,7 @@ mod tests {
         batch
             .records
             .iter()
-            .map(|r| serde_json::from_slice(&r.payload).expect("u64 payload"))
+            .map(|r| crate::codec::decode(&r.payload).expect("u64 payload"))
             .collect()
     }
 
@@ -844,7 +844,9 @@ mod tests {
     }
 
     fn frame(v: u64) -> u64 {
-        (record::OVERHEAD + v.to_string().len()) as u64
+        let mut payload = Vec::new();
+        crate::codec::encode(&mut payload, &v).expect("encode");
+        (record::OVERHEAD + payload.len()) as u64
     }
 
     #[test]
@@ -857,7 +859,8 @@ mod tests {
         assert_eq!(s.unread_items(), 20);
         let bytes: u64 = items.iter().map(|&v| frame(v)).sum();
         assert_eq!(s.unacked_bytes(), bytes);
-        // 17-byte records, 8-byte magic: 6 records per 100-byte segment.
+        // 18-byte records (tag and one-byte integer), 8-byte magic: 5
+        // records per 100-byte segment.
         assert_eq!(segment_files(&dir), 4);
 
         let b = s.read_batch(7).expect("read");
@@ -886,6 +889,32 @@ mod tests {
         // Appends continue behind, in a new or the last segment.
         s.append(&[20u64, 21], 6).expect("append");
         assert_eq!(values(&s.read_batch(10).expect("read")), vec![20, 21]);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// A spool left by a Weir that wrote JSON payloads is read as before,
+    /// also after records of the new format are put in front of it.
+    #[test]
+    fn json_records_of_an_older_weir_are_still_read() {
+        let dir = temp_dir("json");
+        fs::create_dir_all(&dir).expect("dir");
+        let mut segment = MAGIC.to_vec();
+        for v in 1..=5u64 {
+            record::encode_raw(&mut segment, 1, v.to_string().as_bytes());
+        }
+        fs::write(dir.join(format!("seg-{FIRST_SEGMENT:020}.spool")), &segment).expect("write");
+        let (mut s, damage) = open(&dir, 1 << 20);
+        assert_eq!((damage, s.unacked_items()), (None, 5));
+        let b = s.read_batch(2).expect("read");
+        assert_eq!(values(&b), vec![1, 2]);
+        let mut frames = Vec::new();
+        record::encode_item(&mut frames, 1, &2u64).expect("encode");
+        s.persist_front(&frames, 1, 1).expect("persist");
+        s.append(&[6u64], 1).expect("append");
+        assert_eq!(
+            values(&s.read_batch(10).expect("read")),
+            vec![2, 3, 4, 5, 6]
+        );
         let _ = fs::remove_dir_all(&dir);
     }
 

@@ -253,7 +253,7 @@ fn decode<T: Serialize + DeserializeOwned>(
     let mut encoded = (items.is_empty() && !read.records.is_empty()).then(Vec::new);
     items.reserve(read.records.len());
     for rec in read.records {
-        match serde_json::from_slice::<T>(&rec.payload) {
+        match crate::codec::decode::<T>(&rec.payload) {
             Ok(item) => {
                 items.push(item);
                 if let Some(buf) = encoded.as_mut() {

@@ -148,9 +148,11 @@ pub fn config(name: &str, dir: &Path) -> OutboxConfig {
     }
 }
 
-/// Size of the spool record holding the JSON of `v`.
+/// Size of the spool record holding `v`.
 pub fn frame_len(v: u64) -> u64 {
-    16 + v.to_string().len() as u64
+    // Header, push time, the MessagePack tag byte, then the number.
+    let encoded = rmp_serde::to_vec(&v).expect("encode");
+    17 + encoded.len() as u64
 }
 
 /// Spool segment files in `dir`, sorted by id.
