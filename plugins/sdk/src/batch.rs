@@ -231,7 +231,7 @@ enum Metrics<'a> {
 
 impl<'a> MessageRef<'a> {
     /// The numeric fields, in output order, as `(name, value)`.
-    pub fn metrics(&self) -> impl ExactSizeIterator<Item = (&'a str, f64)> + 'a {
+    pub fn metrics(&self) -> impl ExactSizeIterator<Item = (&'a str, f64)> + Clone + 'a {
         let metrics = self.metrics;
         (0..metrics.len()).map(move |j| metrics.get(j))
     }

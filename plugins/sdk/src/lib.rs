@@ -72,6 +72,7 @@ pub mod devices;
 pub mod journal;
 pub mod kv;
 pub mod log;
+pub mod names;
 pub mod notify;
 pub mod stream;
 pub mod timeseries;

@@ -31,11 +31,14 @@ use crate::timefmt::window_start;
 use crate::trend::{Drift, Summary};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
+use weir_plugin::names::NameMap;
 
 /// One open window: its metrics and what the latest reading in it was.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct OpenWindow {
-    pub metrics: BTreeMap<String, Acc>,
+    /// By name (looked up by the metric's position in the reading first;
+    /// stored sorted by name, as the `BTreeMap` it was).
+    pub metrics: NameMap<Acc>,
     /// Server receive time of the window's newest reading (by event time).
     pub received_at: i64,
     /// Device time of that reading, when the device sent one.
@@ -151,13 +154,13 @@ impl DeviceState {
     }
 
     /// Add one reading (`metrics` already filtered to finite, aggregated
-    /// ones) at event time `t`, received at `received_at`.
-    pub fn add(
+    /// ones, and not empty) at event time `t`, received at `received_at`.
+    pub fn add<'m>(
         &mut self,
         t: i64,
         received_at: i64,
         device_time: Option<i64>,
-        metrics: &[(&str, f64)],
+        metrics: impl IntoIterator<Item = (&'m str, f64)>,
         size: i64,
         lateness: i64,
     ) -> Placed {
@@ -177,11 +180,11 @@ impl DeviceState {
             window.received_at = received_at;
             window.device_time = device_time;
         }
-        for &(name, x) in metrics {
-            match window.metrics.get_mut(name) {
+        for (i, (name, x)) in metrics.into_iter().enumerate() {
+            match window.metrics.get_mut(name, i) {
                 Some(acc) => acc.add(x, t),
                 None => {
-                    window.metrics.insert(name.to_string(), Acc::new(x, t));
+                    window.metrics.push(name, Acc::new(x, t));
                 }
             }
         }
@@ -242,7 +245,7 @@ mod tests {
 
     fn add(d: &mut DeviceState, t: i64, x: f64) -> Placed {
         // Received 100 ms after the event.
-        d.add(t, t + 100, Some(t), &[("t", x)], MIN, LATE)
+        d.add(t, t + 100, Some(t), [("t", x)], MIN, LATE)
     }
 
     #[test]
@@ -318,14 +321,7 @@ mod tests {
         // afterwards: the event clock runs with the wall clock, so [0,
         // 60_000) closes when now − 1_000_030_000 ≥ 65_000 − 30_000.
         let mut d = DeviceState::default();
-        d.add(
-            30_000,
-            1_000_030_000,
-            Some(30_000),
-            &[("t", 1.0)],
-            MIN,
-            LATE,
-        );
+        d.add(30_000, 1_000_030_000, Some(30_000), [("t", 1.0)], MIN, LATE);
         let now = 1_000_030_000 + 34_999;
         assert!(d.close(d.clock(now).unwrap(), MIN, LATE).is_empty());
         let closed = d.close(d.clock(now + 1).unwrap(), MIN, LATE);

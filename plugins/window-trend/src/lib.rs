@@ -96,15 +96,21 @@ pub struct WindowTrend {
 
 impl WindowTrend {
     /// Load the devices not in memory, then fold every message in.
+    /// Fold every reading in. Devices not in memory are loaded when the
+    /// first of them is met: those of the rest of the batch, with one
+    /// `get-many`.
     fn run<'a>(
         &mut self,
-        devices: impl Iterator<Item = &'a str>,
+        devices: impl Iterator<Item = &'a str> + Clone,
         messages: impl Iterator<Item = MessageRef<'a>>,
     ) -> Result<Vec<Outbound>, String> {
-        self.tracker.load_missing(&self.bucket, devices)?;
         let mut out = Output::default();
-        for msg in messages {
-            self.tracker.observe(msg, &mut out);
+        for (i, msg) in messages.enumerate() {
+            if !self.tracker.observe_held(msg, &mut out) {
+                self.tracker
+                    .load_missing(&self.bucket, devices.clone().skip(i))?;
+                self.tracker.observe(msg, &mut out);
+            }
         }
         Ok(self.finish(out))
     }

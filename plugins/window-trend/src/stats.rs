@@ -44,8 +44,14 @@ impl Acc {
         let d = x - self.mean;
         self.mean += d / self.n as f64;
         self.m2 += d * (x - self.mean);
-        self.min = self.min.min(x);
-        self.max = self.max.max(x);
+        // Comparisons, not `f64::min`/`max` (a libm call each in Wasm);
+        // `x` is finite (see `Tracker::observe`).
+        if x < self.min {
+            self.min = x;
+        }
+        if x > self.max {
+            self.max = x;
+        }
         if t < self.first_t {
             self.first = x;
             self.first_t = t;

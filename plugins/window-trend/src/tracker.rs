@@ -100,47 +100,40 @@ impl Tracker {
 
     /// Fold one reading in (a [`MessageRef`] of a batch, or
     /// `MessageRef::from(&message)`), and close what its event time closes.
+    /// A device not in memory starts afresh (load it first).
     pub fn observe<'m>(&mut self, msg: impl Into<MessageRef<'m>>, out: &mut Output) {
         let msg = msg.into();
         let s = &self.settings;
-        let metrics: Vec<(&str, f64)> = msg
+        let metrics = msg
             .metrics()
-            .filter(|(name, value)| value.is_finite() && s.aggregates(name))
-            .collect();
-        if metrics.is_empty() {
+            .filter(|(name, value)| value.is_finite() && s.aggregates(name));
+        if metrics.clone().next().is_none() {
             return;
         }
         let (device, changed) = self.devices.track(msg.device);
-        *changed = true;
-        if device.device_type != msg.device_type {
-            device.device_type = msg.device_type.to_string();
+        record(s, msg, metrics, device, changed, out);
+    }
+
+    /// As [`Tracker::observe`], for a reading whose device is in memory:
+    /// `false` (nothing done) when it is not, so the caller loads it first
+    /// (with [`Tracker::load_missing`]). A batch of known devices then
+    /// costs one device lookup per reading.
+    pub fn observe_held<'m>(&mut self, msg: impl Into<MessageRef<'m>>, out: &mut Output) -> bool {
+        let msg = msg.into();
+        let s = &self.settings;
+        let metrics = msg
+            .metrics()
+            .filter(|(name, value)| value.is_finite() && s.aggregates(name));
+        if metrics.clone().next().is_none() {
+            return true;
         }
-        if device.rule != msg.rule {
-            device.rule = msg.rule.to_string();
-        }
-        if device.topic != msg.topic {
-            device.topic = msg.topic.to_string();
-        }
-        let t = msg.device_time.unwrap_or(msg.received_at);
-        let placed = device.add(
-            t,
-            msg.received_at,
-            msg.device_time,
-            &metrics,
-            s.window_ms,
-            s.lateness_ms,
-        );
-        if placed == Placed::Late {
-            match out.late.last_mut() {
-                Some((d, n)) if *d == msg.device => *n += 1,
-                _ => out.late.push((msg.device.to_string(), 1)),
+        match self.devices.track_held(msg.device) {
+            Some((device, changed)) => {
+                record(s, msg, metrics, device, changed, out);
+                true
             }
+            None => false,
         }
-        let closed = match device.clock(msg.received_at) {
-            Some(clock) => device.close(clock, s.window_ms, s.lateness_ms),
-            None => Vec::new(),
-        };
-        Self::emit(s, msg.device, device, closed, out);
     }
 
     /// Close, at wall-clock `now`, what each device's event clock closes.
@@ -175,14 +168,14 @@ impl Tracker {
             if s.publish_aggregates {
                 out.messages.push(aggregate(s, name, device, &c));
             }
-            for (metric, acc) in &c.window.metrics {
+            for (metric, acc) in c.window.metrics.sorted() {
                 let summary = Summary {
                     start: c.start,
                     n: acc.n,
                     mean: acc.mean,
                     m2: acc.m2,
                 };
-                let state = device.trends.entry(metric.clone()).or_default();
+                let state = device.trends.entry(metric.to_string()).or_default();
                 let change = state
                     .history
                     .back()
@@ -217,7 +210,7 @@ impl Tracker {
                     kind: "trend",
                     device: name.to_string(),
                     device_type: device.device_type.clone(),
-                    metric: metric.clone(),
+                    metric: metric.to_string(),
                     value: acc.mean,
                     slope: f.slope,
                     rise: f.rise,
@@ -270,9 +263,9 @@ impl Tracker {
 /// (`_` when the device type is empty).
 fn aggregate(s: &Settings, name: &str, device: &DeviceState, c: &Closed) -> Outbound {
     let mut metrics = Map::new();
-    for (metric, a) in &c.window.metrics {
+    for (metric, a) in c.window.metrics.sorted() {
         metrics.insert(
-            metric.clone(),
+            metric.to_string(),
             json!({
                 "count": a.n,
                 "min": a.min,
@@ -304,6 +297,49 @@ fn aggregate(s: &Settings, name: &str, device: &DeviceState, c: &Closed) -> Outb
         format!("{}/{device_type}/{name}", s.aggregate_topic),
         doc.to_string(),
     )
+}
+
+/// Fold `msg` (its kept `metrics`, at least one) into `device`, close what
+/// its event time closes and emit the closed windows; `changed` is set.
+fn record<'m>(
+    s: &Settings,
+    msg: MessageRef<'m>,
+    metrics: impl Iterator<Item = (&'m str, f64)>,
+    device: &mut DeviceState,
+    changed: &mut bool,
+    out: &mut Output,
+) {
+    *changed = true;
+    for (held, now) in [
+        (&mut device.device_type, msg.device_type),
+        (&mut device.rule, msg.rule),
+        (&mut device.topic, msg.topic),
+    ] {
+        if !weir_plugin::bytes::same(held, now) {
+            held.clear();
+            held.push_str(now);
+        }
+    }
+    let t = msg.device_time.unwrap_or(msg.received_at);
+    let placed = device.add(
+        t,
+        msg.received_at,
+        msg.device_time,
+        metrics,
+        s.window_ms,
+        s.lateness_ms,
+    );
+    if placed == Placed::Late {
+        match out.late.last_mut() {
+            Some((d, n)) if *d == msg.device => *n += 1,
+            _ => out.late.push((msg.device.to_string(), 1)),
+        }
+    }
+    let closed = match device.clock(msg.received_at) {
+        Some(clock) => device.close(clock, s.window_ms, s.lateness_ms),
+        None => Vec::new(),
+    };
+    Tracker::emit(s, msg.device, device, closed, out);
 }
 
 #[cfg(test)]
@@ -398,6 +434,25 @@ mod tests {
         assert_eq!(t["mean"].as_f64(), Some(3.0));
         assert!((t["stddev"].as_f64().unwrap() - 7f64.sqrt()).abs() < 1e-12);
         assert!(v["metrics"].get("ts").is_none(), "ts is not aggregated");
+    }
+
+    /// `observe_held` skips a device not in memory (and holds nothing for
+    /// it); once held, it folds readings in as `observe` does.
+    #[test]
+    fn observe_held_only_touches_devices_in_memory() {
+        let mut held = Tracker::new(settings());
+        let mut out = Output::default();
+        assert!(!held.observe_held(&reading("d", 0, 1.0), &mut out));
+        assert_eq!(held.unknown_devices(["d"]), vec!["d".to_string()]);
+        held.load_empty("d");
+        let mut plain = Tracker::new(settings());
+        let mut plain_out = Output::default();
+        for (at, x) in [(0, 1.0), (20_000, 2.0), (40_000, 6.0), (65_000, 0.0)] {
+            assert!(held.observe_held(&reading("d", at, x), &mut out));
+            plain.observe(&reading("d", at, x), &mut plain_out);
+        }
+        assert_eq!(out.messages.len(), 1);
+        assert_eq!(out.messages, plain_out.messages);
     }
 
     #[test]

@@ -232,7 +232,7 @@ fn score(
         // settings are consulted only for a metric seen the first time.
         let state = match device.metrics.get_mut(name, i) {
             Some(state) => state,
-            None if settings.scores(name) => device.metrics.push(name),
+            None if settings.scores(name) => device.metrics.push(name, MetricState::default()),
             None => continue,
         };
         changed = true;
