@@ -400,6 +400,8 @@ impl Spool {
     /// Takes up to `max` records in order.
     pub(crate) fn read_batch(&mut self, max: usize) -> Result<ReadBatch, OutboxError> {
         let mut out = ReadBatch::default();
+        out.records
+            .reserve(max.min(usize::try_from(self.unread_items).unwrap_or(usize::MAX)));
         while out.records.len() < max && self.unread_items > 0 {
             let Some((&id, &seg)) = self.segments.range(self.read.segment..).next() else {
                 break;
@@ -417,8 +419,8 @@ impl Spool {
                     None => break,
                 }
             }
-            let path = self.segment_path(id);
             if self.reader.is_none() {
+                let path = self.segment_path(id);
                 let opened = File::open(&path).and_then(|mut f| {
                     f.seek(SeekFrom::Start(self.read.offset))?;
                     Ok(BufReader::with_capacity(64 << 10, f))
@@ -447,6 +449,7 @@ impl Spool {
                 Ok(Read1::Torn(why)) => {
                     // Written by us and checked on open, so this is damage
                     // on disk since: skip the rest of the segment.
+                    let path = self.segment_path(id);
                     let lost = seg.items.saturating_sub(self.read_in_segment);
                     let lost_bytes = seg.len - self.read.offset;
                     tracing::error!(outbox = %self.name, path = %path.display(), offset = self.read.offset,
@@ -466,7 +469,10 @@ impl Spool {
                     self.reader = None;
                     out.lost += lost;
                 }
-                Err(e) => return self.read_failed(out, &path, e),
+                Err(e) => {
+                    let path = self.segment_path(id);
+                    return self.read_failed(out, &path, e);
+                }
             }
         }
         // Step onto the next segment right away so the committed cursor

@@ -57,7 +57,15 @@ pub(crate) async fn run<D: Deliver>(
     loop {
         let b = match batch.as_mut() {
             Some(b) => b,
-            None => match next_batch(&shared, &mut shutdown, &mut rejected, &mut backoff).await {
+            None => match next_batch(
+                &shared,
+                &mut shutdown,
+                &mut rejected,
+                &mut backoff,
+                keep_copy,
+            )
+            .await
+            {
                 Some(b) => batch.insert(b),
                 None => break,
             },
@@ -146,6 +154,7 @@ async fn next_batch<T: Serialize + DeserializeOwned>(
     shutdown: &mut watch::Receiver<Option<Instant>>,
     rejected: &mut RejectedLog,
     backoff: &mut Backoff,
+    keep_copy: bool,
 ) -> Option<Batch<T>> {
     let max = shared.config.max_batch;
     let linger = shared.config.linger;
@@ -175,7 +184,7 @@ async fn next_batch<T: Serialize + DeserializeOwned>(
         };
         match taken {
             Some(Ok((items, oldest, read))) => {
-                return Some(decode(shared, rejected, items, oldest, read))
+                return Some(decode(shared, rejected, items, oldest, read, keep_copy))
             }
             Some(Err(e)) => {
                 let delay = backoff.next_delay();
@@ -236,21 +245,24 @@ fn take<T>(shared: &Shared<T>, st: &mut State<T>, max: usize) -> Result<Taken<T>
 }
 
 /// Turns taken items and spool records into a batch; records that no
-/// longer deserialize go to `rejected.jsonl`.
+/// longer deserialize go to `rejected.jsonl`. `keep_copy`: the batch keeps
+/// its records for the spool (see [`run`]).
 fn decode<T: Serialize + DeserializeOwned>(
     shared: &Shared<T>,
     rejected: &mut RejectedLog,
     mut items: Vec<T>,
     oldest: Option<u64>,
     read: ReadBatch,
+    keep_copy: bool,
 ) -> Batch<T> {
     let total = (items.len() + read.records.len()) as u64 + read.lost;
     let spool_items = read.records.len() as u64;
     let mut unreadable = 0u64;
     let mut last_reason = None;
     // A batch wholly from the spool keeps its records as they are, ready
-    // to be put back should shutdown cut its delivery short.
-    let mut encoded = (items.is_empty() && !read.records.is_empty()).then(Vec::new);
+    // to be put back should shutdown cut its delivery short (unless the
+    // backend finishes an abandoned attempt by itself).
+    let mut encoded = (keep_copy && items.is_empty() && !read.records.is_empty()).then(Vec::new);
     items.reserve(read.records.len());
     for rec in read.records {
         match crate::codec::decode::<T>(&rec.payload) {

@@ -97,7 +97,7 @@ pub struct ArchiveWriter {
     output: ArchiveOutput,
     policy: RollPolicy,
     props: WriterProperties,
-    open: HashMap<String, OpenFile>,
+    open: HashMap<String, OpenFile, foldhash::fast::RandomState>,
     /// Parquet bytes per row-log byte over the files finished so far: the
     /// size estimate of an open file is its log size times this.
     ratio: f64,
@@ -150,7 +150,7 @@ impl ArchiveWriter {
             output,
             policy,
             props: writer_properties(compression)?,
-            open: HashMap::new(),
+            open: HashMap::default(),
             ratio: INITIAL_RATIO,
             ratio_bytes: 0,
             log_bytes_closed: 0,
@@ -181,35 +181,37 @@ impl ArchiveWriter {
     /// whose finishing fails keeps its row log and is finished by the next
     /// `open`.
     pub fn append(&mut self, rows: &[ArchiveRow]) -> Result<(), ArchiveError> {
-        let partitions = rows
-            .iter()
-            .map(partition_of)
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut staged: HashMap<String, Vec<&ArchiveRow>> = HashMap::new();
-        for (row, partition) in rows.iter().zip(partitions) {
-            let waiting = staged.get(&partition).map_or(0, Vec::len);
-            let roll = match self.open.get(&partition) {
+        let (names, of_row) = partitions_of(rows)?;
+        // Rows waiting to be committed, per partition (index into `names`).
+        let mut staged: Vec<Vec<&ArchiveRow>> = vec![Vec::new(); names.len()];
+        for (row, &p) in rows.iter().zip(&of_row) {
+            let partition = &names[p];
+            let waiting = staged[p].len();
+            let roll = match self.open.get(partition) {
                 Some(file) => file.must_roll_for(row, waiting),
                 None => {
-                    let file = self.new_file(&partition)?;
+                    let file = self.new_file(partition)?;
                     self.open.insert(partition.clone(), file);
                     false
                 }
             };
             if roll {
-                if let Some(batch) = staged.remove(&partition) {
-                    self.commit(&partition, &batch)?;
+                let batch = std::mem::take(&mut staged[p]);
+                if !batch.is_empty() {
+                    self.commit(partition, &batch)?;
                 }
-                self.close_partition(&partition)?;
-                let file = self.new_file(&partition)?;
+                self.close_partition(partition)?;
+                let file = self.new_file(partition)?;
                 self.open.insert(partition.clone(), file);
             }
-            staged.entry(partition).or_default().push(row);
+            staged[p].push(row);
         }
-        for (partition, batch) in &staged {
-            self.commit(partition, batch)?;
+        for (partition, batch) in names.iter().zip(&staged) {
+            if !batch.is_empty() {
+                self.commit(partition, batch)?;
+            }
         }
-        for partition in staged.keys() {
+        for partition in &names {
             let due = self
                 .open
                 .get(partition)
@@ -430,5 +432,77 @@ impl ArchiveWriter {
             rows: summary.rows,
             bytes,
         }))
+    }
+}
+
+/// The partitions of `rows`, each once in order of first appearance, and
+/// the partition (index) of each row. Readings of a batch mostly share a
+/// device type and a day, so the name is built only when either changes.
+/// Any row outside the representable dates fails the whole batch, before
+/// anything is written.
+fn partitions_of(rows: &[ArchiveRow]) -> Result<(Vec<String>, Vec<usize>), ArchiveError> {
+    const DAY_MS: i64 = 86_400_000;
+    let mut names: Vec<String> = Vec::new();
+    let mut of_row = Vec::with_capacity(rows.len());
+    let mut last: Option<(&str, i64, usize)> = None;
+    for row in rows {
+        let day = row.received_at_ms.div_euclid(DAY_MS);
+        let index = match last {
+            Some((device_type, d, i)) if d == day && device_type == row.device_type => i,
+            _ => {
+                let name = partition_of(row)?;
+                let i = match names.iter().position(|n| *n == name) {
+                    Some(i) => i,
+                    None => {
+                        names.push(name);
+                        names.len() - 1
+                    }
+                };
+                last = Some((&row.device_type, day, i));
+                i
+            }
+        };
+        of_row.push(index);
+    }
+    Ok((names, of_row))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(device_type: &str, received_at_ms: i64) -> ArchiveRow {
+        ArchiveRow {
+            device: "d".into(),
+            device_type: device_type.into(),
+            topic: "t".into(),
+            received_at_ms,
+            device_time_ms: None,
+            metrics: Vec::new(),
+            payload: "{}".into(),
+        }
+    }
+
+    /// Each row gets the partition `partition_of` names, whether the name
+    /// was built for it or reused from the row before.
+    #[test]
+    fn partitions_match_partition_of_row_by_row() {
+        let day = 86_400_000;
+        let rows = [
+            row("pump", 0),
+            row("pump", 5),
+            row("valve", 6),
+            row("pump", day - 1),
+            row("pump", day),
+            row("pump", -1),
+            row("bad type/x", day + 7),
+        ];
+        let (names, of_row) = partitions_of(&rows).expect("partitions");
+        assert_eq!(of_row, vec![0, 0, 1, 0, 2, 3, 4]);
+        for (r, &p) in rows.iter().zip(&of_row) {
+            assert_eq!(names[p], partition_of(r).expect("valid"));
+        }
+        let bad = [row("pump", 0), row("pump", i64::MAX)];
+        assert!(partitions_of(&bad).is_err());
     }
 }
