@@ -37,6 +37,8 @@ pub(crate) struct State<T> {
     pub counters: Counters,
     pub in_flight: usize,
     pub in_flight_ts: Option<u64>,
+    /// Items of the batch taken while the one in flight is delivered.
+    pub prefetched: usize,
     /// Set when the delivery task has ended; pushes are refused.
     pub closed: bool,
     /// Holds the directory lock until the delivery task ends.
@@ -156,6 +158,7 @@ pub(crate) fn spawn_with_segment_size<D: Deliver>(
             counters,
             in_flight: 0,
             in_flight_ts: None,
+            prefetched: 0,
             closed: false,
             dir_lock: Some(dir_lock),
         }),
@@ -311,7 +314,7 @@ impl<T> Outbox<T> {
         OutboxStats {
             name: self.shared.config.name.clone(),
             queued: st.memory.len(),
-            in_flight: st.in_flight,
+            in_flight: st.in_flight + st.prefetched,
             spooled_bytes: st.spool.unacked_bytes(),
             spooled_items: st.spool.unacked_items(),
             delivered: c.delivered,

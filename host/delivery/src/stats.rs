@@ -18,7 +18,8 @@ pub struct OutboxStats {
     pub name: String,
     /// Items waiting in memory (not counting `in_flight`).
     pub queued: usize,
-    /// Items in the batch being delivered or retried.
+    /// Items in the batch being delivered or retried, and in the next
+    /// batch, taken (and decoded) while it is.
     pub in_flight: usize,
     /// Bytes in the spool not yet acknowledged (includes spooled items
     /// that are `in_flight`). Saturation compares this with the limit.

@@ -1,6 +1,12 @@
 //! The delivery task: takes batches in order, calls the backend, retries
 //! what it returns with backoff, writes rejections, commits the spool
 //! cursor, and at the end puts what it still holds back in the spool.
+//!
+//! While the backend works on a batch, the task takes and decodes the next
+//! one (when a whole batch is waiting), so reading the spool overlaps the
+//! writes: a backlog drains at the backend's pace, not at the backend's
+//! plus the decoder's. The next batch is only prepared, never sent before
+//! the current one is settled, so order and retries are as without it.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -51,10 +57,18 @@ pub(crate) async fn run<D: Deliver>(
     let mut shutdown = shared.shutdown.subscribe();
     let mut backoff = Backoff::new(shared.config.retry);
     let mut batch: Option<Batch<D::Item>> = None;
+    // The batch after it, taken while the backend worked.
+    let mut next: Option<Batch<D::Item>> = None;
     // A copy of each attempt for the spool, unless the backend finishes
     // an abandoned attempt by itself.
     let keep_copy = !backend.completes_when_abandoned();
     loop {
+        if batch.is_none() {
+            if let Some(n) = next.take() {
+                promote(&shared, &n);
+                batch = Some(n);
+            }
+        }
         let b = match batch.as_mut() {
             Some(b) => b,
             None => match next_batch(
@@ -91,9 +105,16 @@ pub(crate) async fn run<D: Deliver>(
             }
         }
         b.attempts += 1;
+        // The delivery is polled first (so the backend starts), then the
+        // next batch is prepared while it runs.
+        let prefetch = async {
+            if next.is_none() {
+                next = prefetch_batch(&shared, &mut rejected, keep_copy);
+            }
+        };
         let outcome = tokio::select! {
             biased;
-            outcome = backend.deliver(items) => Some(outcome),
+            (outcome, ()) = async { tokio::join!(backend.deliver(items), prefetch) } => Some(outcome),
             () = wait_deadline(&mut shutdown) => None,
         };
         let Some(outcome) = outcome else {
@@ -144,8 +165,40 @@ pub(crate) async fn run<D: Deliver>(
             () = wait_deadline(&mut shutdown) => break,
         }
     }
-    finish(&shared, batch, keep_copy);
+    finish(&shared, batch, next, keep_copy);
     guard.armed = false;
+}
+
+/// The next batch, taken and decoded now if a whole one is waiting (or a
+/// flush or shutdown hurries); `None` leaves it to [`next_batch`].
+fn prefetch_batch<T: Serialize + DeserializeOwned>(
+    shared: &Shared<T>,
+    rejected: &mut RejectedLog,
+    keep_copy: bool,
+) -> Option<Batch<T>> {
+    let max = shared.config.max_batch;
+    let hurry = shared.hurry.load(Ordering::Acquire) > 0;
+    let (items, oldest, read) = {
+        let mut st = shared.lock();
+        let available = st.memory.len() as u64 + st.spool.unread_items();
+        if available == 0 || (available < max as u64 && !hurry) {
+            return None;
+        }
+        let taken = take(shared, &mut st, max).ok()?;
+        st.prefetched = taken.0.len() + taken.2.records.len();
+        taken
+    };
+    Some(decode(
+        shared, rejected, items, oldest, read, keep_copy, true,
+    ))
+}
+
+/// `next` becomes the batch in flight.
+fn promote<T>(shared: &Shared<T>, next: &Batch<T>) {
+    let mut st = shared.lock();
+    st.in_flight = next.pending.len();
+    st.in_flight_ts = Some(next.oldest_ts);
+    st.prefetched = 0;
 }
 
 /// Waits for the next batch. `None` once shutdown is requested and nothing is left.
@@ -176,7 +229,12 @@ async fn next_batch<T: Serialize + DeserializeOwned>(
                 || linger.is_zero()
                 || linger_until.is_some_and(|t| Instant::now() >= t)
             {
-                Some(take(shared, &mut st, max))
+                let taken = take(shared, &mut st, max);
+                if let Ok((items, oldest, read)) = &taken {
+                    st.in_flight = items.len() + read.records.len();
+                    st.in_flight_ts = *oldest;
+                }
+                Some(taken)
             } else {
                 linger_until.get_or_insert_with(|| Instant::now() + linger);
                 None
@@ -184,7 +242,9 @@ async fn next_batch<T: Serialize + DeserializeOwned>(
         };
         match taken {
             Some(Ok((items, oldest, read))) => {
-                return Some(decode(shared, rejected, items, oldest, read, keep_copy))
+                return Some(decode(
+                    shared, rejected, items, oldest, read, keep_copy, false,
+                ))
             }
             Some(Err(e)) => {
                 let delay = backoff.next_delay();
@@ -212,7 +272,8 @@ async fn next_batch<T: Serialize + DeserializeOwned>(
 
 type Taken<T> = (Vec<T>, Option<u64>, ReadBatch);
 
-/// Takes up to `max` items: memory first, then the spool.
+/// Takes up to `max` items: memory first, then the spool. The caller
+/// counts them in flight (or prefetched).
 fn take<T>(shared: &Shared<T>, st: &mut State<T>, max: usize) -> Result<Taken<T>, OutboxError> {
     let n = st.memory.len().min(max);
     let mut items = Vec::with_capacity(n);
@@ -235,8 +296,6 @@ fn take<T>(shared: &Shared<T>, st: &mut State<T>, max: usize) -> Result<Taken<T>
     if let Some(first) = read.records.first() {
         oldest.get_or_insert(first.ts_ms);
     }
-    st.in_flight = items.len() + read.records.len();
-    st.in_flight_ts = oldest;
     if let Some(problem) = &read.problem {
         st.counters.last_error = Some(problem.clone());
     }
@@ -246,7 +305,8 @@ fn take<T>(shared: &Shared<T>, st: &mut State<T>, max: usize) -> Result<Taken<T>
 
 /// Turns taken items and spool records into a batch; records that no
 /// longer deserialize go to `rejected.jsonl`. `keep_copy`: the batch keeps
-/// its records for the spool (see [`run`]).
+/// its records for the spool (see [`run`]); `prefetched`: it is the batch
+/// after the one in flight.
 fn decode<T: Serialize + DeserializeOwned>(
     shared: &Shared<T>,
     rejected: &mut RejectedLog,
@@ -254,6 +314,7 @@ fn decode<T: Serialize + DeserializeOwned>(
     oldest: Option<u64>,
     read: ReadBatch,
     keep_copy: bool,
+    prefetched: bool,
 ) -> Batch<T> {
     let total = (items.len() + read.records.len()) as u64 + read.lost;
     let spool_items = read.records.len() as u64;
@@ -289,7 +350,11 @@ fn decode<T: Serialize + DeserializeOwned>(
         let mut st = shared.lock();
         st.counters.rejected += unreadable;
         st.counters.last_error = Some(reason);
-        st.in_flight = items.len();
+        if prefetched {
+            st.prefetched = items.len();
+        } else {
+            st.in_flight = items.len();
+        }
     }
     Batch {
         pending: items,
@@ -376,7 +441,14 @@ async fn wait_deadline(shutdown: &mut watch::Receiver<Option<Instant>>) {
 ///
 /// An attempt cut short at the deadline is spooled from its copy; without
 /// one (`keep_copy` false) the backend completes it on its own.
-fn finish<T: Serialize>(shared: &Shared<T>, batch: Option<Batch<T>>, keep_copy: bool) {
+///
+/// `next`, the batch taken after it, follows it: it was never sent.
+fn finish<T: Serialize>(
+    shared: &Shared<T>,
+    batch: Option<Batch<T>>,
+    next: Option<Batch<T>>,
+    keep_copy: bool,
+) {
     let mut st = shared.lock();
     let mut frames = Vec::new();
     let mut count = 0u64;
@@ -402,6 +474,15 @@ fn finish<T: Serialize>(shared: &Shared<T>, batch: Option<Batch<T>>, keep_copy: 
                     Ok(()) => count += 1,
                     Err(_) => lost += 1,
                 }
+            }
+        }
+    }
+    if let Some(n) = next {
+        first_ts.get_or_insert(n.oldest_ts);
+        for item in &n.pending {
+            match record::encode_item(&mut frames, n.oldest_ts, item) {
+                Ok(()) => count += 1,
+                Err(_) => lost += 1,
             }
         }
     }
@@ -436,6 +517,7 @@ fn finish<T: Serialize>(shared: &Shared<T>, batch: Option<Batch<T>>, keep_copy: 
     }
     st.closed = true;
     st.in_flight = 0;
+    st.prefetched = 0;
     st.in_flight_ts = None;
     st.dir_lock = None;
     shared.sync_spooled(&st);
@@ -458,7 +540,7 @@ impl<T: Serialize> Drop for FinishGuard<T> {
                 "delivery task ended abnormally; the batch in flight is not persisted (the spool still holds it if it came from there)");
             // Records in flight from the spool are still on disk: read them again.
             self.shared.lock().spool.rewind();
-            finish(&self.shared, None, true);
+            finish(&self.shared, None, None, true);
         }
     }
 }
