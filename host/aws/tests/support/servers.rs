@@ -306,13 +306,22 @@ pub fn servers_dir() -> Option<PathBuf> {
     if let Some(d) = std::env::var_os("WEIR_TEST_SERVERS_DIR") {
         return Some(PathBuf::from(d));
     }
-    let mut dir = Some(Path::new(env!("CARGO_MANIFEST_DIR")));
-    while let Some(d) = dir {
-        let candidate = d.join("tests").join("servers");
-        if candidate.join("package.json").is_file() {
-            return Some(candidate);
+    // From the package being tested (cargo runs tests there), else from
+    // where it was compiled: a test binary reused from a build in another
+    // checkout still finds this checkout's servers.
+    let cwd = std::env::current_dir().ok();
+    let starts = cwd
+        .iter()
+        .map(PathBuf::as_path)
+        .chain([Path::new(env!("CARGO_MANIFEST_DIR"))]);
+    for start in starts {
+        let found = start
+            .ancestors()
+            .map(|d| d.join("tests").join("servers"))
+            .find(|candidate| candidate.join("package.json").is_file());
+        if found.is_some() {
+            return found;
         }
-        dir = d.parent();
     }
     None
 }

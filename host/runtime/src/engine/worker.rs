@@ -7,6 +7,7 @@ use super::ingest::{Ingest, HOST_CLIENT_ID, MAX_HOPS};
 use super::message::{self, Context, Failure};
 use super::scan;
 use crate::metrics::Metrics;
+use crate::plugin::bindings::Batch;
 use crate::plugin::bindings::Outbound;
 use crate::plugin::{BatchBuilder, CallError, Instance, Kind, LoadedPlugin, PluginRuntime};
 use crate::rules::{Action, ActionParams, Rule};
@@ -14,6 +15,7 @@ use crate::text::same;
 use bytes::Bytes;
 use rumqttd::local::LinkTx;
 use std::collections::{BTreeMap, VecDeque};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -62,6 +64,12 @@ struct State {
 /// plugins, looked up for every action of every message: a short vector
 /// with a hint at the next one (a rule's actions come in the same order
 /// message after message) beats a map.
+///
+/// A rule's actions that render alike hand their plugins the same message:
+/// while a plugin's batch has received exactly the messages another's
+/// began with, it is kept as a [`Twin`] of that batch instead of a copy,
+/// and shares it when the round is delivered. The shipped telemetry rule's
+/// five plugins then get one batch built, not five.
 #[derive(Default)]
 struct Pending {
     batches: Vec<PendingBatch>,
@@ -71,13 +79,30 @@ struct Pending {
 
 struct PendingBatch {
     plugin: String,
+    /// The messages, unless `twin` stands for them.
     messages: BatchBuilder,
+    twin: Option<Twin>,
+    origins: Vec<Origin>,
+}
+
+/// The batch is the first `len` messages of batch `of` (which is no twin).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Twin {
+    of: usize,
+    len: usize,
+}
+
+/// A plugin's batch for delivery: its own, or one shared with the plugins
+/// whose batch it twinned.
+struct ReadyBatch {
+    plugin: String,
+    messages: Rc<Batch>,
     origins: Vec<Origin>,
 }
 
 impl Pending {
-    /// The batch being built for `plugin` (allocates the name only once per round).
-    fn batch_for(&mut self, plugin: &str) -> &mut PendingBatch {
+    /// The index of the batch for `plugin` (allocates the name only once per round).
+    fn index_for(&mut self, plugin: &str) -> usize {
         let at_hint = self
             .batches
             .get(self.hint)
@@ -90,16 +115,92 @@ impl Pending {
             self.batches.push(PendingBatch {
                 plugin: plugin.to_string(),
                 messages: BatchBuilder::default(),
+                twin: None,
                 origins: Vec::new(),
             });
             self.batches.len() - 1
         };
         self.hint = i + 1;
-        &mut self.batches[i]
+        i
+    }
+
+    /// Add a message to `plugin`'s batch: the one `build` appends, or, when
+    /// `same_as` is the batch that message was just added to, that same
+    /// message (kept as a twin where it can be). Returns the batch's index.
+    fn push(
+        &mut self,
+        plugin: &str,
+        same_as: Option<usize>,
+        origin: Origin,
+        build: impl FnOnce(&mut BatchBuilder),
+    ) -> usize {
+        let i = self.index_for(plugin);
+        let root = same_as.map(|j| self.batches[j].twin.map_or(j, |t| t.of));
+        let shared = match (root, self.batches[i].twin) {
+            (Some(r), _) if r == i => None,
+            (Some(r), Some(t)) if t.of == r && t.len + 1 == self.batches[r].messages.len() => {
+                Some(Twin {
+                    of: r,
+                    len: t.len + 1,
+                })
+            }
+            (Some(r), None)
+                if self.batches[i].messages.is_empty() && self.batches[r].messages.len() == 1 =>
+            {
+                Some(Twin { of: r, len: 1 })
+            }
+            _ => None,
+        };
+        if shared.is_none() {
+            if let Some(t) = self.batches[i].twin.take() {
+                // Its messages part from the other batch's: copy them now.
+                let own = self.batches[t.of].messages.prefix(t.len);
+                self.batches[i].messages = own;
+            }
+            build(&mut self.batches[i].messages);
+        }
+        let batch = &mut self.batches[i];
+        batch.twin = shared.or(batch.twin);
+        batch.origins.push(origin);
+        i
     }
 
     fn is_empty(&self) -> bool {
         self.batches.is_empty()
+    }
+
+    /// The round's batches, each finished once; a twin shares its batch,
+    /// or gets the part of it that is its own.
+    fn into_ready(self) -> Vec<ReadyBatch> {
+        let mut batches = self.batches;
+        let finished: Vec<Option<Rc<Batch>>> = batches
+            .iter_mut()
+            .map(|b| {
+                b.twin
+                    .is_none()
+                    .then(|| Rc::new(std::mem::take(&mut b.messages).finish()))
+            })
+            .collect();
+        batches
+            .into_iter()
+            .zip(&finished)
+            .map(|(b, own)| {
+                let messages = match (own, b.twin) {
+                    (Some(own), _) => own.clone(),
+                    (None, Some(t)) => match &finished[t.of] {
+                        Some(of) if of.len() == t.len => of.clone(),
+                        Some(of) => Rc::new(of.prefix(t.len)),
+                        None => Rc::new(Batch::empty()),
+                    },
+                    (None, None) => Rc::new(Batch::empty()),
+                };
+                ReadyBatch {
+                    plugin: b.plugin,
+                    messages,
+                    origins: b.origins,
+                }
+            })
+            .collect()
     }
 }
 
@@ -375,27 +476,38 @@ impl Worker {
             sql: sql_message,
         };
         // Rendered once for each run of actions that render alike (the
-        // shipped rule's five actions all name the same device).
+        // shipped rule's five actions all name the same device); such a
+        // run hands its plugins one and the same message.
         let mut rendered: Option<(&Action, Result<ActionParams, String>)> = None;
+        // The batch the previous action's message went to.
+        let mut previous_batch: Option<usize> = None;
         for (action_index, action) in rule.actions.iter().enumerate() {
-            let params = match &rendered {
-                Some((previous, params)) if previous.renders_like(action) => params,
+            let (params, alike) = match &rendered {
+                Some((previous, params)) if previous.renders_like(action) => (params, true),
                 _ => {
                     let params = action.render_params(sql_message).map_err(|e| e.to_string());
-                    &rendered.insert((action, params)).1
+                    (&rendered.insert((action, params)).1, false)
                 }
             };
             match params {
                 Ok(params) => {
-                    let batch = state.pending.batch_for(&action.plugin);
-                    message::for_action(rule, params, output, &ctx, &mut batch.messages);
-                    batch.origins.push(Origin {
+                    let origin = Origin {
                         rule: rule_index,
                         ingest: ingest.clone(),
                         action: Some(action_index),
-                    });
+                    };
+                    let same_as = previous_batch.filter(|_| alike);
+                    previous_batch = Some(state.pending.push(
+                        &action.plugin,
+                        same_as,
+                        origin,
+                        |batch| message::for_action(rule, params, output, &ctx, batch),
+                    ));
                 }
-                Err(e) => self.fail(state, rule_index, ingest, &action.plugin, e.clone()),
+                Err(e) => {
+                    previous_batch = None;
+                    self.fail(state, rule_index, ingest, &action.plugin, e.clone())
+                }
             }
         }
     }
@@ -433,13 +545,16 @@ impl Worker {
                 let output = message::Output::new(&doc);
                 match error_action.render_params(&sql_message) {
                     Ok(params) => {
-                        let batch = state.pending.batch_for(&error_action.plugin);
-                        message::for_action(rule, &params, &output, &ctx, &mut batch.messages);
-                        batch.origins.push(Origin {
+                        let origin = Origin {
                             rule: rule_index,
                             ingest: ingest.clone(),
                             action: None,
-                        });
+                        };
+                        state
+                            .pending
+                            .push(&error_action.plugin, None, origin, |batch| {
+                                message::for_action(rule, &params, &output, &ctx, batch)
+                            });
                     }
                     Err(e) => self.dead_letter(&doc, &format!("error action: {e}")),
                 }
@@ -464,7 +579,7 @@ impl Worker {
     fn deliver(&mut self, state: &mut State) {
         let plugins = &state.generation.plugins;
         let (sinks, others): (Vec<_>, Vec<_>) = std::mem::take(&mut state.pending)
-            .batches
+            .into_ready()
             .into_iter()
             .partition(|b| plugins.get(&b.plugin).is_some_and(|p| p.kind == Kind::Sink));
         self.deliver_each(state, others);
@@ -483,8 +598,8 @@ impl Worker {
     }
 
     /// Call each plugin of `pending` with its batch and route the results.
-    fn deliver_each(&mut self, state: &mut State, pending: Vec<PendingBatch>) {
-        for PendingBatch {
+    fn deliver_each(&mut self, state: &mut State, pending: Vec<ReadyBatch>) {
+        for ReadyBatch {
             plugin,
             messages,
             origins,
@@ -494,7 +609,6 @@ impl Worker {
                 // Every message for it failed to render (already routed).
                 continue;
             }
-            let messages = messages.finish();
             let result = self.call(state, &plugin, |instance| instance.process(&messages));
             self.metrics.plugin_calls.fetch_add(1, Relaxed);
             self.metrics
@@ -693,5 +807,135 @@ impl Worker {
             let mut empty = Vec::new();
             self.round(state, &mut empty);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::batch::{MetricRef, Parts};
+
+    fn origin() -> Origin {
+        Origin {
+            rule: 0,
+            ingest: Arc::new(Ingest {
+                topic: "t".into(),
+                payload: Bytes::new(),
+                client_id: Arc::from("c"),
+                received_at: 0,
+                hops: 0,
+            }),
+            action: Some(0),
+        }
+    }
+
+    /// Message `n` of the tests, for device `dev-<n>`.
+    fn push_message(builder: &mut BatchBuilder, n: usize) {
+        let device = format!("dev-{n}");
+        let topic = format!("dt/pump/{device}/telemetry");
+        let metrics = [MetricRef {
+            name: "rpm".into(),
+            value: n as f64,
+        }];
+        builder.push(&Parts {
+            rule: "telemetry",
+            topic: &topic,
+            client_id: &device,
+            device: &device,
+            device_type: "pump",
+            received_at: n as i64,
+            device_time: None,
+            metrics: &metrics,
+            payload: "{}",
+        });
+    }
+
+    /// Rounds as (plugin, message, alike-with-the-previous-action) steps;
+    /// every plugin's delivered batch must equal one built for it alone.
+    fn check(steps: &[(&str, usize, bool)]) -> Pending {
+        let mut pending = Pending::default();
+        let mut alone: Vec<(String, BatchBuilder)> = Vec::new();
+        let mut previous = None;
+        for &(plugin, n, alike) in steps {
+            let same_as = previous.filter(|_| alike);
+            previous = Some(pending.push(plugin, same_as, origin(), |b| push_message(b, n)));
+            match alone.iter_mut().find(|(p, _)| p == plugin) {
+                Some((_, b)) => push_message(b, n),
+                None => {
+                    let mut b = BatchBuilder::default();
+                    push_message(&mut b, n);
+                    alone.push((plugin.to_string(), b));
+                }
+            }
+        }
+        let twins: Vec<Option<Twin>> = pending.batches.iter().map(|b| b.twin).collect();
+        let ready = Pending {
+            batches: std::mem::take(&mut pending.batches),
+            hint: 0,
+        }
+        .into_ready();
+        assert_eq!(ready.len(), alone.len());
+        for (r, (plugin, b)) in ready.iter().zip(alone) {
+            assert_eq!(&r.plugin, &plugin);
+            assert_eq!(
+                format!("{:?}", r.messages),
+                format!("{:?}", b.finish()),
+                "{plugin}"
+            );
+            assert_eq!(r.origins.len(), r.messages.len(), "{plugin}");
+        }
+        Pending {
+            batches: twins
+                .into_iter()
+                .map(|twin| PendingBatch {
+                    plugin: String::new(),
+                    messages: BatchBuilder::default(),
+                    twin,
+                    origins: Vec::new(),
+                })
+                .collect(),
+            hint: 0,
+        }
+    }
+
+    #[test]
+    fn actions_that_render_alike_share_one_batch() {
+        // Three messages, each to three plugins alike: one batch built.
+        let steps: Vec<(&str, usize, bool)> = (0..3)
+            .flat_map(|n| {
+                [
+                    ("zscore", n, false),
+                    ("shadow", n, true),
+                    ("archive", n, true),
+                ]
+            })
+            .collect();
+        let twins: Vec<_> = check(&steps).batches.iter().map(|b| b.twin).collect();
+        let shared = Some(Twin { of: 0, len: 3 });
+        assert_eq!(twins, vec![None, shared, shared]);
+    }
+
+    #[test]
+    fn a_twin_that_parts_ways_gets_its_own_copy() {
+        let steps = [
+            ("zscore", 0, false),
+            ("shadow", 0, true),
+            ("archive", 0, true),
+            ("zscore", 1, false),
+            ("shadow", 1, true),
+            // archive misses message 1 and gets message 2 on its own ...
+            ("archive", 2, false),
+            // ... while shadow stays a twin of zscore.
+            ("zscore", 3, false),
+            ("shadow", 3, true),
+            // Not rendered alike: built, not twinned.
+            ("zscore", 4, false),
+            ("shadow", 4, false),
+            // A plugin first used mid-round cannot twin a longer batch.
+            ("zscore", 5, false),
+            ("alerts", 5, true),
+        ];
+        let twins: Vec<_> = check(&steps).batches.iter().map(|b| b.twin).collect();
+        assert_eq!(twins, vec![None, None, None, None]);
     }
 }

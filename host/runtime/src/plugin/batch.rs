@@ -177,9 +177,52 @@ impl BatchBuilder {
     pub fn finish(self) -> Batch {
         self.batch
     }
+
+    /// A builder holding the first `n` messages of this one (all of them
+    /// when `n ≥ len`), to go on pushing to.
+    pub fn prefix(&self, n: usize) -> BatchBuilder {
+        let batch = self.batch.prefix(n);
+        let n = batch.len();
+        if n == 0 {
+            return BatchBuilder::default();
+        }
+        // The reuse state after message `n - 1`: its rule and device type,
+        // and for each metric position the name of the latest message
+        // that had one there (as `push` leaves it).
+        let at = (n - 1) * STRINGS;
+        let span = |k: usize| Span {
+            start: batch.strings[at + 2 * k],
+            len: batch.strings[at + 2 * k + 1],
+        };
+        let mut last_names: Vec<Span> = Vec::new();
+        for range in batch.metrics.chunks_exact(2) {
+            let (first, count) = (range[0] as usize, range[1] as usize);
+            for (i, j) in (first..first + count).enumerate() {
+                let name = Span {
+                    start: batch.metric_names[2 * j],
+                    len: batch.metric_names[2 * j + 1],
+                };
+                match last_names.get_mut(i) {
+                    Some(slot) => *slot = name,
+                    None => last_names.push(name),
+                }
+            }
+        }
+        BatchBuilder {
+            last_rule: Some(span(0)),
+            last_device_type: Some(span(4)),
+            last_names,
+            batch,
+        }
+    }
 }
 
 impl Batch {
+    /// A batch of no messages.
+    pub fn empty() -> Batch {
+        BatchBuilder::default().finish()
+    }
+
     /// A batch of `messages`.
     pub fn from_messages(messages: &[Message]) -> Batch {
         let mut b = BatchBuilder::new();
@@ -240,6 +283,34 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.received_at.is_empty()
     }
+
+    /// Its first `n` messages as a batch of their own (all of it when
+    /// `n ≥ len`). Messages append their strings in order, so the text they
+    /// need ends where the furthest of their spans ends.
+    pub fn prefix(&self, n: usize) -> Batch {
+        let n = n.min(self.len());
+        let values = match n {
+            0 => 0,
+            _ => (self.metrics[2 * (n - 1)] + self.metrics[2 * (n - 1) + 1]) as usize,
+        };
+        let strings = &self.strings[..n * STRINGS];
+        let names = &self.metric_names[..2 * values];
+        let text_end = strings
+            .chunks_exact(2)
+            .chain(names.chunks_exact(2))
+            .map(|span| (span[0] + span[1]) as usize)
+            .max()
+            .unwrap_or(0);
+        Batch {
+            text: self.text[..text_end].to_string(),
+            strings: strings.to_vec(),
+            received_at: self.received_at[..n].to_vec(),
+            device_time: self.device_time[..n].to_vec(),
+            metrics: self.metrics[..2 * n].to_vec(),
+            metric_names: names.to_vec(),
+            metric_values: self.metric_values[..values].to_vec(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -293,6 +364,46 @@ mod tests {
         assert_eq!(batch.text.matches("temperature").count(), 1);
         assert_eq!(batch.text.matches("humidity").count(), 1);
         assert_eq!(batch.text.matches("dev-1").count(), 2); // topic and device; client id shared
+    }
+
+    /// A prefix holds the same messages as a batch built from them alone,
+    /// and a builder cut to a prefix goes on as one that never had more.
+    #[test]
+    fn prefixes_equal_batches_of_fewer_messages() {
+        let messages = vec![
+            message("dev-1", &["temperature", "humidity"], "{\"a\":1}"),
+            message("dev-2", &["temperature", "humidity"], ""),
+            message("dev-3", &["temperature", "pressure", "é.ü"], "{}"),
+            message("dev-4", &[], ""),
+            message("dev-5", &["temperature"], "{\"ü\":\"…\"}"),
+        ];
+        let whole = Batch::from_messages(&messages);
+        let mut builder = BatchBuilder::new();
+        for m in &messages {
+            builder.push_message(m);
+        }
+        for n in 0..=messages.len() + 1 {
+            let fewer = Batch::from_messages(&messages[..n.min(messages.len())]);
+            assert_eq!(
+                format!("{:?}", whole.prefix(n)),
+                format!("{fewer:?}"),
+                "prefix {n}"
+            );
+            let mut cut = builder.prefix(n);
+            let mut grown = BatchBuilder::new();
+            for m in &messages[..n.min(messages.len())] {
+                grown.push_message(m);
+            }
+            for m in &messages[1..3] {
+                cut.push_message(m);
+                grown.push_message(m);
+            }
+            assert_eq!(
+                format!("{:?}", cut.finish()),
+                format!("{:?}", grown.finish()),
+                "prefix {n}, then more"
+            );
+        }
     }
 
     #[test]
