@@ -104,12 +104,9 @@ impl Tracker {
     pub fn observe<'m>(&mut self, msg: impl Into<MessageRef<'m>>, out: &mut Output) {
         let msg = msg.into();
         let s = &self.settings;
-        let metrics = msg
-            .metrics()
-            .filter(|(name, value)| value.is_finite() && s.aggregates(name));
-        if metrics.clone().next().is_none() {
+        let Some(metrics) = kept(s, &msg) else {
             return;
-        }
+        };
         let (device, changed) = self.devices.track(msg.device);
         record(s, msg, metrics, device, changed, out);
     }
@@ -121,12 +118,9 @@ impl Tracker {
     pub fn observe_held<'m>(&mut self, msg: impl Into<MessageRef<'m>>, out: &mut Output) -> bool {
         let msg = msg.into();
         let s = &self.settings;
-        let metrics = msg
-            .metrics()
-            .filter(|(name, value)| value.is_finite() && s.aggregates(name));
-        if metrics.clone().next().is_none() {
+        let Some(metrics) = kept(s, &msg) else {
             return true;
-        }
+        };
         match self.devices.track_held(msg.device) {
             Some((device, changed)) => {
                 record(s, msg, metrics, device, changed, out);
@@ -297,6 +291,18 @@ fn aggregate(s: &Settings, name: &str, device: &DeviceState, c: &Closed) -> Outb
         format!("{}/{device_type}/{name}", s.aggregate_topic),
         doc.to_string(),
     )
+}
+
+/// The metrics of `msg` that are aggregated (finite, and selected by the
+/// settings), or `None` when there are none.
+fn kept<'s, 'm>(
+    s: &'s Settings,
+    msg: &MessageRef<'m>,
+) -> Option<impl Iterator<Item = (&'m str, f64)> + Clone + use<'s, 'm>> {
+    let metrics = msg
+        .metrics()
+        .filter(|(name, value)| value.is_finite() && s.aggregates(name));
+    metrics.clone().next().map(|_| metrics)
 }
 
 /// Fold `msg` (its kept `metrics`, at least one) into `device`, close what

@@ -47,6 +47,38 @@ pub fn temp_name(file_name: &str) -> String {
     format!(".{file_name}.tmp")
 }
 
+/// The partitions of `rows`, each once in order of first appearance, and
+/// the partition (index) of each row. Readings of a batch mostly share a
+/// device type and a day, so the name is built only when either changes.
+/// Any row outside the representable dates fails the whole batch, before
+/// anything is written.
+pub fn partitions_of(rows: &[ArchiveRow]) -> Result<(Vec<String>, Vec<usize>), ArchiveError> {
+    const DAY_MS: i64 = 86_400_000;
+    let mut names: Vec<String> = Vec::new();
+    let mut of_row = Vec::with_capacity(rows.len());
+    let mut last: Option<(&str, i64, usize)> = None;
+    for row in rows {
+        let day = row.received_at_ms.div_euclid(DAY_MS);
+        let index = match last {
+            Some((device_type, d, i)) if d == day && device_type == row.device_type => i,
+            _ => {
+                let name = partition_of(row)?;
+                let i = match names.iter().position(|n| *n == name) {
+                    Some(i) => i,
+                    None => {
+                        names.push(name);
+                        names.len() - 1
+                    }
+                };
+                last = Some((&row.device_type, day, i));
+                i
+            }
+        };
+        of_row.push(index);
+    }
+    Ok((names, of_row))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,5 +117,28 @@ mod tests {
         let name = part_name(5, &uuid::Uuid::nil());
         assert_eq!(name, "part-5-00000000000000000000000000000000.parquet");
         assert_eq!(temp_name(&name), format!(".{name}.tmp"));
+    }
+
+    /// Each row gets the partition `partition_of` names, whether the name
+    /// was built for it or reused from the row before.
+    #[test]
+    fn partitions_match_partition_of_row_by_row() {
+        let day = 86_400_000;
+        let rows = [
+            row("pump", 0),
+            row("pump", 5),
+            row("valve", 6),
+            row("pump", day - 1),
+            row("pump", day),
+            row("pump", -1),
+            row("bad type/x", day + 7),
+        ];
+        let (names, of_row) = partitions_of(&rows).expect("partitions");
+        assert_eq!(of_row, vec![0, 0, 1, 0, 2, 3, 4]);
+        for (r, &p) in rows.iter().zip(&of_row) {
+            assert_eq!(names[p], partition_of(r).expect("valid"));
+        }
+        let bad = [row("pump", 0), row("pump", i64::MAX)];
+        assert!(partitions_of(&bad).is_err());
     }
 }
