@@ -7,12 +7,13 @@
 //! encodings). This runs them natively with the same cargo, in a target
 //! directory beside this test's own so repeat runs are incremental.
 
-use std::path::PathBuf;
+mod support;
+
 use std::process::Command;
 
 #[test]
 fn the_plugin_crates_unit_tests_pass() {
-    let plugins = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../plugins");
+    let plugins = support::repo_root().join("plugins");
     // <target>/debug/deps/<this test> → <target>/plugin-tests
     let target = std::env::current_exe()
         .ok()

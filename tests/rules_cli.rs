@@ -10,12 +10,14 @@
 //!
 //! `BLESS=1 cargo test -p weir --test rules_cli` rewrites the expected files.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/rules_cli")
+    support::repo_root().join("tests/rules_cli")
 }
 
 fn weir(dir: &Path, args: &[String]) -> (String, String, i32) {
@@ -113,7 +115,7 @@ fn golden() {
 /// The shipped rules pass their own check and their own tests.
 #[test]
 fn shipped_rules_check_and_test_clean() {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let repo = support::repo_root();
     let (stdout, stderr, status) = weir(&repo, &["rules".into(), "check".into(), "rules".into()]);
     assert_eq!(status, 0, "weir rules check rules:\n{stdout}{stderr}");
     assert!(stdout.starts_with("ok: "), "{stdout}");

@@ -16,8 +16,14 @@ pub fn weir_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_weir"))
 }
 
+/// The repository: two levels above this package, which cargo names at run
+/// time (so a test binary reused from a build in another checkout still
+/// reads this checkout's files), else where the test was compiled.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+        .join("../..")
 }
 
 /// A temporary directory removed on drop.

@@ -306,11 +306,11 @@ pub fn servers_dir() -> Option<PathBuf> {
     if let Some(d) = std::env::var_os("WEIR_TEST_SERVERS_DIR") {
         return Some(PathBuf::from(d));
     }
-    // From the package being tested (cargo runs tests there), else from
-    // where it was compiled: a test binary reused from a build in another
-    // checkout still finds this checkout's servers.
-    let cwd = std::env::current_dir().ok();
-    let starts = cwd
+    // From the package being tested, as cargo names it at run time, else
+    // from where it was compiled: a test binary reused from a build in
+    // another checkout still finds this checkout's servers.
+    let runtime = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
+    let starts = runtime
         .iter()
         .map(PathBuf::as_path)
         .chain([Path::new(env!("CARGO_MANIFEST_DIR"))]);
