@@ -108,7 +108,7 @@ impl Tracker {
             return;
         };
         let (device, changed) = self.devices.track(msg.device);
-        record(s, msg, metrics, device, changed, out);
+        record(s, &msg, metrics, device, changed, out);
     }
 
     /// As [`Tracker::observe`], for a reading whose device is in memory:
@@ -123,7 +123,7 @@ impl Tracker {
         };
         match self.devices.track_held(msg.device) {
             Some((device, changed)) => {
-                record(s, msg, metrics, device, changed, out);
+                record(s, &msg, metrics, device, changed, out);
                 true
             }
             None => false,
@@ -309,7 +309,7 @@ fn kept<'s, 'm>(
 /// its event time closes and emit the closed windows; `changed` is set.
 fn record<'m>(
     s: &Settings,
-    msg: MessageRef<'m>,
+    msg: &MessageRef<'m>,
     metrics: impl Iterator<Item = (&'m str, f64)>,
     device: &mut DeviceState,
     changed: &mut bool,

@@ -162,7 +162,7 @@ impl Detector {
     pub fn observe<'m>(&mut self, msg: impl Into<MessageRef<'m>>, events: &mut Vec<Event>) {
         let msg = msg.into();
         let (device, dirty) = self.devices.track(msg.device);
-        score(&self.settings, self.mode, device, dirty, msg, events);
+        score(&self.settings, self.mode, device, dirty, &msg, events);
     }
 
     /// As [`Detector::observe`], for a message whose device is held:
@@ -177,7 +177,7 @@ impl Detector {
         let msg = msg.into();
         match self.devices.track_held(msg.device) {
             Some((device, dirty)) => {
-                score(&self.settings, self.mode, device, dirty, msg, events);
+                score(&self.settings, self.mode, device, dirty, &msg, events);
                 true
             }
             None => false,
@@ -218,7 +218,7 @@ fn score(
     mode: Mode,
     device: &mut DeviceState,
     dirty: &mut bool,
-    msg: MessageRef<'_>,
+    msg: &MessageRef<'_>,
     events: &mut Vec<Event>,
 ) {
     let mut changed = false;
