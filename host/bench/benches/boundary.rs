@@ -183,9 +183,16 @@ fn boundary(c: &mut Criterion) {
                     }
                 },
                 &mut || {
+                    // As the plugin's `process_batch`: each view borrowed
+                    // where it is built.
                     for batch in &flat_batches {
                         flat_events.clear();
-                        observe_all(&mut flat_native, batch.iter(), &mut flat_events);
+                        let _ = batch.try_for_each(|_, m| {
+                            if !flat_native.observe_held_ref(m, &mut flat_events) {
+                                flat_native.observe_ref(m, &mut flat_events);
+                            }
+                            Ok::<(), ()>(())
+                        });
                         std::hint::black_box(flat_events.len());
                     }
                 },

@@ -166,6 +166,21 @@ impl Batch {
         (0..self.len()).map(|i| self.view(i))
     }
 
+    /// Call `f` with each message's position and a reference to its view,
+    /// in order, stopping at the first error. The view is built where `f`
+    /// borrows it: cheaper than [`Batch::iter`] in Wasm, where moving a
+    /// view out of an iterator is a `memory.copy` call per message.
+    pub fn try_for_each<E>(
+        &self,
+        mut f: impl FnMut(usize, &MessageRef<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        for i in 0..self.len {
+            let m = self.view(i);
+            f(i, &m)?;
+        }
+        Ok(())
+    }
+
     /// Owned copies of the messages.
     pub fn to_messages(&self) -> Vec<Message> {
         self.iter().map(|m| m.to_message()).collect()
@@ -322,6 +337,33 @@ mod tests {
             metrics: vec![Metric::new("temperature", 21.5), Metric::new("é", -1.0)],
             payload: "{\"temperature\":21.5}".into(),
         }
+    }
+
+    /// `try_for_each` sees what `iter` yields, in order, and stops at the
+    /// first error.
+    #[test]
+    fn try_for_each_visits_the_views_of_iter() {
+        let messages: Vec<Message> = ["a", "b", "c"].into_iter().map(message).collect();
+        let batch = Batch::from_messages(&messages);
+        let mut seen = Vec::new();
+        let done: Result<(), ()> = batch.try_for_each(|i, m| {
+            seen.push((i, m.to_message()));
+            Ok(())
+        });
+        assert!(done.is_ok());
+        let expected: Vec<(usize, Message)> =
+            batch.iter().map(|m| m.to_message()).enumerate().collect();
+        assert_eq!(format!("{seen:?}"), format!("{expected:?}"));
+        let mut visited = 0;
+        let stopped = batch.try_for_each(|i, _| {
+            visited += 1;
+            if i == 1 {
+                Err("stop")
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!((stopped, visited), (Err("stop"), 2));
     }
 
     #[test]

@@ -70,14 +70,20 @@ impl Sink for Shadow {
     }
 
     fn write(&mut self, batch: Vec<Message>) -> Result<(), String> {
-        self.merge_all(
-            batch.iter().map(|m| m.device.as_str()),
-            batch.iter().map(MessageRef::from),
-        )
+        let mut skipped = Skipped::default();
+        for (i, m) in batch.iter().enumerate() {
+            let rest = || batch[i..].iter().map(|m| m.device.as_str());
+            self.merge_one(&MessageRef::from(m), rest, &mut skipped)?;
+        }
+        skipped.report(batch.len());
+        Ok(())
     }
 
     fn write_batch(&mut self, batch: &Batch) -> Result<(), String> {
-        self.merge_all(batch.devices(), batch.iter())
+        let mut skipped = Skipped::default();
+        batch.try_for_each(|i, m| self.merge_one(m, || batch.devices().skip(i), &mut skipped))?;
+        skipped.report(batch.len());
+        Ok(())
     }
 
     fn flush(&mut self) -> Result<(), String> {
@@ -85,43 +91,54 @@ impl Sink for Shadow {
     }
 }
 
-impl Shadow {
-    /// Merge every message into its device's shadow. Shadows not in memory
-    /// are loaded when the first of them is met: those of the rest of the
-    /// batch, with one `get-many`. Writes are coalesced: every device
-    /// changed since the last flush is stored once, in `flush` (the host
-    /// calls it every checkpoint interval and at shutdown).
-    fn merge_all<'a>(
-        &mut self,
-        devices: impl Iterator<Item = &'a str> + Clone,
-        batch: impl ExactSizeIterator<Item = MessageRef<'a>>,
-    ) -> Result<(), String> {
-        let total = batch.len();
-        let mut skipped = 0usize;
-        let mut first_error = None;
-        for (i, m) in batch.enumerate() {
-            let merged =
-                match self
-                    .shadows
-                    .merge_held(m.device, m.payload, m.received_at, m.device_type)
-                {
-                    Some(merged) => merged,
-                    None => {
-                        self.shadows
-                            .load_missing(&self.bucket, devices.clone().skip(i))?;
-                        self.shadows
-                            .merge(m.device, m.payload, m.received_at, m.device_type)
-                    }
-                };
-            if let Err(e) = merged {
-                skipped += 1;
-                first_error.get_or_insert_with(|| {
-                    format!("device `{}` (rule `{}`): {e}", m.device, m.rule)
-                });
-            }
+/// Messages of a batch that did not merge, and the first reason.
+#[derive(Default)]
+struct Skipped {
+    count: usize,
+    first: Option<String>,
+}
+
+impl Skipped {
+    fn report(self, total: usize) {
+        if let Some(e) = self.first {
+            log::warn(format!(
+                "skipped {} of {total} messages; first: {e}",
+                self.count
+            ));
         }
-        if let Some(e) = first_error {
-            log::warn(format!("skipped {skipped} of {total} messages; first: {e}"));
+    }
+}
+
+impl Shadow {
+    /// Merge one message into its device's shadow. A shadow not in memory
+    /// is loaded when the first of them is met, with those of the rest of
+    /// the batch (`rest`, from this message on), with one `get-many`.
+    /// Writes are coalesced: every device changed since the last flush is
+    /// stored once, in `flush` (the host calls it every checkpoint interval
+    /// and at shutdown).
+    fn merge_one<'a, I: Iterator<Item = &'a str>>(
+        &mut self,
+        m: &MessageRef<'_>,
+        rest: impl FnOnce() -> I,
+        skipped: &mut Skipped,
+    ) -> Result<(), String> {
+        let merged =
+            match self
+                .shadows
+                .merge_held(m.device, m.payload, m.received_at, m.device_type)
+            {
+                Some(merged) => merged,
+                None => {
+                    self.shadows.load_missing(&self.bucket, rest())?;
+                    self.shadows
+                        .merge(m.device, m.payload, m.received_at, m.device_type)
+                }
+            };
+        if let Err(e) = merged {
+            skipped.count += 1;
+            skipped
+                .first
+                .get_or_insert_with(|| format!("device `{}` (rule `{}`): {e}", m.device, m.rule));
         }
         Ok(())
     }

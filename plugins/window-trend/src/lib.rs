@@ -152,7 +152,16 @@ impl Processor for WindowTrend {
     }
 
     fn process_batch(&mut self, batch: &Batch) -> Result<Vec<Outbound>, String> {
-        self.run(batch.devices(), batch.iter())
+        let mut out = Output::default();
+        batch.try_for_each(|i, msg| {
+            if !self.tracker.observe_held_ref(msg, &mut out) {
+                self.tracker
+                    .load_missing(&self.bucket, batch.devices().skip(i))?;
+                self.tracker.observe_ref(msg, &mut out);
+            }
+            Ok::<(), String>(())
+        })?;
+        Ok(self.finish(out))
     }
 
     fn checkpoint(&mut self) -> Result<(), String> {

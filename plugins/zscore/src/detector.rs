@@ -160,9 +160,13 @@ impl Detector {
     /// `MessageRef::from(&message)`); appends at most one event per metric
     /// to `events`.
     pub fn observe<'m>(&mut self, msg: impl Into<MessageRef<'m>>, events: &mut Vec<Event>) {
-        let msg = msg.into();
+        self.observe_ref(&msg.into(), events)
+    }
+
+    /// [`Detector::observe`] of a borrowed view (no copy of it).
+    pub fn observe_ref(&mut self, msg: &MessageRef<'_>, events: &mut Vec<Event>) {
         let (device, dirty) = self.devices.track(msg.device);
-        score(&self.settings, self.mode, device, dirty, &msg, events);
+        score(&self.settings, self.mode, device, dirty, msg, events);
     }
 
     /// As [`Detector::observe`], for a message whose device is held:
@@ -174,10 +178,14 @@ impl Detector {
         msg: impl Into<MessageRef<'m>>,
         events: &mut Vec<Event>,
     ) -> bool {
-        let msg = msg.into();
+        self.observe_held_ref(&msg.into(), events)
+    }
+
+    /// [`Detector::observe_held`] of a borrowed view (no copy of it).
+    pub fn observe_held_ref(&mut self, msg: &MessageRef<'_>, events: &mut Vec<Event>) -> bool {
         match self.devices.track_held(msg.device) {
             Some((device, dirty)) => {
-                score(&self.settings, self.mode, device, dirty, &msg, events);
+                score(&self.settings, self.mode, device, dirty, msg, events);
                 true
             }
             None => false,

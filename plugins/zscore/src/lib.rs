@@ -80,7 +80,16 @@ impl Processor for ZScore {
     }
 
     fn process_batch(&mut self, batch: &Batch) -> Result<Vec<Outbound>, String> {
-        self.run(batch.devices(), batch.iter())
+        let mut events = Vec::new();
+        batch.try_for_each(|i, msg| {
+            if !self.detector.observe_held_ref(msg, &mut events) {
+                self.detector
+                    .load_missing(&self.bucket, batch.devices().skip(i))?;
+                self.detector.observe_ref(msg, &mut events);
+            }
+            Ok::<(), String>(())
+        })?;
+        Ok(self.encode(&events))
     }
 
     fn checkpoint(&mut self) -> Result<(), String> {
@@ -111,14 +120,19 @@ impl ZScore {
                 self.detector.observe(msg, &mut events);
             }
         }
+        Ok(self.encode(&events))
+    }
+
+    /// The alerts of `events` as outbound messages.
+    fn encode(&self, events: &[detector::Event]) -> Vec<Outbound> {
         let mut out = Vec::with_capacity(events.len());
-        for event in &events {
+        for event in events {
             match self.detector.outbound(event) {
                 Ok(o) => out.push(o),
                 Err(e) => log::error(format!("cannot encode alert: {e}")),
             }
         }
-        Ok(out)
+        out
     }
 }
 
