@@ -36,7 +36,7 @@ pub fn rows(batch: &[Message]) -> Vec<Row> {
 /// The row of one message of a batch.
 pub fn row(m: MessageRef<'_>) -> Row {
     let mut row = empty_row();
-    fill(&mut row, m);
+    fill(&mut row, &m);
     row
 }
 
@@ -59,7 +59,7 @@ fn assign(slot: &mut String, text: &str) {
 }
 
 /// Make `slot` the row of `m`, reusing its strings and metric list.
-fn fill(slot: &mut Row, m: MessageRef<'_>) {
+fn fill(slot: &mut Row, m: &MessageRef<'_>) {
     assign(&mut slot.device, m.device);
     assign(&mut slot.device_type, m.device_type);
     assign(&mut slot.topic, m.topic);
@@ -80,18 +80,15 @@ fn fill(slot: &mut Row, m: MessageRef<'_>) {
 }
 
 impl Archive {
-    /// Append the rows of `messages`, built in the pool of the last batch.
-    fn append_all<'m>(
-        &mut self,
-        messages: impl ExactSizeIterator<Item = MessageRef<'m>>,
-    ) -> Result<(), String> {
-        let count = messages.len();
+    /// Room in the pool for `count` rows.
+    fn reserve(&mut self, count: usize) {
         if self.pool.len() < count {
             self.pool.resize_with(count, empty_row);
         }
-        for (slot, m) in self.pool.iter_mut().zip(messages) {
-            fill(slot, m);
-        }
+    }
+
+    /// Append the pool's first `count` rows (filled for this batch).
+    fn append_pool(&mut self, count: usize) -> Result<(), String> {
         let appended = archive::append(&self.pool[..count]);
         // An unusually large payload's buffer is not kept for the next batch.
         for slot in &mut self.pool[..count] {
@@ -109,11 +106,23 @@ impl Sink for Archive {
     }
 
     fn write(&mut self, batch: Vec<Message>) -> Result<(), String> {
-        self.append_all(batch.iter().map(MessageRef::from))
+        self.reserve(batch.len());
+        for (slot, m) in self.pool.iter_mut().zip(&batch) {
+            fill(slot, &MessageRef::from(m));
+        }
+        self.append_pool(batch.len())
     }
 
     fn write_batch(&mut self, batch: &Batch) -> Result<(), String> {
-        self.append_all(batch.iter())
+        self.reserve(batch.len());
+        let pool = &mut self.pool;
+        let _ = batch.try_for_each(|i, m| {
+            if let Some(slot) = pool.get_mut(i) {
+                fill(slot, m);
+            }
+            Ok::<(), ()>(())
+        });
+        self.append_pool(batch.len())
     }
 }
 
@@ -174,7 +183,7 @@ mod tests {
         let bare = message("p", &[], Some(1));
         let mut slot = empty_row();
         for m in [&wide, &narrow, &bare, &wide, &narrow] {
-            fill(&mut slot, MessageRef::from(m));
+            fill(&mut slot, &MessageRef::from(m));
             let fresh = Row::from_message(m);
             let metrics = |r: &Row| -> Vec<(String, u64)> {
                 r.metrics

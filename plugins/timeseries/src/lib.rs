@@ -62,12 +62,12 @@ impl Timeseries {
     /// The reading for one message, or `None` when it has no (kept) metric.
     pub fn reading<'m>(&self, m: impl Into<MessageRef<'m>>) -> Option<Reading> {
         let mut reading = empty_reading();
-        self.fill(&mut reading, m.into()).then_some(reading)
+        self.fill(&mut reading, &m.into()).then_some(reading)
     }
 
     /// Make `slot` the reading of `m`, reusing its strings and measures;
     /// `false` (and `slot` is left half-filled) when `m` has no kept metric.
-    fn fill(&self, slot: &mut Reading, m: MessageRef<'_>) -> bool {
+    fn fill(&self, slot: &mut Reading, m: &MessageRef<'_>) -> bool {
         let mut kept = 0;
         for (name, value) in m.metrics() {
             if !(value.is_finite() && config::selects(&self.metrics, &self.ignore, name)) {
@@ -95,22 +95,20 @@ impl Timeseries {
         true
     }
 
-    /// Write the readings of `messages` (those with a kept metric), built
-    /// in the pool of the last batch.
-    fn write_all<'m>(
-        &mut self,
-        messages: impl Iterator<Item = MessageRef<'m>>,
-    ) -> Result<(), String> {
-        let mut pool = std::mem::take(&mut self.pool);
-        let mut used = 0;
-        for m in messages {
-            if used == pool.len() {
-                pool.push(empty_reading());
-            }
-            if self.fill(&mut pool[used], m) {
-                used += 1;
-            }
+    /// Add the reading of `m` (if it has a kept metric) to `pool`, whose
+    /// first `used` slots are this batch's so far.
+    fn add(&self, pool: &mut Vec<Reading>, used: &mut usize, m: &MessageRef<'_>) {
+        if *used == pool.len() {
+            pool.push(empty_reading());
         }
+        if self.fill(&mut pool[*used], m) {
+            *used += 1;
+        }
+    }
+
+    /// Write the pool's first `used` readings, and keep the pool for the
+    /// next batch.
+    fn write_pool(&mut self, pool: Vec<Reading>, used: usize) -> Result<(), String> {
         let written = timeseries::write(&pool[..used]);
         self.pool = pool;
         written
@@ -138,11 +136,20 @@ impl Sink for Timeseries {
     }
 
     fn write(&mut self, batch: Vec<Message>) -> Result<(), String> {
-        self.write_all(batch.iter().map(MessageRef::from))
+        let (mut pool, mut used) = (std::mem::take(&mut self.pool), 0);
+        for m in &batch {
+            self.add(&mut pool, &mut used, &MessageRef::from(m));
+        }
+        self.write_pool(pool, used)
     }
 
     fn write_batch(&mut self, batch: &Batch) -> Result<(), String> {
-        self.write_all(batch.iter())
+        let (mut pool, mut used) = (std::mem::take(&mut self.pool), 0);
+        let _ = batch.try_for_each(|_, m| {
+            self.add(&mut pool, &mut used, m);
+            Ok::<(), ()>(())
+        });
+        self.write_pool(pool, used)
     }
 }
 
@@ -195,7 +202,7 @@ mod tests {
         none.metrics.retain(|m| m.name == "ts");
         let mut slot = empty_reading();
         for m in [&wide, &none, &other, &wide, &other] {
-            let filled = p.fill(&mut slot, MessageRef::from(m));
+            let filled = p.fill(&mut slot, &MessageRef::from(m));
             match p.reading(m) {
                 Some(fresh) => {
                     assert!(filled);
