@@ -52,6 +52,14 @@ pub struct OutboxStats {
     pub saturated: bool,
 }
 
+impl OutboxStats {
+    /// Everything accepted has been delivered (or rejected): nothing in
+    /// memory, in flight or in the spool.
+    pub fn is_drained(&self) -> bool {
+        self.queued == 0 && self.in_flight == 0 && self.spooled_items == 0
+    }
+}
+
 /// The counters kept under the outbox lock.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {

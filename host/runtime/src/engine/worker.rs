@@ -159,8 +159,9 @@ impl Pending {
             }
             build(&mut self.batches[i].messages);
         }
+        // Either still (or newly) a twin, or its twin state was taken above.
         let batch = &mut self.batches[i];
-        batch.twin = shared.or(batch.twin);
+        batch.twin = shared;
         batch.origins.push(origin);
         i
     }

@@ -286,10 +286,9 @@ impl Sinks {
     /// Whether every backend has delivered all it accepted: nothing in
     /// memory, in flight or in the spool.
     pub fn drained(&self) -> bool {
-        self.outbox_list().iter().all(|(_, probe)| {
-            let s = (probe.stats)();
-            s.queued == 0 && s.in_flight == 0 && s.spooled_items == 0
-        })
+        self.outbox_list()
+            .iter()
+            .all(|(_, probe)| (probe.stats)().is_drained())
     }
 
     /// Whether any backend (outbox) is configured.
@@ -379,7 +378,7 @@ fn stats_json(s: &OutboxStats) -> Value {
 }
 
 pub(crate) fn log_shutdown(name: &str, s: OutboxStats) {
-    if s.spooled_items > 0 || s.queued > 0 {
+    if !s.is_drained() {
         tracing::warn!(
             backend = name,
             spooled = s.spooled_items,
