@@ -63,7 +63,8 @@ impl Processor for Limit {
     // The host hands over batches in flat form; the SDK copies each into
     // `Vec<Message>` for `process`. On a hot path, skip the copy: override
     // `process_batch(&mut self, batch: &weir_plugin::Batch)` and read
-    // `batch.iter()` (borrowed `MessageRef`s), as the shipped zscore does.
+    // `batch.iter()`: `MessageRef`s whose accessors (`m.device()`,
+    // `m.metrics()`, …) read each field in place, as the shipped zscore does.
 
     // State that must survive a reload or restart belongs in a key-value
     // bucket (`weir_plugin::kv::Bucket`), saved here.

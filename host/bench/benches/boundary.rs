@@ -124,9 +124,11 @@ fn observe_all<'m, M: Into<weir_plugin::MessageRef<'m>> + Copy>(
 fn boundary(c: &mut Criterion) {
     let dir = std::env::temp_dir().join(format!("weir-bench-boundary-{}", std::process::id()));
     let rt = runtime(&dir);
-    let decls = PluginDecls::parse(
-        "[zscore]\ncomponent = \"builtin:zscore\"\ngrants = { keyvalue = [\"zscore\"], publish = [\"$weir/alerts/+\"] }\n",
-    )
+    // WEIR_BENCH_ZSCORE names another build of the plugin (for A/B runs).
+    let component = std::env::var("WEIR_BENCH_ZSCORE").unwrap_or_else(|_| "builtin:zscore".into());
+    let decls = PluginDecls::parse(&format!(
+        "[zscore]\ncomponent = {component:?}\ngrants = {{ keyvalue = [\"zscore\"], publish = [\"$weir/alerts/+\"] }}\n",
+    ))
     .expect("decls");
     let decl = decls.get("zscore").expect("zscore");
     let loaded = Arc::new(loader::load(&rt, "zscore", decl, &dir).expect("load zscore"));

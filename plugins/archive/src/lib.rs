@@ -60,12 +60,12 @@ fn assign(slot: &mut String, text: &str) {
 
 /// Make `slot` the row of `m`, reusing its strings and metric list.
 fn fill(slot: &mut Row, m: &MessageRef<'_>) {
-    assign(&mut slot.device, m.device);
-    assign(&mut slot.device_type, m.device_type);
-    assign(&mut slot.topic, m.topic);
-    assign(&mut slot.payload, m.payload);
-    slot.received_at = m.received_at;
-    slot.device_time = m.device_time;
+    assign(&mut slot.device, m.device());
+    assign(&mut slot.device_type, m.device_type());
+    assign(&mut slot.topic, m.topic());
+    assign(&mut slot.payload, m.payload());
+    slot.received_at = m.received_at();
+    slot.device_time = m.device_time();
     let metrics = m.metrics();
     slot.metrics.truncate(metrics.len());
     for (j, (name, value)) in metrics.enumerate() {

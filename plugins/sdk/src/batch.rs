@@ -2,11 +2,19 @@
 //! through borrowed views.
 //!
 //! A [`Batch`] holds every string of its messages in one text; a
-//! [`MessageRef`] borrows its fields from it, so reading a batch allocates
-//! nothing. `MessageRef::from(&message)` gives the same view of an owned
-//! [`Message`],
-//! so logic written against `MessageRef` serves both (and native tests).
-//! [`Batch::to_messages`] copies a batch into owned messages.
+//! [`MessageRef`] is a message's position in it, and each accessor reads
+//! its field from the batch when called. A view is two words, so handing
+//! one around copies nothing, and a plugin that reads a message's device
+//! and metrics never touches its topic or payload. `MessageRef::from(&message)`
+//! gives the same view of an owned [`Message`], so logic written against
+//! `MessageRef` serves both (and native tests). [`Batch::to_messages`]
+//! copies a batch into owned messages.
+//!
+//! A malformed batch (which a correct host never sends) cannot make a view
+//! panic or read out of bounds: a span outside the text, or not on
+//! character boundaries, reads as `""`; a metric range outside the metric
+//! columns reads as no metrics; the message count is the shortest
+//! per-message column.
 
 use crate::bindings::host::weir::plugin::batches;
 use crate::{Message, Metric};
@@ -17,85 +25,65 @@ const NO_DEVICE_TIME: i64 = i64::MIN;
 /// Numbers per message in `strings` (six spans).
 const STRINGS: usize = 12;
 
+/// Position of each string field's span among a message's `strings`.
+const RULE: usize = 0;
+const TOPIC: usize = 2;
+const CLIENT_ID: usize = 4;
+const DEVICE: usize = 6;
+const DEVICE_TYPE: usize = 8;
+const PAYLOAD: usize = 10;
+
 /// One batch of messages, as received.
-///
-/// Invariant (established by [`Batch::checked`], character boundaries
-/// trusted to the host in release builds): every span lies inside `text` on
-/// character boundaries, every message's metric range lies inside
-/// the metric columns, and every per-message column has at least `len`
-/// entries. Views then read the columns without further checks.
 pub struct Batch {
     raw: batches::Batch,
+    /// The shortest per-message column: views of `0..len` have every column.
     len: usize,
 }
 
-/// Replace each span of `spans` (pairs) that ends past `text` by the empty
-/// span. Like wit-bindgen's own string lifting, release builds trust the host
-/// to cut spans on character boundaries (it builds them from whole strings);
-/// debug builds check that too.
-fn clear_bad_spans(text: &str, spans: &mut [u32]) {
-    // The common case, every span in bounds, in one branch-free pass.
-    let furthest = spans
-        .chunks_exact(2)
-        .map(|pair| pair[0] as u64 + pair[1] as u64)
-        .fold(0, u64::max);
-    if furthest <= text.len() as u64 && !cfg!(debug_assertions) {
-        return;
-    }
-    for pair in spans.chunks_exact_mut(2) {
-        let (start, len) = (pair[0], pair[1]);
-        let ok = start
-            .checked_add(len)
-            .is_some_and(|end| end as usize <= text.len())
-            && text.is_char_boundary(start as usize)
-            && text.is_char_boundary((start + len) as usize);
-        if !ok {
-            pair.copy_from_slice(&[0, 0]);
+/// The span at `at` (two numbers: start, length) of `spans` as text of
+/// `text`; `""` when it is not a whole piece of `text`.
+#[inline]
+fn span<'a>(text: &'a str, spans: &[u32], at: usize) -> &'a str {
+    match (spans.get(at), spans.get(at + 1)) {
+        (Some(&start), Some(&len)) => {
+            let start = start as usize;
+            // `u32` sums cannot overflow `usize` on 64-bit hosts; on wasm32
+            // an overflowing span is out of bounds anyway.
+            match start.checked_add(len as usize) {
+                Some(end) => piece(text, start, end),
+                None => "",
+            }
         }
+        _ => "",
     }
 }
 
-/// The span at `at` (two numbers) of `spans`, as text.
-///
-/// # Safety
-/// `at + 1 < spans.len()` and the span is valid in `text` (see [`Batch`]).
-unsafe fn span<'a>(text: &'a str, spans: &[u32], at: usize) -> &'a str {
-    // SAFETY: the caller guarantees `at + 1` is in bounds and that the span
-    // lies inside `text` on character boundaries.
-    unsafe {
-        let start = *spans.get_unchecked(at) as usize;
-        let len = *spans.get_unchecked(at + 1) as usize;
-        text.get_unchecked(start..start + len)
+/// `text[start..end]`, or `""` when that is out of bounds. Like
+/// wit-bindgen's own string lifting, release builds trust the host to cut
+/// spans on character boundaries (it builds them from whole strings); debug
+/// builds check that too.
+#[inline]
+fn piece(text: &str, start: usize, end: usize) -> &str {
+    if cfg!(debug_assertions) {
+        return text.get(start..end).unwrap_or("");
+    }
+    match text.as_bytes().get(start..end) {
+        // SAFETY: in bounds; on character boundaries as the host promises
+        // (`weir:plugin/batches`), so the bytes are UTF-8.
+        Some(bytes) => unsafe { std::str::from_utf8_unchecked(bytes) },
+        None => "",
     }
 }
 
 impl Batch {
     #[doc(hidden)]
     pub fn from_raw(raw: batches::Batch) -> Batch {
-        Batch::checked(raw)
-    }
-
-    /// Check the layout once, so views need no checks: the message count is
-    /// the shortest per-message column; an out-of-range span or metric range
-    /// (which a correct host never sends) reads as empty. This is the only
-    /// pass over the spans; views compute nothing but slices.
-    fn checked(mut raw: batches::Batch) -> Batch {
         let len = raw
             .received_at
             .len()
             .min(raw.device_time.len())
             .min(raw.strings.len() / STRINGS)
             .min(raw.metrics.len() / 2);
-        let text = raw.text.as_str();
-        clear_bad_spans(text, &mut raw.strings);
-        clear_bad_spans(text, &mut raw.metric_names);
-        let metrics = raw.metric_values.len().min(raw.metric_names.len() / 2);
-        for range in raw.metrics.chunks_exact_mut(2) {
-            let end = range[0].checked_add(range[1]).map(|end| end as usize);
-            if end.is_none_or(|end| end > metrics) {
-                range.copy_from_slice(&[0, 0]);
-            }
-        }
         Batch { raw, len }
     }
 
@@ -135,7 +123,7 @@ impl Batch {
                 raw.metric_values.push(metric.value);
             }
         }
-        Batch::checked(raw)
+        Batch::from_raw(raw)
     }
 
     /// Number of messages.
@@ -149,34 +137,27 @@ impl Batch {
 
     /// The `i`th message.
     pub fn get(&self, i: usize) -> Option<MessageRef<'_>> {
-        (i < self.len()).then(|| self.view(i))
+        (i < self.len).then_some(MessageRef(Source::Flat { batch: self, i }))
     }
 
-    /// The device of each message, in order (cheaper than [`Batch::iter`]
-    /// when that is all a pass needs, such as finding devices to load).
+    /// The device of each message, in order.
     pub fn devices(&self) -> impl ExactSizeIterator<Item = &str> + Clone + '_ {
-        let t = self.raw.text.as_str();
-        // SAFETY: `i < self.len`, so `strings` holds message `i`'s spans,
-        // valid in `text` (see `Batch::checked`).
-        (0..self.len).map(move |i| unsafe { span(t, &self.raw.strings, i * STRINGS + 6) })
+        (0..self.len).map(move |i| self.string(i, DEVICE))
     }
 
     /// The messages, in order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = MessageRef<'_>> + Clone + '_ {
-        (0..self.len()).map(|i| self.view(i))
+        (0..self.len).map(move |i| MessageRef(Source::Flat { batch: self, i }))
     }
 
-    /// Call `f` with each message's position and a reference to its view,
-    /// in order, stopping at the first error. The view is built where `f`
-    /// borrows it: cheaper than [`Batch::iter`] in Wasm, where moving a
-    /// view out of an iterator is a `memory.copy` call per message.
+    /// Call `f` with each message's position and view, in order, stopping
+    /// at the first error.
     pub fn try_for_each<E>(
         &self,
         mut f: impl FnMut(usize, &MessageRef<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
         for i in 0..self.len {
-            let m = self.view(i);
-            f(i, &m)?;
+            f(i, &MessageRef(Source::Flat { batch: self, i }))?;
         }
         Ok(())
     }
@@ -186,51 +167,49 @@ impl Batch {
         self.iter().map(|m| m.to_message()).collect()
     }
 
-    /// The view of message `i`; `i < self.len`.
-    fn view(&self, i: usize) -> MessageRef<'_> {
-        debug_assert!(i < self.len);
+    /// String field `field` (one of `RULE`..`PAYLOAD`) of message `i`.
+    #[inline]
+    fn string(&self, i: usize, field: usize) -> &str {
+        span(&self.raw.text, &self.raw.strings, i * STRINGS + field)
+    }
+
+    /// The metrics of message `i`: none when its range is not inside the
+    /// metric columns.
+    #[inline]
+    fn metrics(&self, i: usize) -> Metrics<'_> {
         let raw = &self.raw;
-        let t = raw.text.as_str();
-        let at = i * STRINGS;
-        // SAFETY: `i < self.len`, so every per-message column has entry `i`
-        // (and `strings` its 12 numbers); `checked` made every span and
-        // metric range valid.
-        unsafe {
-            let first = *raw.metrics.get_unchecked(2 * i) as usize;
-            let end = first + *raw.metrics.get_unchecked(2 * i + 1) as usize;
-            let device_time = *raw.device_time.get_unchecked(i);
-            MessageRef {
-                rule: span(t, &raw.strings, at),
-                topic: span(t, &raw.strings, at + 2),
-                client_id: span(t, &raw.strings, at + 4),
-                device: span(t, &raw.strings, at + 6),
-                device_type: span(t, &raw.strings, at + 8),
-                received_at: *raw.received_at.get_unchecked(i),
-                device_time: (device_time != NO_DEVICE_TIME).then_some(device_time),
-                metrics: Metrics::Flat {
-                    text: t,
-                    names: raw.metric_names.get_unchecked(2 * first..2 * end),
-                    values: raw.metric_values.get_unchecked(first..end),
-                },
-                payload: span(t, &raw.strings, at + 10),
+        let range = match (raw.metrics.get(2 * i), raw.metrics.get(2 * i + 1)) {
+            (Some(&first), Some(&count)) => {
+                let first = first as usize;
+                first.checked_add(count as usize).map(|end| (first, end))
             }
+            _ => None,
+        };
+        let names = range.and_then(|(first, end)| raw.metric_names.get(2 * first..2 * end));
+        let values = range.and_then(|(first, end)| raw.metric_values.get(first..end));
+        match (names, values) {
+            (Some(names), Some(values)) => Metrics::Flat {
+                text: &raw.text,
+                names,
+                values,
+            },
+            _ => Metrics::Owned(&[]),
         }
     }
 }
 
-/// A borrowed message: the fields of [`Message`], without copies.
-#[derive(Debug, Clone, Copy)]
-pub struct MessageRef<'a> {
-    pub rule: &'a str,
-    pub topic: &'a str,
-    pub client_id: &'a str,
-    pub device: &'a str,
-    pub device_type: &'a str,
-    pub received_at: i64,
-    pub device_time: Option<i64>,
-    /// The numeric fields; iterate with [`MessageRef::metrics`].
-    metrics: Metrics<'a>,
-    pub payload: &'a str,
+/// A borrowed message: the fields of [`Message`], read when asked for.
+#[derive(Clone, Copy)]
+pub struct MessageRef<'a>(Source<'a>);
+
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    /// Message `i < batch.len` of a batch.
+    Flat {
+        batch: &'a Batch,
+        i: usize,
+    },
+    Owned(&'a Message),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -238,16 +217,87 @@ enum Metrics<'a> {
     Owned(&'a [Metric]),
     Flat {
         text: &'a str,
-        /// Two numbers (a span of `text`) per metric.
+        /// Two numbers (a span of `text`) per value.
         names: &'a [u32],
         values: &'a [f64],
     },
 }
 
 impl<'a> MessageRef<'a> {
+    #[inline]
+    fn string(&self, field: usize, owned: fn(&'a Message) -> &'a str) -> &'a str {
+        match self.0 {
+            Source::Flat { batch, i } => batch.string(i, field),
+            Source::Owned(m) => owned(m),
+        }
+    }
+
+    /// The rule whose output this is.
+    #[inline]
+    pub fn rule(&self) -> &'a str {
+        self.string(RULE, |m| &m.rule)
+    }
+
+    /// The MQTT topic the reading arrived on.
+    #[inline]
+    pub fn topic(&self) -> &'a str {
+        self.string(TOPIC, |m| &m.topic)
+    }
+
+    /// The MQTT client id of the publisher.
+    #[inline]
+    pub fn client_id(&self) -> &'a str {
+        self.string(CLIENT_ID, |m| &m.client_id)
+    }
+
+    /// The device id (see `weir:plugin/types.message`).
+    #[inline]
+    pub fn device(&self) -> &'a str {
+        self.string(DEVICE, |m| &m.device)
+    }
+
+    /// The device type (see `weir:plugin/types.message`).
+    #[inline]
+    pub fn device_type(&self) -> &'a str {
+        self.string(DEVICE_TYPE, |m| &m.device_type)
+    }
+
+    /// The rule's output as JSON.
+    #[inline]
+    pub fn payload(&self) -> &'a str {
+        self.string(PAYLOAD, |m| &m.payload)
+    }
+
+    /// Server receive time, ms since the epoch.
+    #[inline]
+    pub fn received_at(&self) -> i64 {
+        match self.0 {
+            Source::Flat { batch, i } => batch.raw.received_at.get(i).copied().unwrap_or(0),
+            Source::Owned(m) => m.received_at,
+        }
+    }
+
+    /// The device's own timestamp, when the host found a sane one.
+    #[inline]
+    pub fn device_time(&self) -> Option<i64> {
+        match self.0 {
+            Source::Flat { batch, i } => batch
+                .raw
+                .device_time
+                .get(i)
+                .copied()
+                .filter(|&t| t != NO_DEVICE_TIME),
+            Source::Owned(m) => m.device_time,
+        }
+    }
+
     /// The numeric fields, in output order, as `(name, value)`.
+    #[inline]
     pub fn metrics(&self) -> impl ExactSizeIterator<Item = (&'a str, f64)> + Clone + 'a {
-        let metrics = self.metrics;
+        let metrics = match self.0 {
+            Source::Flat { batch, i } => batch.metrics(i),
+            Source::Owned(m) => Metrics::Owned(&m.metrics),
+        };
         (0..metrics.len()).map(move |j| metrics.get(j))
     }
 
@@ -258,23 +308,40 @@ impl<'a> MessageRef<'a> {
 
     /// The device's own timestamp when the host found a sane one, else the
     /// server receive time (ms since the epoch).
+    #[inline]
     pub fn event_time(&self) -> i64 {
-        self.device_time.unwrap_or(self.received_at)
+        self.device_time().unwrap_or_else(|| self.received_at())
     }
 
     /// An owned copy.
     pub fn to_message(&self) -> Message {
         Message {
-            rule: self.rule.to_string(),
-            topic: self.topic.to_string(),
-            client_id: self.client_id.to_string(),
-            device: self.device.to_string(),
-            device_type: self.device_type.to_string(),
-            received_at: self.received_at,
-            device_time: self.device_time,
+            rule: self.rule().to_string(),
+            topic: self.topic().to_string(),
+            client_id: self.client_id().to_string(),
+            device: self.device().to_string(),
+            device_type: self.device_type().to_string(),
+            received_at: self.received_at(),
+            device_time: self.device_time(),
             metrics: self.metrics().map(|(n, v)| Metric::new(n, v)).collect(),
-            payload: self.payload.to_string(),
+            payload: self.payload().to_string(),
         }
+    }
+}
+
+impl std::fmt::Debug for MessageRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageRef")
+            .field("rule", &self.rule())
+            .field("topic", &self.topic())
+            .field("client_id", &self.client_id())
+            .field("device", &self.device())
+            .field("device_type", &self.device_type())
+            .field("received_at", &self.received_at())
+            .field("device_time", &self.device_time())
+            .field("metrics", &self.metrics().collect::<Vec<_>>())
+            .field("payload", &self.payload())
+            .finish()
     }
 }
 
@@ -287,6 +354,7 @@ impl<'a> Metrics<'a> {
     }
 
     /// Metric `j` as `(name, value)`; `j < self.len()`.
+    #[inline]
     fn get(self, j: usize) -> (&'a str, f64) {
         match self {
             Metrics::Owned(m) => (m[j].name.as_str(), m[j].value),
@@ -294,12 +362,7 @@ impl<'a> Metrics<'a> {
                 text,
                 names,
                 values,
-            } => {
-                let value = values[j];
-                // SAFETY: `names` holds two numbers per value, each pair a
-                // valid span of `text` (checked when the batch was built).
-                (unsafe { span(text, names, 2 * j) }, value)
-            }
+            } => (span(text, names, 2 * j), values[j]),
         }
     }
 }
@@ -307,17 +370,7 @@ impl<'a> Metrics<'a> {
 /// An owned message as a [`MessageRef`].
 impl<'a> From<&'a Message> for MessageRef<'a> {
     fn from(m: &'a Message) -> MessageRef<'a> {
-        MessageRef {
-            rule: &m.rule,
-            topic: &m.topic,
-            client_id: &m.client_id,
-            device: &m.device,
-            device_type: &m.device_type,
-            received_at: m.received_at,
-            device_time: m.device_time,
-            metrics: Metrics::Owned(&m.metrics),
-            payload: &m.payload,
-        }
+        MessageRef(Source::Owned(m))
     }
 }
 
@@ -386,13 +439,13 @@ mod tests {
         assert_eq!(batch.len(), 2);
         let first = batch.get(0).expect("first");
         assert_eq!(
-            (first.device, first.device_type, first.payload),
+            (first.device(), first.device_type(), first.payload()),
             ("ab", "", "")
         );
         assert_eq!(first.metrics().collect::<Vec<_>>(), vec![("a", 1.5)]);
         let second = batch.get(1).expect("second");
-        assert_eq!(second.device, "");
-        assert_eq!(second.device_time, Some(5));
+        assert_eq!(second.device(), "");
+        assert_eq!(second.device_time(), Some(5));
         assert_eq!(second.metrics().len(), 0);
         assert!(batch.get(2).is_none());
     }
@@ -410,7 +463,7 @@ mod tests {
             .devices()
             .eq(messages.iter().map(|m| m.device.as_str())));
         for (view, owned) in batch.iter().zip(&messages) {
-            assert_eq!(view.device, owned.device);
+            assert_eq!(view.device(), owned.device);
             assert_eq!(view.metrics().len(), owned.metrics.len());
             assert_eq!(
                 view.metrics().collect::<Vec<_>>(),
@@ -418,7 +471,7 @@ mod tests {
             );
             assert_eq!(view.metric("temperature"), owned.metric("temperature"));
         }
-        assert_eq!(batch.get(1).map(|m| m.topic), Some("dt/t/d2/telemetry"));
+        assert_eq!(batch.get(1).map(|m| m.topic()), Some("dt/t/d2/telemetry"));
         assert!(batch.get(3).is_none());
     }
 }

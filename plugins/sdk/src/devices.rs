@@ -33,6 +33,7 @@ impl Hash for KeyRef<'_> {
 }
 
 impl Equivalent<Key> for KeyRef<'_> {
+    #[inline]
     fn equivalent(&self, key: &Key) -> bool {
         crate::bytes::same(self.0, &key.0)
     }

@@ -125,20 +125,20 @@ impl Shadow {
         let merged =
             match self
                 .shadows
-                .merge_held(m.device, m.payload, m.received_at, m.device_type)
+                .merge_held(m.device(), m.payload(), m.received_at(), m.device_type())
             {
                 Some(merged) => merged,
                 None => {
                     self.shadows.load_missing(&self.bucket, rest())?;
                     self.shadows
-                        .merge(m.device, m.payload, m.received_at, m.device_type)
+                        .merge(m.device(), m.payload(), m.received_at(), m.device_type())
                 }
             };
         if let Err(e) = merged {
             skipped.count += 1;
-            skipped
-                .first
-                .get_or_insert_with(|| format!("device `{}` (rule `{}`): {e}", m.device, m.rule));
+            skipped.first.get_or_insert_with(|| {
+                format!("device `{}` (rule `{}`): {e}", m.device(), m.rule())
+            });
         }
         Ok(())
     }

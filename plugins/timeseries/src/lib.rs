@@ -86,11 +86,11 @@ impl Timeseries {
             return false;
         }
         slot.measures.truncate(kept);
-        assign(&mut slot.device, m.device);
-        assign(&mut slot.device_type, m.device_type);
+        assign(&mut slot.device, m.device());
+        assign(&mut slot.device_type, m.device_type());
         slot.time = match self.time {
-            TimeSource::Device => m.device_time.unwrap_or(m.received_at),
-            TimeSource::Received => m.received_at,
+            TimeSource::Device => m.device_time().unwrap_or(m.received_at()),
+            TimeSource::Received => m.received_at(),
         };
         true
     }

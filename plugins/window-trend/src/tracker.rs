@@ -111,7 +111,7 @@ impl Tracker {
         let Some(metrics) = kept(s, msg) else {
             return;
         };
-        let (device, changed) = self.devices.track(msg.device);
+        let (device, changed) = self.devices.track(msg.device());
         record(s, msg, metrics, device, changed, out);
     }
 
@@ -129,7 +129,7 @@ impl Tracker {
         let Some(metrics) = kept(s, msg) else {
             return true;
         };
-        match self.devices.track_held(msg.device) {
+        match self.devices.track_held(msg.device()) {
             Some((device, changed)) => {
                 record(s, msg, metrics, device, changed, out);
                 true
@@ -324,36 +324,37 @@ fn record<'m>(
     out: &mut Output,
 ) {
     *changed = true;
-    for (held, now) in [
-        (&mut device.device_type, msg.device_type),
-        (&mut device.rule, msg.rule),
-        (&mut device.topic, msg.topic),
-    ] {
+    let fields: [(&mut String, &str); 3] = [
+        (&mut device.device_type, msg.device_type()),
+        (&mut device.rule, msg.rule()),
+        (&mut device.topic, msg.topic()),
+    ];
+    for (held, now) in fields {
         if !weir_plugin::bytes::same(held, now) {
             held.clear();
             held.push_str(now);
         }
     }
-    let t = msg.device_time.unwrap_or(msg.received_at);
+    let t = msg.device_time().unwrap_or(msg.received_at());
     let placed = device.add(
         t,
-        msg.received_at,
-        msg.device_time,
+        msg.received_at(),
+        msg.device_time(),
         metrics,
         s.window_ms,
         s.lateness_ms,
     );
     if placed == Placed::Late {
         match out.late.last_mut() {
-            Some((d, n)) if *d == msg.device => *n += 1,
-            _ => out.late.push((msg.device.to_string(), 1)),
+            Some((d, n)) if *d == msg.device() => *n += 1,
+            _ => out.late.push((msg.device().to_string(), 1)),
         }
     }
-    let closed = match device.clock(msg.received_at) {
+    let closed = match device.clock(msg.received_at()) {
         Some(clock) => device.close(clock, s.window_ms, s.lateness_ms),
         None => Vec::new(),
     };
-    Tracker::emit(s, msg.device, device, closed, out);
+    Tracker::emit(s, msg.device(), device, closed, out);
 }
 
 #[cfg(test)]

@@ -165,7 +165,7 @@ impl Detector {
 
     /// [`Detector::observe`] of a borrowed view (no copy of it).
     pub fn observe_ref(&mut self, msg: &MessageRef<'_>, events: &mut Vec<Event>) {
-        let (device, dirty) = self.devices.track(msg.device);
+        let (device, dirty) = self.devices.track(msg.device());
         score(&self.settings, self.mode, device, dirty, msg, events);
     }
 
@@ -183,7 +183,7 @@ impl Detector {
 
     /// [`Detector::observe_held`] of a borrowed view (no copy of it).
     pub fn observe_held_ref(&mut self, msg: &MessageRef<'_>, events: &mut Vec<Event>) -> bool {
-        match self.devices.track_held(msg.device) {
+        match self.devices.track_held(msg.device()) {
             Some((device, dirty)) => {
                 score(&self.settings, self.mode, device, dirty, msg, events);
                 true
@@ -265,18 +265,18 @@ fn score(
         let anomalous = z.abs() > settings.threshold;
         let event = |kind| Event {
             kind,
-            device: msg.device.to_string(),
-            device_type: msg.device_type.to_string(),
+            device: msg.device().to_string(),
+            device_type: msg.device_type().to_string(),
             metric: name.to_string(),
             value: x,
             mean: before.mean,
             stddev,
             z,
             threshold: settings.threshold,
-            rule: msg.rule.to_string(),
-            topic: msg.topic.to_string(),
-            received_at: msg.received_at,
-            device_time: msg.device_time,
+            rule: msg.rule().to_string(),
+            topic: msg.topic().to_string(),
+            received_at: msg.received_at(),
+            device_time: msg.device_time(),
         };
 
         if anomalous {
