@@ -11,10 +11,12 @@
 //! copies a batch into owned messages.
 //!
 //! A malformed batch (which a correct host never sends) cannot make a view
-//! panic or read out of bounds: a span outside the text, or not on
-//! character boundaries, reads as `""`; a metric range outside the metric
-//! columns reads as no metrics; the message count is the shortest
-//! per-message column.
+//! panic or read out of bounds: a span outside the text reads as `""`; a
+//! metric range outside the metric columns reads as no metrics; the
+//! message count is the shortest per-message column. Like wit-bindgen's
+//! own string lifting, release builds trust the host to cut spans on
+//! character boundaries (it builds them from whole strings); debug builds
+//! check that too, and read a span that is not as `""`.
 
 use crate::bindings::host::weir::plugin::batches;
 use crate::{Message, Metric};
