@@ -452,6 +452,92 @@ mod tests {
         assert!(batch.get(2).is_none());
     }
 
+    /// A small deterministic xorshift generator for the test below.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: u32) -> u32 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n.max(1) as u64) as u32
+        }
+
+        /// Mostly below `limit`; sometimes far past it, or near `u32::MAX`.
+        fn number(&mut self, limit: u32) -> u32 {
+            match self.below(8) {
+                0 => u32::MAX - self.below(4),
+                1 => self.below(1000),
+                _ => self.below(limit),
+            }
+        }
+    }
+
+    /// Random columns (spans anywhere, some inside a multi-byte character,
+    /// some overflowing; metric ranges anywhere; columns of different
+    /// lengths): every accessor of every view answers without panicking,
+    /// and what it answers lies in the batch.
+    #[test]
+    #[cfg_attr(
+        not(debug_assertions),
+        ignore = "release builds trust the host's character boundaries"
+    )]
+    fn random_malformed_batches_never_panic() {
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        // Read fields and metrics, so the run is known to have read some.
+        let (mut fields_read, mut metrics_read) = (0, 0);
+        let text = "dev-1é€dt/t/dev-1/telemetry{\"t\":1}temperature";
+        let limit = text.len() as u32 + 2;
+        for _ in 0..2000 {
+            let messages = rng.below(6) as usize;
+            let strings = (0..messages * STRINGS + rng.below(3) as usize)
+                .map(|_| rng.number(limit))
+                .collect();
+            let metric_names = (0..rng.below(12)).map(|_| rng.number(limit)).collect();
+            let metric_values = (0..rng.below(6)).map(f64::from).collect();
+            let metrics = (0..2 * messages + rng.below(2) as usize)
+                .map(|_| rng.number(6))
+                .collect();
+            let raw = batches::Batch {
+                text: text.to_string(),
+                strings,
+                received_at: vec![1; messages + rng.below(2) as usize],
+                device_time: vec![NO_DEVICE_TIME; messages],
+                metrics,
+                metric_names,
+                metric_values,
+            };
+            let batch = Batch::from_raw(raw);
+            assert!(batch.len() <= messages);
+            for m in batch.iter() {
+                for field in [
+                    m.rule(),
+                    m.topic(),
+                    m.client_id(),
+                    m.device(),
+                    m.device_type(),
+                    m.payload(),
+                ] {
+                    assert!(field.is_empty() || text.contains(field));
+                    fields_read += usize::from(!field.is_empty());
+                }
+                for (name, value) in m.metrics() {
+                    assert!(name.is_empty() || text.contains(name));
+                    assert!(value.is_finite());
+                    metrics_read += 1;
+                }
+                assert_eq!(m.device_time(), None);
+                let _ = (m.metric("temperature"), m.event_time(), m.to_message());
+                let _ = format!("{m:?}");
+            }
+            assert_eq!(batch.devices().len(), batch.len());
+        }
+        assert!(
+            fields_read > 100 && metrics_read > 100,
+            "{fields_read} {metrics_read}"
+        );
+    }
+
     #[test]
     fn views_of_a_batch_and_of_messages_agree() {
         let messages = vec![message("d1"), message("d2"), Message::default()];
