@@ -15,3 +15,7 @@
 pub mod archive;
 pub mod date;
 pub mod timeseries;
+
+/// The maps on the write paths, looked up for every point or row: hashed
+/// with foldhash rather than SipHash.
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;

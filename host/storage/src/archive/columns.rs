@@ -7,7 +7,7 @@
 //! fixed column or a partition key (case-insensitively, as Athena compares)
 //! is stored as `metric_<name>`.
 
-use std::collections::HashMap;
+use crate::FastMap;
 use std::sync::Arc;
 
 use arrow_array::builder::{Float64Builder, StringBuilder};
@@ -73,7 +73,7 @@ pub fn schema(metrics: &[String]) -> SchemaRef {
 /// file's metric columns (which may grow until the schema is fixed).
 pub struct ColumnBuffer {
     metrics: Vec<String>,
-    index: HashMap<String, usize>,
+    index: FastMap<String, usize>,
     received_at: Vec<i64>,
     device_time: Vec<Option<i64>>,
     device_id: StringBuilder,
@@ -94,7 +94,7 @@ impl ColumnBuffer {
     pub fn new() -> Self {
         ColumnBuffer {
             metrics: Vec::new(),
-            index: HashMap::new(),
+            index: FastMap::default(),
             received_at: Vec::new(),
             device_time: Vec::new(),
             device_id: StringBuilder::new(),

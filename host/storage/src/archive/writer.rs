@@ -11,7 +11,7 @@
 //! at any point leaves the log, and `open` rebuilds `root/key` from it: the
 //! same key, so even a crash after the rename yields no second copy.
 
-use std::collections::HashMap;
+use crate::FastMap;
 use std::fs::{self, File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -97,7 +97,7 @@ pub struct ArchiveWriter {
     output: ArchiveOutput,
     policy: RollPolicy,
     props: WriterProperties,
-    open: HashMap<String, OpenFile, foldhash::fast::RandomState>,
+    open: FastMap<String, OpenFile>,
     /// Parquet bytes per row-log byte over the files finished so far: the
     /// size estimate of an open file is its log size times this.
     ratio: f64,
@@ -150,7 +150,7 @@ impl ArchiveWriter {
             output,
             policy,
             props: writer_properties(compression)?,
-            open: HashMap::default(),
+            open: FastMap::default(),
             ratio: INITIAL_RATIO,
             ratio_bytes: 0,
             log_bytes_closed: 0,

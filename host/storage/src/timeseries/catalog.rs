@@ -9,9 +9,7 @@
 
 use std::collections::HashMap;
 
-/// The write path's maps: looked up for every point, so hashed with
-/// foldhash rather than SipHash.
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+use crate::FastMap;
 use std::sync::Arc;
 
 use super::key;
