@@ -92,6 +92,20 @@ mod tests {
         );
     }
 
+    /// A string's encoding: its bytes, NUL escaped, then the terminator.
+    #[test]
+    fn strings_with_and_without_nul_encode_as_specified() {
+        let mut out = Vec::new();
+        push_str(&mut out, "dev-1");
+        assert_eq!(out, b"dev-1\x00\x01");
+        out.clear();
+        push_str(&mut out, "a\0b\0");
+        assert_eq!(out, b"a\x00\xFFb\x00\xFF\x00\x01");
+        out.clear();
+        push_str(&mut out, "");
+        assert_eq!(out, b"\x00\x01");
+    }
+
     #[test]
     fn series_round_trip_and_prefixes() {
         let k = series_prefix("dev\0x", "temp");
