@@ -190,8 +190,8 @@ fn boundary(c: &mut Criterion) {
                     for batch in &flat_batches {
                         flat_events.clear();
                         let _ = batch.try_for_each(|_, m| {
-                            if !flat_native.observe_held_ref(m, &mut flat_events) {
-                                flat_native.observe_ref(m, &mut flat_events);
+                            if !flat_native.observe_held(*m, &mut flat_events) {
+                                flat_native.observe(*m, &mut flat_events);
                             }
                             Ok::<(), ()>(())
                         });

@@ -139,7 +139,7 @@ impl Batch {
 
     /// The `i`th message.
     pub fn get(&self, i: usize) -> Option<MessageRef<'_>> {
-        (i < self.len).then_some(MessageRef(Source::Flat { batch: self, i }))
+        (i < self.len).then(|| self.view(i))
     }
 
     /// The device of each message, in order.
@@ -149,7 +149,7 @@ impl Batch {
 
     /// The messages, in order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = MessageRef<'_>> + Clone + '_ {
-        (0..self.len).map(move |i| MessageRef(Source::Flat { batch: self, i }))
+        (0..self.len).map(move |i| self.view(i))
     }
 
     /// Call `f` with each message's position and view, in order, stopping
@@ -159,7 +159,7 @@ impl Batch {
         mut f: impl FnMut(usize, &MessageRef<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
         for i in 0..self.len {
-            f(i, &MessageRef(Source::Flat { batch: self, i }))?;
+            f(i, &self.view(i))?;
         }
         Ok(())
     }
@@ -167,6 +167,12 @@ impl Batch {
     /// Owned copies of the messages.
     pub fn to_messages(&self) -> Vec<Message> {
         self.iter().map(|m| m.to_message()).collect()
+    }
+
+    /// The view of message `i`; `i < self.len`.
+    #[inline]
+    fn view(&self, i: usize) -> MessageRef<'_> {
+        MessageRef(Source::Flat { batch: self, i })
     }
 
     /// String field `field` (one of `RULE`..`PAYLOAD`) of message `i`.

@@ -154,10 +154,10 @@ impl Processor for WindowTrend {
     fn process_batch(&mut self, batch: &Batch) -> Result<Vec<Outbound>, String> {
         let mut out = Output::default();
         batch.try_for_each(|i, msg| {
-            if !self.tracker.observe_held_ref(msg, &mut out) {
+            if !self.tracker.observe_held(*msg, &mut out) {
                 self.tracker
                     .load_missing(&self.bucket, batch.devices().skip(i))?;
-                self.tracker.observe_ref(msg, &mut out);
+                self.tracker.observe(*msg, &mut out);
             }
             Ok::<(), String>(())
         })?;

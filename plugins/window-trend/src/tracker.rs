@@ -102,17 +102,13 @@ impl Tracker {
     /// `MessageRef::from(&message)`), and close what its event time closes.
     /// A device not in memory starts afresh (load it first).
     pub fn observe<'m>(&mut self, msg: impl Into<MessageRef<'m>>, out: &mut Output) {
-        self.observe_ref(&msg.into(), out)
-    }
-
-    /// [`Tracker::observe`] of a borrowed view (no copy of it).
-    pub fn observe_ref(&mut self, msg: &MessageRef<'_>, out: &mut Output) {
+        let msg = msg.into();
         let s = &self.settings;
-        let Some(metrics) = kept(s, msg) else {
+        let Some(metrics) = kept(s, &msg) else {
             return;
         };
         let (device, changed) = self.devices.track(msg.device());
-        record(s, msg, metrics, device, changed, out);
+        record(s, &msg, metrics, device, changed, out);
     }
 
     /// As [`Tracker::observe`], for a reading whose device is in memory:
@@ -120,18 +116,14 @@ impl Tracker {
     /// (with [`Tracker::load_missing`]). A batch of known devices then
     /// costs one device lookup per reading.
     pub fn observe_held<'m>(&mut self, msg: impl Into<MessageRef<'m>>, out: &mut Output) -> bool {
-        self.observe_held_ref(&msg.into(), out)
-    }
-
-    /// [`Tracker::observe_held`] of a borrowed view (no copy of it).
-    pub fn observe_held_ref(&mut self, msg: &MessageRef<'_>, out: &mut Output) -> bool {
+        let msg = msg.into();
         let s = &self.settings;
-        let Some(metrics) = kept(s, msg) else {
+        let Some(metrics) = kept(s, &msg) else {
             return true;
         };
         match self.devices.track_held(msg.device()) {
             Some((device, changed)) => {
-                record(s, msg, metrics, device, changed, out);
+                record(s, &msg, metrics, device, changed, out);
                 true
             }
             None => false,

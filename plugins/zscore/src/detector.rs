@@ -160,13 +160,9 @@ impl Detector {
     /// `MessageRef::from(&message)`); appends at most one event per metric
     /// to `events`.
     pub fn observe<'m>(&mut self, msg: impl Into<MessageRef<'m>>, events: &mut Vec<Event>) {
-        self.observe_ref(&msg.into(), events)
-    }
-
-    /// [`Detector::observe`] of a borrowed view (no copy of it).
-    pub fn observe_ref(&mut self, msg: &MessageRef<'_>, events: &mut Vec<Event>) {
+        let msg = msg.into();
         let (device, dirty) = self.devices.track(msg.device());
-        score(&self.settings, self.mode, device, dirty, msg, events);
+        score(&self.settings, self.mode, device, dirty, &msg, events);
     }
 
     /// As [`Detector::observe`], for a message whose device is held:
@@ -178,14 +174,10 @@ impl Detector {
         msg: impl Into<MessageRef<'m>>,
         events: &mut Vec<Event>,
     ) -> bool {
-        self.observe_held_ref(&msg.into(), events)
-    }
-
-    /// [`Detector::observe_held`] of a borrowed view (no copy of it).
-    pub fn observe_held_ref(&mut self, msg: &MessageRef<'_>, events: &mut Vec<Event>) -> bool {
+        let msg = msg.into();
         match self.devices.track_held(msg.device()) {
             Some((device, dirty)) => {
-                score(&self.settings, self.mode, device, dirty, msg, events);
+                score(&self.settings, self.mode, device, dirty, &msg, events);
                 true
             }
             None => false,

@@ -82,10 +82,10 @@ impl Processor for ZScore {
     fn process_batch(&mut self, batch: &Batch) -> Result<Vec<Outbound>, String> {
         let mut events = Vec::new();
         batch.try_for_each(|i, msg| {
-            if !self.detector.observe_held_ref(msg, &mut events) {
+            if !self.detector.observe_held(*msg, &mut events) {
                 self.detector
                     .load_missing(&self.bucket, batch.devices().skip(i))?;
-                self.detector.observe_ref(msg, &mut events);
+                self.detector.observe(*msg, &mut events);
             }
             Ok::<(), String>(())
         })?;
