@@ -4,16 +4,14 @@
 use super::loader::{flat_batches, grant_for, is_always, kind_of, Surface};
 use serde_json::{json, Value};
 use wasmtime::component::Component;
-use wasmtime::{Config, Engine};
+use wasmtime::Engine;
 
 /// The WIT package version this host implements.
 pub const HOST_WIT_VERSION: &str = "0.1.2";
 
 /// Describe a component as JSON.
 pub fn inspect(bytes: &[u8]) -> Result<Value, String> {
-    let mut config = Config::new();
-    config.wasm_component_model(true);
-    let engine = Engine::new(&config).map_err(|e| format!("{e:#}"))?;
+    let engine = Engine::new(&super::runtime::engine_config()).map_err(|e| format!("{e:#}"))?;
     let component =
         Component::new(&engine, bytes).map_err(|e| format!("not a valid component: {e:#}"))?;
     let ty = component.component_type();

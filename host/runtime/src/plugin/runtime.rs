@@ -32,6 +32,14 @@ impl Budget {
     }
 }
 
+/// The Wasm features every engine of this host compiles with, so a component
+/// `weir plugin inspect` accepts is one `weir run` loads.
+pub fn engine_config() -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config
+}
+
 pub struct PluginRuntime {
     pub engine: Engine,
     pub limits: PluginLimits,
@@ -47,8 +55,7 @@ impl PluginRuntime {
         cache_dir: PathBuf,
         services: Arc<HostServices>,
     ) -> Result<PluginRuntime, PluginError> {
-        let mut config = Config::new();
-        config.wasm_component_model(true);
+        let mut config = engine_config();
         config.epoch_interruption(true);
         if std::env::var_os("WEIR_PERF_MAP").is_some() {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
