@@ -398,6 +398,48 @@ fn rules_read_the_shadow_with_get_thing_shadow() {
     weir.stop();
 }
 
+/// A rule's SET variables reach its WHERE, its output and its actions'
+/// templates, evaluated once per message (one `newuuid()` for all three).
+#[test]
+fn set_variables_reach_where_output_and_templates() {
+    let dir = TempDir::new("set-variables");
+    let rules = dir.0.join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("plugins.toml"),
+        "[echo]\ncomponent = \"builtin:echo\"\ngrants = { publish = [\"echo/+\"] }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        rules.join("celsius.toml"),
+        r#"sql = """
+SET @c = (temperature - 32) * 5.0 / 9, @id = newuuid(), @dev = concat(lower(topic(2)), '-', @id)
+SELECT round(@c) AS celsius, @id AS id FROM 'f/+' WHERE @c > 30"""
+[[actions]]
+plugin = "echo"
+device = "${@dev}"
+"#,
+    )
+    .unwrap();
+    let weir = Weir::start_with_rules(&dir.0, &rules, "");
+    let watcher = Mqtt::connect(weir.addr, "watcher-set");
+    watcher.subscribe("echo/#");
+    let device = Mqtt::connect(weir.addr, "dev-set");
+    device.publish("f/Oven-1", r#"{"temperature": 80}"#);
+    device.publish("f/Oven-1", r#"{"temperature": 212}"#);
+    let got = watcher.collect(Duration::from_secs(3));
+    // 80 °F is 26.7 °C: the WHERE on @c holds only for the second reading.
+    assert_eq!(got.len(), 1, "{got:?}");
+    let (topic, payload) = &got[0];
+    assert_eq!(payload["celsius"], 100, "{got:?}");
+    let id = payload["id"].as_str().expect("id");
+    assert_eq!(id.len(), 36, "{got:?}");
+    assert_eq!(topic, &format!("echo/oven-1-{id}"), "{got:?}");
+    device.disconnect();
+    watcher.disconnect();
+    weir.stop();
+}
+
 /// `weir state reset` on a running instance really starts the baseline afresh.
 #[test]
 fn a_state_reset_restarts_the_baseline() {

@@ -1,6 +1,8 @@
 //! Criterion benchmarks: (1) one parsed rule evaluated against a ~150-byte
 //! reading; (2) topic-trie dispatch over 10,000 rules on distinct filters,
-//! where the message matches one of them, plus its evaluation.
+//! where the message matches one of them, plus its evaluation; (3) a rule
+//! formatting the reading's time with `parse_time` in UTC and in a named zone
+//! (the cost of a zone from the bundled IANA database).
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use weir_sql::{Message, Statement, TopicTrie};
@@ -70,6 +72,20 @@ fn bench(c: &mut Criterion) {
     c.bench_function("parse_statement", |b| {
         b.iter(|| Statement::parse(black_box(SQL)).ok())
     });
+
+    let msg = Message::new("dt/thermostat/dev42/telemetry", &payload);
+    for (name, zone) in [
+        ("parse_time_utc", "UTC"),
+        ("parse_time_los_angeles", "America/Los_Angeles"),
+    ] {
+        let sql =
+            format!("SELECT parse_time('yyyy-MM-dd HH:mm:ss z', ts, '{zone}') AS t FROM 'dt/#'");
+        let st = Statement::parse(&sql).expect("parse");
+        assert!(st.eval(&msg).expect("eval").is_some());
+        c.bench_function(name, |b| {
+            b.iter(|| black_box(st.eval(black_box(&msg)).ok()))
+        });
+    }
 }
 
 criterion_group!(benches, bench);

@@ -2,14 +2,27 @@
 
 use crate::error::Span;
 
-/// A `SELECT … FROM … [WHERE …]` query: the whole statement, or a nested sub-select.
+/// A `[SET …] SELECT … FROM … [WHERE …]` query: the whole statement, or a
+/// nested sub-select (which has no SET).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Query {
+    /// `SET @name = expr, …`, in order (top level only).
+    pub set: Vec<Assignment>,
     /// `SELECT VALUE expr`.
     pub value: bool,
     pub items: Vec<SelectItem>,
     pub from: From,
     pub where_: Option<Expr>,
+}
+
+/// One `@name = expr` of the SET clause.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assignment {
+    /// The name without `@`.
+    pub name: String,
+    /// Where `@name` is written.
+    pub span: Span,
+    pub expr: Expr,
 }
 
 /// The source of a query.
@@ -89,6 +102,12 @@ pub enum ExprKind {
     Star,
     /// A top-level key of the payload (or of the current element).
     Ident(String),
+    /// `@name`: a SET variable; `slot` is its position in the SET clause,
+    /// `None` when no earlier assignment defines it (a check error).
+    Var {
+        name: String,
+        slot: Option<usize>,
+    },
     /// `expr.name`.
     Field(Box<Expr>, String),
     /// `expr[index]`.

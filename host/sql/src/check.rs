@@ -12,6 +12,7 @@ pub fn check_query(q: &Query, src: &str) -> Vec<SqlError> {
     let mut c = Checker {
         src,
         errors: Vec::new(),
+        assigned: q.set.iter().map(|a| a.name.as_str()).collect(),
     };
     c.query(q);
     c.errors.sort_by_key(|e| e.offset);
@@ -23,6 +24,7 @@ pub fn check_expr(e: &Expr, src: &str) -> Vec<SqlError> {
     let mut c = Checker {
         src,
         errors: Vec::new(),
+        assigned: Vec::new(),
     };
     c.expr(e);
     c.errors
@@ -31,6 +33,9 @@ pub fn check_expr(e: &Expr, src: &str) -> Vec<SqlError> {
 struct Checker<'s> {
     src: &'s str,
     errors: Vec<SqlError>,
+    /// Every variable the SET clause assigns (to tell a use before the
+    /// assignment from a variable never assigned).
+    assigned: Vec<&'s str>,
 }
 
 fn plural(n: usize) -> &'static str {
@@ -41,12 +46,15 @@ fn plural(n: usize) -> &'static str {
     }
 }
 
-impl Checker<'_> {
+impl<'s> Checker<'s> {
     fn err(&mut self, msg: impl Into<String>, span: Span) {
         self.errors.push(SqlError::new(msg, self.src, span));
     }
 
     fn query(&mut self, q: &Query) {
+        for a in &q.set {
+            self.expr(&a.expr);
+        }
         match &q.from {
             From::Topic { filter, span } => {
                 if let Err(m) = crate::topic::validate_topic_filter(filter) {
@@ -66,6 +74,20 @@ impl Checker<'_> {
     fn expr(&mut self, e: &Expr) {
         match &e.kind {
             ExprKind::Lit(_) | ExprKind::Star | ExprKind::Ident(_) => {}
+            ExprKind::Var { slot: Some(_), .. } => {}
+            ExprKind::Var { name, slot: None } if self.assigned.contains(&name.as_str()) => self
+                .err(
+                    format!(
+                        "variable @{name} is used before its assignment: a SET expression sees only the variables assigned before it"
+                    ),
+                    e.span,
+                ),
+            ExprKind::Var { name, slot: None } => self.err(
+                format!(
+                    "unknown variable @{name}: assign it in the SET clause that starts the statement (SET @{name} = … SELECT …)"
+                ),
+                e.span,
+            ),
             ExprKind::Field(b, _) => self.expr(b),
             ExprKind::Index(b, i) => {
                 self.expr(b);
@@ -180,9 +202,9 @@ impl Checker<'_> {
             }
             Func::ParseTime => {
                 if let Some(z) = lit_str(2) {
-                    if functions::time::zone_offset_secs(z).is_none() {
+                    if functions::time::Zone::parse(z).is_none() {
                         self.err(
-                            format!("time zone '{z}' is not supported: use UTC or a fixed offset such as '+05:30'"),
+                            format!("unknown time zone '{z}': use an IANA zone id such as 'America/Los_Angeles', UTC, or a fixed offset such as '+05:30'"),
                             args[2].span,
                         );
                     }
@@ -231,5 +253,8 @@ mod tests {
             1
         );
         assert!(errs("SELECT parse_time('yyyy', 0, 'UTC') FROM 'x'").is_empty());
+        assert!(errs("SELECT parse_time('yyyy', 0, 'America/Belize') FROM 'x'").is_empty());
+        let e = errs("SELECT parse_time('yyyy', 0, 'Mars/Base') FROM 'x'");
+        assert!(e[0].contains("use an IANA zone id"), "{e:?}");
     }
 }

@@ -58,6 +58,8 @@ pub enum Node {
     Star,
     /// A path from the scope (payload or element): `a.b[0].c`.
     Path(Vec<Step>),
+    /// A SET variable, by its position in the SET clause.
+    Var(usize),
     /// A path applied to a computed value.
     Get(Box<Node>, Vec<Step>),
     /// A computed index or key: `a[i + 1]`.
@@ -104,6 +106,8 @@ pub enum Item {
 /// A compiled query.
 #[derive(Debug, Clone)]
 pub struct CQuery {
+    /// The SET clause's expressions, in order (top level only).
+    pub set: Vec<Node>,
     pub value: bool,
     pub items: Vec<Item>,
     /// Sub-selects only: the array to iterate.
@@ -127,6 +131,7 @@ pub fn query(q: &Query) -> CQuery {
         })
         .collect();
     CQuery {
+        set: q.set.iter().map(|a| expr(&a.expr)).collect(),
         value: q.value,
         items,
         from: match &q.from {
@@ -141,7 +146,7 @@ pub fn query(q: &Query) -> CQuery {
 /// function, otherwise `_N` (1-based position).
 pub fn default_name(e: &Expr, index: usize) -> String {
     match &e.kind {
-        ExprKind::Ident(n) | ExprKind::Field(_, n) => n.clone(),
+        ExprKind::Ident(n) | ExprKind::Field(_, n) | ExprKind::Var { name: n, .. } => n.clone(),
         ExprKind::Index(b, _) => default_name(b, index),
         ExprKind::Call { name, .. } => name.clone(),
         ExprKind::Cast(..) => "cast".to_string(),
@@ -168,6 +173,9 @@ pub fn expr(e: &Expr) -> Node {
         }),
         ExprKind::Star => Node::Star,
         ExprKind::Ident(n) => Node::Path(vec![Step::Key(n.clone())]),
+        // Unknown variables are check errors, so `None` is never compiled;
+        // if it were, no slot has it and it reads as Undefined.
+        ExprKind::Var { slot, .. } => Node::Var(slot.unwrap_or(usize::MAX)),
         ExprKind::Field(base, name) => push_step(expr(base), Step::Key(name.clone())),
         ExprKind::Index(base, idx) => match &idx.kind {
             ExprKind::Lit(Literal::Int(i)) => push_step(
@@ -283,5 +291,69 @@ fn call(name: &str, args: &[Expr]) -> Node {
             Node::Call(f, nodes, re)
         }
         f => Node::Call(f, nodes, None),
+    }
+}
+
+/// Call `f` on `n` and every node inside it (sub-selects included).
+pub fn visit(n: &Node, f: &mut impl FnMut(&Node)) {
+    f(n);
+    match n {
+        Node::Lit(_)
+        | Node::Star
+        | Node::Path(_)
+        | Node::Var(_)
+        | Node::Topic
+        | Node::TopicLevel(_)
+        | Node::ClientId
+        | Node::Timestamp
+        | Node::TraceId
+        | Node::Principal => {}
+        Node::Get(b, _) | Node::TopicDyn(b) | Node::Cast(b, _) | Node::Neg(b) | Node::Not(b) => {
+            visit(b, f)
+        }
+        Node::Index(a, b)
+        | Node::And(a, b)
+        | Node::Or(a, b)
+        | Node::Eq(a, b)
+        | Node::Ne(a, b)
+        | Node::Cmp(_, a, b)
+        | Node::In(a, b)
+        | Node::Contains(a, b)
+        | Node::Arith(_, a, b) => {
+            visit(a, f);
+            visit(b, f);
+        }
+        Node::Call(_, args, _) | Node::Shadow(args) | Node::Array(args) => {
+            args.iter().for_each(|a| visit(a, f))
+        }
+        Node::Object(fields) => fields.iter().for_each(|(_, v)| visit(v, f)),
+        Node::Case {
+            operand,
+            whens,
+            else_,
+        } => {
+            if let Some(o) = operand {
+                visit(o, f);
+            }
+            for (w, t) in whens {
+                visit(w, f);
+                visit(t, f);
+            }
+            if let Some(e) = else_ {
+                visit(e, f);
+            }
+        }
+        Node::Sub(q) => {
+            q.set.iter().for_each(|n| visit(n, f));
+            q.items.iter().for_each(|i| match i {
+                Item::Merge(n) | Item::Named(_, n) => visit(n, f),
+            });
+            if let Some(n) = &q.from {
+                visit(n, f);
+            }
+            if let Some(n) = &q.where_ {
+                visit(n, f);
+            }
+        }
     }
 }

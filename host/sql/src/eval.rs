@@ -8,6 +8,62 @@ use crate::{Lookup, Message, Payload};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 
+/// The values of a statement's SET variables for one message, from
+/// [`crate::Statement::bind`]: each evaluated once, in order, before WHERE,
+/// SELECT and the actions' templates read them.
+#[derive(Debug, Default)]
+pub struct Variables<'a> {
+    values: Vec<V<'a>>,
+}
+
+impl<'a> Variables<'a> {
+    /// Evaluate `set` in order against `cx`, each expression seeing the
+    /// variables before it.
+    pub(crate) fn bind(set: &[Node], cx: &Cx<'a>) -> Variables<'a> {
+        let payload = match cx.scope {
+            Scope::Bytes(b) => Some(b),
+            Scope::Json(_) => None,
+        };
+        let mut values: Vec<V<'a>> = Vec::with_capacity(set.len());
+        for node in set {
+            let v = eval(
+                node,
+                &Cx {
+                    vars: &values,
+                    ..*cx
+                },
+            );
+            let v = detach(v, payload);
+            values.push(v);
+        }
+        Variables { values }
+    }
+
+    pub(crate) fn values(&self) -> &[V<'a>] {
+        &self.values
+    }
+}
+
+/// `v` without borrows from the evaluation (it may borrow earlier
+/// variables): strings and JSON copied; raw bytes can only be the
+/// message's payload, so they borrow that.
+fn detach<'a>(v: V<'_>, payload: Option<&'a [u8]>) -> V<'a> {
+    match v {
+        V::Undef => V::Undef,
+        V::Null => V::Null,
+        V::Bool(b) => V::Bool(b),
+        V::Int(i) => V::Int(i),
+        V::Dec(d) => V::Dec(d),
+        V::Str(s) => V::Str(Cow::Owned(s.into_owned())),
+        V::Json(j) => V::Own(j.clone()),
+        V::Own(j) => V::Own(j),
+        V::Bytes(b) => match payload {
+            Some(p) if std::ptr::eq(b, p) => V::Bytes(p),
+            _ => V::Undef,
+        },
+    }
+}
+
 /// What names resolve against.
 #[derive(Clone, Copy)]
 pub enum Scope<'a> {
@@ -25,10 +81,12 @@ pub struct Cx<'a> {
     pub principal: Option<&'a str>,
     pub trace_id: Option<&'a str>,
     pub lookup: Option<&'a dyn Lookup>,
+    /// The statement's SET variables (empty without SET).
+    pub vars: &'a [V<'a>],
 }
 
 impl<'a> Cx<'a> {
-    pub fn new(msg: &'a Message<'_>) -> Cx<'a> {
+    pub fn new(msg: &Message<'a>) -> Cx<'a> {
         Cx {
             scope: match msg.payload {
                 Payload::Json(v) => Scope::Json(v),
@@ -40,6 +98,18 @@ impl<'a> Cx<'a> {
             principal: msg.principal,
             trace_id: msg.trace_id,
             lookup: msg.lookup,
+            vars: &[],
+        }
+    }
+
+    /// This context reading `vars`.
+    pub fn with_vars<'b>(&self, vars: &'b Variables<'b>) -> Cx<'b>
+    where
+        'a: 'b,
+    {
+        Cx {
+            vars: vars.values(),
+            ..*self
         }
     }
 
@@ -156,6 +226,7 @@ pub fn eval<'a>(n: &'a Node, cx: &Cx<'a>) -> V<'a> {
             Lit::Json(v) => V::Json(v),
         },
         Node::Star => scope_value(cx),
+        Node::Var(i) => cx.vars.get(*i).map(V::borrowed).unwrap_or(V::Undef),
         Node::Path(steps) => match cx.scope {
             Scope::Json(root) => walk(root, steps).map(V::from_json).unwrap_or(V::Undef),
             Scope::Bytes(_) => V::Undef,

@@ -13,6 +13,8 @@ pub enum Tok {
     Ident(String),
     /// Backtick-quoted identifier: never a keyword.
     QuotedIdent(String),
+    /// `@name`: a variable of the SET clause (the name without `@`).
+    Var(String),
     /// String literal.
     Str(String),
     /// Integer literal.
@@ -49,6 +51,7 @@ impl Tok {
         match self {
             Tok::Ident(s) => format!("`{s}`"),
             Tok::QuotedIdent(s) => format!("`{s}`"),
+            Tok::Var(s) => format!("variable @{s}"),
             Tok::Str(s) => format!("string '{s}'"),
             Tok::Int(i) => format!("number {i}"),
             Tok::Dec(d) => format!("number {d}"),
@@ -251,6 +254,25 @@ pub fn lex(src: &str) -> Result<Vec<Token>, SqlError> {
                 continue;
             }
             b'.' => out.push(single(Tok::Dot)),
+            b'@' => {
+                let mut j = i + 1;
+                while j < bytes.len() && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_') {
+                    j += 1;
+                }
+                if j == i + 1 {
+                    return Err(SqlError::new(
+                        "expected a variable name after `@` (letters, digits and underscores)",
+                        src,
+                        Span::new(i, 1),
+                    ));
+                }
+                out.push(Token {
+                    tok: Tok::Var(src[i + 1..j].to_string()),
+                    span: Span::new(i, j - i),
+                });
+                i = j;
+                continue;
+            }
             c if c.is_ascii_alphabetic() || c == b'_' || c == b'$' => {
                 let mut j = i + 1;
                 while j < bytes.len()
@@ -321,6 +343,20 @@ mod tests {
         assert_eq!((e.offset, e.col), (7, 8));
         let e = lex("SELECT #").unwrap_err();
         assert_eq!(e.offset, 7);
+    }
+
+    #[test]
+    fn variables() {
+        assert_eq!(
+            toks("@a_1 + @B"),
+            vec![
+                Tok::Var("a_1".into()),
+                Tok::Plus,
+                Tok::Var("B".into()),
+                Tok::Eof
+            ]
+        );
+        assert_eq!(lex("SELECT @ FROM").unwrap_err().offset, 7);
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! # weir-sql
 //!
 //! The AWS IoT SQL dialect (version 2016-03-23) for Weir's rules: lexing,
-//! parsing, checking, compiling and evaluating rule statements, `${…}`
-//! substitution templates for action parameters, and the MQTT topic-filter
-//! trie that dispatches messages to rules.
+//! parsing, checking, compiling and evaluating rule statements (with the SET
+//! clause's variables, bound once per message by [`Statement::bind`]),
+//! `${…}` substitution templates for action parameters, and the MQTT
+//! topic-filter trie that dispatches messages to rules.
 //!
 //! This crate owns the language and nothing else: it is pure (no I/O, no
 //! async runtime, no Wasm). Host data that a few functions need (the device
@@ -35,6 +36,7 @@ pub mod topic;
 pub mod value;
 
 pub use error::{EvalError, Span, SqlError};
+pub use eval::Variables;
 pub use template::Template;
 pub use topic::{topic_matches, validate_topic_filter, TopicTrie};
 
@@ -105,6 +107,8 @@ pub struct Statement {
     query: CQuery,
     topic_filter: String,
     reads_payload: bool,
+    /// The SET clause's variable names, in order.
+    variables: Vec<String>,
 }
 
 impl Statement {
@@ -125,6 +129,7 @@ impl Statement {
             query,
             topic_filter,
             reads_payload,
+            variables: q.set.into_iter().map(|a| a.name).collect(),
         })
     }
 
@@ -145,14 +150,41 @@ impl Statement {
     /// `Ok(Some(v))`: the output object (or the value, for `SELECT VALUE`;
     /// an Undefined `SELECT VALUE` gives `null`).
     pub fn eval(&self, msg: &Message<'_>) -> Result<Option<Value>, EvalError> {
-        let cx = eval::Cx::new(msg);
-        eval::run(&self.query, &cx)
+        self.eval_with(msg, &self.bind(msg))
+    }
+
+    /// The SET clause's variable names (without `@`), in order: what the
+    /// rule's substitution templates may refer to
+    /// ([`Template::parse_with_variables`]).
+    pub fn variables(&self) -> &[String] {
+        &self.variables
+    }
+
+    /// Evaluate the SET clause against `msg`: each variable once, in order
+    /// (nothing to do, and no allocation, without SET). Pass the result to
+    /// the `*_with` methods and to the actions' templates, so they all see
+    /// the same values (one `newuuid()` per message, not one per use).
+    pub fn bind<'a>(&self, msg: &Message<'a>) -> Variables<'a> {
+        if self.query.set.is_empty() {
+            return Variables::default();
+        }
+        Variables::bind(&self.query.set, &eval::Cx::new(msg))
+    }
+
+    /// As [`Statement::eval`], with the variables [`Statement::bind`] gave
+    /// for `msg`.
+    pub fn eval_with<'a>(
+        &'a self,
+        msg: &Message<'a>,
+        vars: &'a Variables<'a>,
+    ) -> Result<Option<Value>, EvalError> {
+        eval::run(&self.query, &eval::Cx::new(msg).with_vars(vars))
     }
 
     /// True for `SELECT * FROM …` with no WHERE: every message's output is
     /// its payload, unchanged and unconditionally.
     pub fn is_passthrough(&self) -> bool {
-        self.is_select_star() && self.query.where_.is_none()
+        self.is_select_star() && self.query.where_.is_none() && self.query.set.is_empty()
     }
 
     /// Evaluate only the WHERE clause: true when there is none or it holds.
@@ -160,7 +192,12 @@ impl Statement {
     /// itself is everything [`eval`](Self::eval) would give, without copying
     /// the payload into a new value.
     pub fn where_matches(&self, msg: &Message<'_>) -> bool {
-        let cx = eval::Cx::new(msg);
+        self.where_matches_with(msg, &self.bind(msg))
+    }
+
+    /// As [`Statement::where_matches`], with the variables already bound.
+    pub fn where_matches_with<'a>(&'a self, msg: &Message<'a>, vars: &'a Variables<'a>) -> bool {
+        let cx = eval::Cx::new(msg).with_vars(vars);
         self.query
             .where_
             .as_ref()
@@ -181,17 +218,29 @@ impl Statement {
 }
 
 fn query_reads_payload(q: &CQuery) -> bool {
-    q.items.iter().any(|i| match i {
-        Item::Merge(n) | Item::Named(_, n) => node_reads_payload(n),
-    }) || q.where_.as_ref().is_some_and(node_reads_payload)
+    q.set.iter().any(node_reads_payload)
+        || q.items.iter().any(|i| match i {
+            Item::Merge(n) | Item::Named(_, n) => node_reads_payload(n),
+        })
+        || q.where_.as_ref().is_some_and(node_reads_payload)
         || q.from.as_ref().is_some_and(node_reads_payload)
+}
+
+/// Whether `n` reads a SET variable anywhere.
+pub(crate) fn node_reads_variables(n: &Node) -> bool {
+    let mut found = false;
+    compile::visit(n, &mut |n| found |= matches!(n, Node::Var(_)));
+    found
 }
 
 pub(crate) fn node_reads_payload(n: &Node) -> bool {
     use Node::*;
     match n {
         Star | Path(_) => true,
-        Lit(_) | Topic | TopicLevel(_) | ClientId | Timestamp | TraceId | Principal => false,
+        // A variable's own expression is counted where it is assigned.
+        Lit(_) | Var(_) | Topic | TopicLevel(_) | ClientId | Timestamp | TraceId | Principal => {
+            false
+        }
         Get(b, _) | TopicDyn(b) | Cast(b, _) | Neg(b) | Not(b) => node_reads_payload(b),
         Index(a, b)
         | And(a, b)
@@ -247,6 +296,64 @@ mod tests {
         assert!(Statement::parse("SELECT * FROM 'x'")
             .unwrap()
             .is_select_star());
+    }
+
+    #[test]
+    fn set_variables_are_evaluated_once_per_message() {
+        let st = Statement::parse(
+            "SET @id = newuuid(), @r = rand() SELECT @id AS a, @id AS b, @r AS r1, @r AS r2 FROM 'x'",
+        )
+        .unwrap();
+        assert_eq!(st.variables(), ["id", "r"]);
+        let payload = json!({});
+        let out = st.eval(&Message::new("x", &payload)).unwrap().unwrap();
+        assert_eq!(out["a"], out["b"]);
+        assert_eq!(out["r1"], out["r2"]);
+        assert!(out["a"].as_str().is_some_and(|s| s.len() == 36));
+        // Another message, other values.
+        let again = st.eval(&Message::new("x", &payload)).unwrap().unwrap();
+        assert_ne!(out["a"], again["a"]);
+    }
+
+    #[test]
+    fn templates_read_the_bound_variables() {
+        let st = Statement::parse(
+            "SET @id = newuuid(), @dev = upper(topic(2)) SELECT @id AS id FROM 'dt/+/t'",
+        )
+        .unwrap();
+        let key = Template::parse_with_variables("${@dev}/${@id}.json", st.variables()).unwrap();
+        assert!(key.reads_variables());
+        let payload = json!({"t": 1});
+        let msg = Message::new("dt/dev1/t", &payload);
+        let vars = st.bind(&msg);
+        let out = st.eval_with(&msg, &vars).unwrap().unwrap();
+        let rendered = key.render_cow_with(&msg, &vars).unwrap();
+        assert_eq!(
+            rendered,
+            format!("DEV1/{}.json", out["id"].as_str().unwrap())
+        );
+        // Without the statement's variables, `@id` is unknown.
+        let e = Template::parse("${@id}").unwrap_err();
+        assert!(e.message.contains("unknown variable @id"), "{}", e.message);
+        assert!(!Template::parse("${topic(2)}").unwrap().reads_variables());
+    }
+
+    #[test]
+    fn set_variables_in_where_and_payload_reads() {
+        let st = Statement::parse("SET @t = temp SELECT * FROM 'x' WHERE @t > 20").unwrap();
+        assert!(st.is_select_star());
+        assert!(!st.is_passthrough());
+        assert!(st.reads_payload());
+        let hot = json!({"temp": 25});
+        let cold = json!({"temp": 15});
+        assert!(st.where_matches(&Message::new("x", &hot)));
+        assert!(!st.where_matches(&Message::new("x", &cold)));
+        assert_eq!(
+            st.eval(&Message::new("x", &hot)).unwrap(),
+            Some(hot.clone())
+        );
+        let no_payload = Statement::parse("SET @d = topic(1) SELECT @d AS d FROM 'x'").unwrap();
+        assert!(!no_payload.reads_payload());
     }
 
     #[test]

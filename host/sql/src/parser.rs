@@ -1,4 +1,6 @@
-//! Recursive-descent parser from tokens to [`crate::ast`].
+//! Recursive-descent parser from tokens to [`crate::ast`]. A statement is
+//! `[SET @a = expr, …] SELECT … FROM '<filter>' [WHERE …]`; `@name` resolves
+//! to the assignment before it (its slot), or to none (a check error).
 //!
 //! Precedence, lowest first: `OR`, `AND`, `NOT`, comparisons (`= <> != < <= > >=
 //! IN CONTAINS`), `+ -`, `* / %`, unary `-`, postfix `.name` and `[index]`.
@@ -9,22 +11,30 @@ use crate::lexer::{lex, Tok, Token};
 
 const MAX_DEPTH: usize = 48;
 
+/// The longest variable name AWS accepts.
+pub const MAX_VARIABLE_NAME: usize = 64;
+
 const RESERVED: &[&str] = &[
     "SELECT", "FROM", "WHERE", "AS", "AND", "OR", "NOT", "IN", "CONTAINS", "CASE", "WHEN", "THEN",
     "ELSE", "END", "TRUE", "FALSE", "NULL",
 ];
 
-/// Parse a whole statement (`SELECT … FROM '<filter>' [WHERE …]`).
+/// Parse a whole statement (`[SET @v = …, …] SELECT … FROM '<filter>'
+/// [WHERE …]`).
 pub fn parse_statement(src: &str) -> Result<Query, SqlError> {
     let mut p = Parser::new(src)?;
-    let q = p.query(true)?;
+    let set = p.set_clause()?;
+    let mut q = p.query(true)?;
+    q.set = set;
     p.expect_eof()?;
     Ok(q)
 }
 
-/// Parse one standalone expression (used by substitution templates).
-pub fn parse_expression(src: &str) -> Result<Expr, SqlError> {
+/// Parse one standalone expression (used by substitution templates), in
+/// which `@name` refers to `variables` (a statement's SET clause, in order).
+pub fn parse_expression(src: &str, variables: &[String]) -> Result<Expr, SqlError> {
     let mut p = Parser::new(src)?;
+    p.vars = variables.to_vec();
     let e = p.expr()?;
     p.expect_eof()?;
     Ok(e)
@@ -35,6 +45,8 @@ struct Parser<'s> {
     toks: Vec<Token>,
     pos: usize,
     depth: usize,
+    /// Variables assigned so far, in order: what `@name` can refer to.
+    vars: Vec<String>,
 }
 
 impl<'s> Parser<'s> {
@@ -44,6 +56,7 @@ impl<'s> Parser<'s> {
             toks: lex(src)?,
             pos: 0,
             depth: 0,
+            vars: Vec::new(),
         })
     }
 
@@ -131,6 +144,60 @@ impl<'s> Parser<'s> {
         Ok(())
     }
 
+    /// `SET @a = expr, @b = expr …` before SELECT (none: empty). Each
+    /// expression sees the variables assigned before it.
+    fn set_clause(&mut self) -> Result<Vec<Assignment>, SqlError> {
+        if !self.eat_kw("SET") {
+            return Ok(Vec::new());
+        }
+        let mut set: Vec<Assignment> = Vec::new();
+        loop {
+            let t = self.bump();
+            let Tok::Var(name) = t.tok else {
+                return self.err(
+                    format!(
+                        "expected a variable such as @name after SET, found {}",
+                        t.tok.describe()
+                    ),
+                    t.span,
+                );
+            };
+            if name.len() > MAX_VARIABLE_NAME {
+                return self.err(
+                    format!(
+                        "variable names are at most {MAX_VARIABLE_NAME} characters; @{name} has {}",
+                        name.len()
+                    ),
+                    t.span,
+                );
+            }
+            if set.iter().any(|a| a.name == name) {
+                return self.err(
+                    format!("variable @{name} is already set: variables are assigned once"),
+                    t.span,
+                );
+            }
+            self.expect(Tok::Eq)?;
+            let expr = self.expr()?;
+            self.vars.push(name.clone());
+            set.push(Assignment {
+                name,
+                span: t.span,
+                expr,
+            });
+            if !self.eat(&Tok::Comma) {
+                break;
+            }
+        }
+        if self.is_kw("SET") {
+            return self.err(
+                "SET may appear once per statement: separate assignments with commas",
+                self.peek().span,
+            );
+        }
+        Ok(set)
+    }
+
     fn query(&mut self, top: bool) -> Result<Query, SqlError> {
         self.expect_kw("SELECT")?;
         let mut value = false;
@@ -208,6 +275,7 @@ impl<'s> Parser<'s> {
             None
         };
         Ok(Query {
+            set: Vec::new(),
             value,
             items,
             from,
@@ -489,6 +557,16 @@ impl<'s> Parser<'s> {
                     span: t.span,
                 })
             }
+            Tok::Var(ref name) => {
+                self.bump();
+                Ok(Expr {
+                    kind: ExprKind::Var {
+                        name: name.clone(),
+                        slot: self.vars.iter().position(|v| v == name),
+                    },
+                    span: t.span,
+                })
+            }
             Tok::Ident(ref s) => {
                 let upper = s.to_ascii_uppercase();
                 match upper.as_str() {
@@ -633,7 +711,7 @@ mod tests {
 
     #[test]
     fn precedence() {
-        let e = parse_expression("1 + 2 * 3 = 7 OR false").unwrap();
+        let e = parse_expression("1 + 2 * 3 = 7 OR false", &[]).unwrap();
         match e.kind {
             ExprKind::Binary(BinOp::Or, l, _) => {
                 assert!(matches!(l.kind, ExprKind::Binary(BinOp::Eq, _, _)))

@@ -9,7 +9,7 @@ use crate::error::{EvalError, Span, SqlError};
 use crate::eval::{eval, Cx};
 use crate::parser::parse_expression;
 use crate::value::V;
-use crate::Message;
+use crate::{Message, Variables};
 use std::borrow::Cow;
 
 #[derive(Debug, Clone)]
@@ -27,6 +27,13 @@ pub struct Template {
 impl Template {
     /// Parse and check `text`; errors point into `text`.
     pub fn parse(text: &str) -> Result<Template, SqlError> {
+        Template::parse_with_variables(text, &[])
+    }
+
+    /// As [`Template::parse`], where `${@name}` may read the variables a
+    /// statement's SET clause assigns ([`crate::Statement::variables`]);
+    /// render with [`Template::render_cow_with`] and the bound values.
+    pub fn parse_with_variables(text: &str, variables: &[String]) -> Result<Template, SqlError> {
         let mut parts = Vec::new();
         let mut lit = String::new();
         let mut rest = 0;
@@ -49,7 +56,7 @@ impl Template {
                     Span::new(open, close + 1 - open),
                 ));
             }
-            let e = parse_expression(body).map_err(|e| e.rebase(text, body_start))?;
+            let e = parse_expression(body, variables).map_err(|e| e.rebase(text, body_start))?;
             if let Some(err) = check::check_expr(&e, body).into_iter().next() {
                 return Err(err.rebase(text, body_start));
             }
@@ -68,12 +75,32 @@ impl Template {
 
     /// Render against the incoming message.
     pub fn render(&self, msg: &Message<'_>) -> Result<String, EvalError> {
-        let cx = Cx::new(msg);
+        Ok(self.render_in(&Cx::new(msg)))
+    }
+
+    /// Render, borrowing where the result is text the template or the
+    /// message already holds: a literal template, or one expression whose
+    /// value is a piece of the message (`${topic(3)}`, `${clientid()}`).
+    pub fn render_cow<'a>(&'a self, msg: &'a Message<'_>) -> Result<Cow<'a, str>, EvalError> {
+        Ok(self.render_cow_in(&Cx::new(msg)))
+    }
+
+    /// As [`Template::render_cow`], reading the variables the rule's
+    /// statement bound for this message ([`crate::Statement::bind`]).
+    pub fn render_cow_with<'a>(
+        &'a self,
+        msg: &'a Message<'a>,
+        vars: &'a Variables<'a>,
+    ) -> Result<Cow<'a, str>, EvalError> {
+        Ok(self.render_cow_in(&Cx::new(msg).with_vars(vars)))
+    }
+
+    fn render_in(&self, cx: &Cx<'_>) -> String {
         let mut out = String::new();
         for p in &self.parts {
             match p {
                 Part::Text(t) => out.push_str(t),
-                Part::Expr(n) => match eval(n, &cx) {
+                Part::Expr(n) => match eval(n, cx) {
                     V::Undef => {}
                     V::Null => out.push_str("null"),
                     v => {
@@ -84,23 +111,20 @@ impl Template {
                 },
             }
         }
-        Ok(out)
+        out
     }
 
-    /// Render, borrowing where the result is text the template or the
-    /// message already holds: a literal template, or one expression whose
-    /// value is a piece of the message (`${topic(3)}`, `${clientid()}`).
-    pub fn render_cow<'a>(&'a self, msg: &'a Message<'_>) -> Result<Cow<'a, str>, EvalError> {
+    fn render_cow_in<'a>(&'a self, cx: &Cx<'a>) -> Cow<'a, str> {
         match self.parts.as_slice() {
-            [] => Ok(Cow::Borrowed("")),
-            [Part::Text(t)] => Ok(Cow::Borrowed(t)),
-            [Part::Expr(n)] => Ok(match eval(n, &Cx::new(msg)) {
+            [] => Cow::Borrowed(""),
+            [Part::Text(t)] => Cow::Borrowed(t),
+            [Part::Expr(n)] => match eval(n, cx) {
                 V::Undef => Cow::Borrowed(""),
                 V::Null => Cow::Borrowed("null"),
                 V::Str(Cow::Borrowed(s)) => Cow::Borrowed(s),
                 v => Cow::Owned(v.to_str().map(Cow::into_owned).unwrap_or_default()),
-            }),
-            _ => self.render(msg).map(Cow::Owned),
+            },
+            _ => Cow::Owned(self.render_in(cx)),
         }
     }
 
@@ -110,6 +134,14 @@ impl Template {
         self.parts.iter().any(|p| match p {
             Part::Text(_) => false,
             Part::Expr(n) => crate::node_reads_payload(n),
+        })
+    }
+
+    /// Whether the template reads a SET variable (`${@name}`).
+    pub fn reads_variables(&self) -> bool {
+        self.parts.iter().any(|p| match p {
+            Part::Text(_) => false,
+            Part::Expr(n) => crate::node_reads_variables(n),
         })
     }
 

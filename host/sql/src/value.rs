@@ -25,6 +25,24 @@ pub enum V<'a> {
     Bytes(&'a [u8]),
 }
 
+impl<'a> V<'a> {
+    /// The same value, borrowing what this one owns.
+    pub fn borrowed(&'a self) -> V<'a> {
+        match self {
+            V::Undef => V::Undef,
+            V::Null => V::Null,
+            V::Bool(b) => V::Bool(*b),
+            V::Int(i) => V::Int(*i),
+            V::Dec(d) => V::Dec(*d),
+            V::Str(s) => V::Str(Cow::Borrowed(s)),
+            V::Json(v) => V::Json(v),
+            // An owned array or object, lent: still never a scalar.
+            V::Own(v) => V::Json(v),
+            V::Bytes(b) => V::Bytes(b),
+        }
+    }
+}
+
 /// Type names used by `typeof`-like messages and tests.
 impl V<'_> {
     pub fn type_name(&self) -> &'static str {

@@ -3,7 +3,8 @@
 //! (JSON text the `Lookup` returns for any thing) and `payload` (JSON text, or
 //! `payload_base64` for a binary payload). The expected result is in
 //! `<case>.json` (pretty JSON, or `no match`) or `<case>.err` (the error text).
-//! Run with `BLESS=1` to rewrite the expectation files.
+//! Run with `BLESS=1` to rewrite the expectation files; `GOLDEN=<text>`
+//! keeps only the cases whose name contains `<text>` (to run or bless a few).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -80,10 +81,17 @@ fn golden() {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
         .join("tests/golden");
     let bless = std::env::var("BLESS").is_ok_and(|v| v == "1");
+    let only = std::env::var("GOLDEN").ok();
     let mut cases: Vec<PathBuf> = fs::read_dir(&dir)
         .expect("golden dir")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .filter(|p| {
+            only.as_deref().is_none_or(|only| {
+                p.file_stem()
+                    .is_some_and(|stem| stem.to_string_lossy().contains(only))
+            })
+        })
         .collect();
     cases.sort();
     assert!(!cases.is_empty());

@@ -383,7 +383,16 @@ impl Worker {
                         let sql_message =
                             self.sql_message(&ingest, weir_sql::Payload::Binary(&ingest.payload));
                         let output = message::Output::scanned(text, scan);
-                        self.queue_actions(state, rule, rule_index, &ingest, &sql_message, &output);
+                        // A pass-through statement has no SET clause.
+                        let vars = weir_sql::Variables::default();
+                        self.queue_actions(
+                            state,
+                            rule,
+                            rule_index,
+                            &ingest,
+                            (&sql_message, &vars),
+                            &output,
+                        );
                         continue;
                     }
                     Err(e) => {
@@ -411,17 +420,19 @@ impl Worker {
                 }
             };
             let sql_message = self.sql_message(&ingest, payload);
+            // The SET clause, once for the statement and its actions.
+            let vars = rule.statement.bind(&sql_message);
             let computed;
             let output = match (&*parsed, rule.statement.is_select_star()) {
                 // A plain `SELECT *`: the payload itself, neither copied
                 // nor serialized again.
                 (Ok(payload), true) => {
-                    if !rule.statement.where_matches(&sql_message) {
+                    if !rule.statement.where_matches_with(&sql_message, &vars) {
                         continue;
                     }
                     message::Output::passthrough(payload, &ingest.payload)
                 }
-                _ => match rule.statement.eval(&sql_message) {
+                _ => match rule.statement.eval_with(&sql_message, &vars) {
                     Ok(Some(v)) => {
                         computed = v;
                         message::Output::new(&computed)
@@ -434,7 +445,14 @@ impl Worker {
                     }
                 },
             };
-            self.queue_actions(state, rule, rule_index, &ingest, &sql_message, &output);
+            self.queue_actions(
+                state,
+                rule,
+                rule_index,
+                &ingest,
+                (&sql_message, &vars),
+                &output,
+            );
         }
         if malformed && ingest.hops == 0 {
             self.metrics.messages_malformed.fetch_add(1, Relaxed);
@@ -468,7 +486,7 @@ impl Worker {
         rule: &Rule,
         rule_index: usize,
         ingest: &Arc<Ingest>,
-        sql_message: &weir_sql::Message<'_>,
+        (sql_message, vars): (&weir_sql::Message<'_>, &weir_sql::Variables<'_>),
         output: &message::Output<'_>,
     ) {
         self.metrics.rule_matches.fetch_add(1, Relaxed);
@@ -486,7 +504,9 @@ impl Worker {
             let (params, alike) = match &rendered {
                 Some((previous, params)) if previous.renders_like(action) => (params, true),
                 _ => {
-                    let params = action.render_params(sql_message).map_err(|e| e.to_string());
+                    let params = action
+                        .render_params(sql_message, vars)
+                        .map_err(|e| e.to_string());
                     (&rendered.insert((action, params)).1, false)
                 }
             };
@@ -544,7 +564,9 @@ impl Worker {
                     sql: &sql_message,
                 };
                 let output = message::Output::new(&doc);
-                match error_action.render_params(&sql_message) {
+                // Its templates read no variables (refused at load).
+                let vars = weir_sql::Variables::default();
+                match error_action.render_params(&sql_message, &vars) {
                     Ok(params) => {
                         let origin = Origin {
                             rule: rule_index,

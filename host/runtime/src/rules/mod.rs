@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use toml::Spanned;
-use weir_sql::{EvalError, Message, Statement, Template, TopicTrie};
+use weir_sql::{EvalError, Message, Statement, Template, TopicTrie, Variables};
 
 /// The file in the rules directory that declares plugin instances.
 pub const PLUGINS_FILE: &str = "plugins.toml";
@@ -90,13 +90,16 @@ impl Action {
             .any(Template::reads_payload)
     }
 
-    /// Render the action's templates against `msg` with the engine's
-    /// defaults (device: the client id; device type: empty).
+    /// Render the action's templates against `msg` and the variables its
+    /// rule's statement bound for it, with the engine's defaults (device:
+    /// the client id; device type: empty).
     pub fn render_params<'a>(
         &'a self,
-        msg: &'a Message<'_>,
+        msg: &'a Message<'a>,
+        vars: &'a Variables<'a>,
     ) -> Result<ActionParams<'a>, EvalError> {
-        let render = |t: &'a Option<Template>| t.as_ref().map(|t| t.render_cow(msg)).transpose();
+        let render =
+            |t: &'a Option<Template>| t.as_ref().map(|t| t.render_cow_with(msg, vars)).transpose();
         Ok(ActionParams {
             device: render(&self.device)?.unwrap_or(Cow::Borrowed(msg.client_id)),
             device_type: render(&self.device_type)?.unwrap_or_default(),
@@ -400,7 +403,12 @@ fn compile_rule(
             ),
         ));
     }
-    let mut compile_action = |spec: &ActionSpec, what: &str| -> Option<Action> {
+    // What `${@name}` in the actions' templates may read.
+    let variables: &[String] = statement.as_ref().map_or(&[], |s| s.variables());
+    let mut compile_action = |spec: &ActionSpec,
+                              what: &str,
+                              reads_no_variables: bool|
+     -> Option<Action> {
         let plugin = spec.plugin.get_ref();
         let mut ok = true;
         if let Some(decls) = plugins.decls {
@@ -423,7 +431,16 @@ fn compile_rule(
         }
         let mut template = |field: &str, t: &Option<Spanned<String>>| -> Option<Option<Template>> {
             let Some(t) = t else { return Some(None) };
-            match Template::parse(t.get_ref()) {
+            match Template::parse_with_variables(t.get_ref(), variables) {
+                Ok(parsed) if reads_no_variables && parsed.reads_variables() => {
+                    problems.push(diag::at(
+                        path,
+                        text,
+                        t.span(),
+                        format!("{what} parameter {field}: the error action's templates cannot read SET variables (a message can fail before they are assigned); use payload paths or functions"),
+                    ));
+                    None
+                }
                 Ok(parsed) => Some(Some(parsed)),
                 Err(e) => {
                     let prefix = format!("{what} parameter {field}: ");
@@ -462,12 +479,12 @@ fn compile_rule(
         .actions
         .iter()
         .enumerate()
-        .map(|(i, a)| compile_action(a, &format!("action {}", i + 1)))
+        .map(|(i, a)| compile_action(a, &format!("action {}", i + 1), false))
         .collect();
     let error_action = file
         .error_action
         .as_ref()
-        .map(|a| compile_action(a, "error_action"));
+        .map(|a| compile_action(a, "error_action", true));
     if !problems.is_empty() {
         // In file order (the checks above run by kind).
         let shown = path.display().to_string();

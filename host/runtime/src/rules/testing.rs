@@ -347,7 +347,8 @@ pub fn evaluate(rules: &RuleSet, case: &Case, now_ms: i64) -> Outcome {
         trace_id: None,
         lookup: None,
     };
-    match rule.statement.eval(&message) {
+    let vars = rule.statement.bind(&message);
+    match rule.statement.eval_with(&message, &vars) {
         Ok(Some(output)) => Outcome::Output {
             output,
             actions: rule
@@ -356,7 +357,7 @@ pub fn evaluate(rules: &RuleSet, case: &Case, now_ms: i64) -> Outcome {
                 .map(|a| {
                     (
                         a.plugin.clone(),
-                        a.render_params(&message)
+                        a.render_params(&message, &vars)
                             .map(super::ActionParams::into_owned)
                             .map_err(|e| e.to_string()),
                     )

@@ -64,7 +64,8 @@ pub(super) fn call<'a>(f: Func, args: &[V<'a>]) -> V<'a> {
             .and_then(char::from_u32)
             .map(|c| V::Str(c.to_string().into()))
             .unwrap_or(V::Undef),
-        Func::Mod => arith(Arith::Mod, a, b),
+        // AWS documents remainder as equivalent to mod.
+        Func::Mod | Func::Remainder => arith(Arith::Mod, a, b),
         Func::Nanvl => match a.to_num() {
             Some(n) if !n.as_f64().is_nan() => n.into_v(),
             _ => b.clone(),
@@ -204,6 +205,28 @@ mod tests {
         assert_eq!(c(Func::Trunc, &[V::Dec(2.3), V::Int(0)]), Some(2.into()));
         assert_eq!(c(Func::Bitand, &[V::Int(13), V::Int(5)]), Some(5.into()));
         assert_eq!(c(Func::Sqrt, &[V::Int(-1)]), None);
+    }
+
+    #[test]
+    fn remainder_is_mod() {
+        assert_eq!(c(Func::Remainder, &[V::Int(8), V::Int(3)]), Some(2.into()));
+        assert_eq!(
+            c(Func::Remainder, &[V::Dec(8.5), V::Int(3)]),
+            Some(2.5.into())
+        );
+        assert_eq!(c(Func::Remainder, &[V::Int(8), V::Int(0)]), None);
+        let cases: [[V<'static>; 2]; 7] = [
+            [V::Int(-8), V::Int(3)],
+            [V::Int(8), V::Dec(2.5)],
+            [V::Str("8".into()), V::Int(3)],
+            [V::Str("8.5".into()), V::Str("3".into())],
+            [V::Str("x".into()), V::Int(3)],
+            [V::Bool(true), V::Int(3)],
+            [V::Null, V::Int(3)],
+        ];
+        for args in &cases {
+            assert_eq!(c(Func::Remainder, args), c(Func::Mod, args), "{args:?}");
+        }
     }
 
     #[test]

