@@ -93,7 +93,24 @@ fn start_with_identity(dir: &TempDir, extra: &str) -> (Weir, u16) {
         "[identity]\ntls_listen = \"127.0.0.1:0\"\ntemplates_dir = {:?}\n{extra}",
         templates
     );
-    let weir = Weir::start_with_rules(&dir.0, &repo_root().join("rules"), &config);
+    // The shipped rules, plus one that echoes who published on `…/who`.
+    let rules = dir.0.join("rules");
+    std::fs::create_dir_all(&rules).expect("rules dir");
+    for entry in std::fs::read_dir(repo_root().join("rules")).expect("rules") {
+        let p = entry.expect("entry").path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            std::fs::copy(&p, rules.join(p.file_name().expect("name"))).expect("copy rule");
+        }
+    }
+    let mut decls = std::fs::read_to_string(rules.join("plugins.toml")).expect("plugins.toml");
+    decls.push_str("\n[echo]\ncomponent = \"builtin:echo\"\ngrants = { publish = [\"echo/+\"] }\n");
+    std::fs::write(rules.join("plugins.toml"), decls).expect("plugins.toml");
+    std::fs::write(
+        rules.join("who.toml"),
+        "sql = \"SELECT principal() AS principal, sourceip() AS ip, clientid() AS client FROM 'dt/+/+/who'\"\n[[actions]]\nplugin = \"echo\"\ndevice = \"${topic(3)}\"\n",
+    )
+    .expect("who.toml");
+    let weir = Weir::start_with_rules(&dir.0, &rules, &config);
     let tls = weir.status()["tls_listen"]
         .as_str()
         .expect("tls_listen in status")
@@ -217,6 +234,31 @@ fn mtls_identity_policy_revocation_and_bad_input() {
         &["--v5", "--topic", "dt/thermostat/dev-1/telemetry"],
     );
     assert_eq!(r["acks"], serde_json::json!([0]), "{r}");
+    // Rules see who published: principal() is the certificate's id,
+    // sourceip() the connection's address.
+    let watcher = support::Mqtt::connect(weir.addr, "who-watcher");
+    watcher.subscribe("echo/#");
+    let r = device(
+        "publish",
+        tls_port,
+        &dev1,
+        "dev-1",
+        &["--v5", "--topic", "dt/thermostat/dev-1/who"],
+    );
+    assert_eq!(r["acks"], serde_json::json!([0]), "{r}");
+    let who = watcher.collect(Duration::from_secs(3));
+    watcher.disconnect();
+    assert_eq!(who.len(), 1, "{who:?}");
+    let dev1_cert_id = {
+        let thing: Value =
+            serde_json::from_str(&weir_ok(&weir.data_dir, &["things", "get", "dev-1"]))
+                .expect("json");
+        thing["certificates"][0]["certificateId"].clone()
+    };
+    assert_eq!(who[0].0, "echo/dev-1", "{who:?}");
+    assert_eq!(who[0].1["principal"], dev1_cert_id, "{who:?}");
+    assert_eq!(who[0].1["ip"], "127.0.0.1", "{who:?}");
+    assert_eq!(who[0].1["client"], "dev-1", "{who:?}");
     // Subscriptions: own command topic granted, everything else refused.
     let r = device(
         "subscribe",

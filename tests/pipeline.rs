@@ -414,7 +414,8 @@ fn set_variables_reach_where_output_and_templates() {
         rules.join("celsius.toml"),
         r#"sql = """
 SET @c = (temperature - 32) * 5.0 / 9, @id = newuuid(), @dev = concat(lower(topic(2)), '-', @id)
-SELECT round(@c) AS celsius, @id AS id FROM 'f/+' WHERE @c > 30"""
+SELECT round(@c) AS celsius, @id AS id, sourceip() AS ip, principal() AS principal
+FROM 'f/+' WHERE @c > 30"""
 [[actions]]
 plugin = "echo"
 device = "${@dev}"
@@ -432,6 +433,9 @@ device = "${@dev}"
     assert_eq!(got.len(), 1, "{got:?}");
     let (topic, payload) = &got[0];
     assert_eq!(payload["celsius"], 100, "{got:?}");
+    // A plain-TCP device: sourceip() is its address, principal() Undefined.
+    assert_eq!(payload["ip"], "127.0.0.1", "{got:?}");
+    assert!(payload.get("principal").is_none(), "{got:?}");
     let id = payload["id"].as_str().expect("id");
     assert_eq!(id.len(), 36, "{got:?}");
     assert_eq!(topic, &format!("echo/oven-1-{id}"), "{got:?}");

@@ -361,6 +361,7 @@ impl Publisher {
                         topic: topic(device),
                         payload: Bytes::from(payload),
                         client_id: Arc::from(format!("dev-{device:05}").as_str()),
+                        publisher: None,
                         received_at: weir_runtime::clock::now_ms(),
                         hops: 0,
                     });
@@ -404,6 +405,7 @@ impl Publisher {
                             topic: topic(device),
                             payload: Bytes::from(payload),
                             client_id: Arc::from(format!("dev-{device:05}").as_str()),
+                            publisher: None,
                             received_at: weir_runtime::clock::now_ms(),
                             hops: 0,
                         })

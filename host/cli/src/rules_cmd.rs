@@ -32,35 +32,39 @@ pub enum RulesCommand {
     /// Evaluate one statement against one message and print the output.
     /// Exit status: 0 output printed, 1 no match (the FROM filter or the
     /// WHERE), 2 invalid statement or payload, or evaluation error.
-    Eval {
-        #[arg(long)]
-        sql: String,
-        #[arg(long)]
-        topic: String,
-        #[arg(long, default_value = "weir-cli")]
-        client_id: String,
-        #[arg(long)]
-        payload: String,
-        /// Receive time in ms (default: now).
-        #[arg(long)]
-        timestamp: Option<i64>,
-    },
+    Eval(EvalArgs),
     /// Run the rule tests in <dir>/tests/*.toml against the rules in <dir>.
     /// Exit status: 0 all passed, 1 a case failed, 2 the rules or a test
     /// file are invalid (or there are no tests).
     Test { dir: PathBuf },
 }
 
+/// One message to evaluate a statement against.
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    #[arg(long)]
+    sql: String,
+    #[arg(long)]
+    topic: String,
+    #[arg(long, default_value = "weir-cli")]
+    client_id: String,
+    #[arg(long)]
+    payload: String,
+    /// Receive time in ms (default: now).
+    #[arg(long)]
+    timestamp: Option<i64>,
+    /// What principal() returns (a device certificate's id).
+    #[arg(long)]
+    principal: Option<String>,
+    /// What sourceip() returns.
+    #[arg(long)]
+    source_ip: Option<String>,
+}
+
 pub fn run(command: RulesCommand) -> Result<ExitCode> {
     match command {
         RulesCommand::Check { path } => Ok(check(&path)),
-        RulesCommand::Eval {
-            sql,
-            topic,
-            client_id,
-            payload,
-            timestamp,
-        } => eval(&sql, &topic, &client_id, &payload, timestamp),
+        RulesCommand::Eval(args) => eval(&args),
         RulesCommand::Test { dir } => Ok(test(&dir)),
     }
 }
@@ -149,13 +153,12 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
-fn eval(
-    sql: &str,
-    topic: &str,
-    client_id: &str,
-    payload: &str,
-    timestamp: Option<i64>,
-) -> Result<ExitCode> {
+fn eval(args: &EvalArgs) -> Result<ExitCode> {
+    let (sql, topic, payload) = (
+        args.sql.as_str(),
+        args.topic.as_str(),
+        args.payload.as_str(),
+    );
     let diagnostics = Statement::diagnostics(sql);
     if !diagnostics.is_empty() {
         for e in &diagnostics {
@@ -190,10 +193,11 @@ fn eval(
     };
     let message = Message {
         topic,
-        client_id,
+        client_id: &args.client_id,
         payload,
-        timestamp_ms: timestamp.unwrap_or_else(weir_runtime::clock::now_ms),
-        principal: None,
+        timestamp_ms: args.timestamp.unwrap_or_else(weir_runtime::clock::now_ms),
+        principal: args.principal.as_deref(),
+        source_ip: args.source_ip.as_deref(),
         trace_id: None,
         lookup: None,
     };

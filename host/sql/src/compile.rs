@@ -72,6 +72,7 @@ pub enum Node {
     Timestamp,
     TraceId,
     Principal,
+    SourceIp,
     Shadow(Vec<Node>),
     Cast(Box<Node>, CastType),
     Neg(Box<Node>),
@@ -282,6 +283,7 @@ fn call(name: &str, args: &[Expr]) -> Node {
         Func::Timestamp => Node::Timestamp,
         Func::TraceId => Node::TraceId,
         Func::Principal => Node::Principal,
+        Func::SourceIp => Node::SourceIp,
         Func::GetThingShadow => Node::Shadow(nodes),
         f @ (Func::RegexpMatches | Func::RegexpReplace | Func::RegexpSubstr) => {
             let re = match nodes.get(1) {
@@ -307,7 +309,8 @@ pub fn visit(n: &Node, f: &mut impl FnMut(&Node)) {
         | Node::ClientId
         | Node::Timestamp
         | Node::TraceId
-        | Node::Principal => {}
+        | Node::Principal
+        | Node::SourceIp => {}
         Node::Get(b, _) | Node::TopicDyn(b) | Node::Cast(b, _) | Node::Neg(b) | Node::Not(b) => {
             visit(b, f)
         }

@@ -79,6 +79,7 @@ pub struct Cx<'a> {
     pub client_id: &'a str,
     pub timestamp_ms: i64,
     pub principal: Option<&'a str>,
+    pub source_ip: Option<&'a str>,
     pub trace_id: Option<&'a str>,
     pub lookup: Option<&'a dyn Lookup>,
     /// The statement's SET variables (empty without SET).
@@ -96,6 +97,7 @@ impl<'a> Cx<'a> {
             client_id: msg.client_id,
             timestamp_ms: msg.timestamp_ms,
             principal: msg.principal,
+            source_ip: msg.source_ip,
             trace_id: msg.trace_id,
             lookup: msg.lookup,
             vars: &[],
@@ -256,6 +258,7 @@ pub fn eval<'a>(n: &'a Node, cx: &Cx<'a>) -> V<'a> {
         Node::Timestamp => V::Int(cx.timestamp_ms),
         Node::TraceId => opt_str(cx.trace_id),
         Node::Principal => opt_str(cx.principal),
+        Node::SourceIp => opt_str(cx.source_ip),
         Node::Shadow(args) => {
             let vals: Vec<V<'a>> = args.iter().map(|a| eval(a, cx)).collect();
             shadow(&vals, cx)

@@ -66,7 +66,10 @@ pub struct Message<'a> {
     pub payload: Payload<'a>,
     /// Server receive time in epoch milliseconds: what `timestamp()` returns.
     pub timestamp_ms: i64,
+    /// What `principal()` returns: the publisher's certificate id.
     pub principal: Option<&'a str>,
+    /// What `sourceip()` returns: the publisher's IP address.
+    pub source_ip: Option<&'a str>,
     pub trace_id: Option<&'a str>,
     pub lookup: Option<&'a dyn Lookup>,
 }
@@ -80,6 +83,7 @@ impl<'a> Message<'a> {
             payload: Payload::Json(payload),
             timestamp_ms: 0,
             principal: None,
+            source_ip: None,
             trace_id: None,
             lookup: None,
         }
@@ -94,6 +98,7 @@ impl std::fmt::Debug for Message<'_> {
             .field("payload", &self.payload)
             .field("timestamp_ms", &self.timestamp_ms)
             .field("principal", &self.principal)
+            .field("source_ip", &self.source_ip)
             .field("trace_id", &self.trace_id)
             .field("lookup", &self.lookup.is_some())
             .finish()
@@ -238,9 +243,8 @@ pub(crate) fn node_reads_payload(n: &Node) -> bool {
     match n {
         Star | Path(_) => true,
         // A variable's own expression is counted where it is assigned.
-        Lit(_) | Var(_) | Topic | TopicLevel(_) | ClientId | Timestamp | TraceId | Principal => {
-            false
-        }
+        Lit(_) | Var(_) | Topic | TopicLevel(_) | ClientId | Timestamp | TraceId | Principal
+        | SourceIp => false,
         Get(b, _) | TopicDyn(b) | Cast(b, _) | Neg(b) | Not(b) => node_reads_payload(b),
         Index(a, b)
         | And(a, b)

@@ -199,6 +199,7 @@ mod tests {
             payload: Payload::Json(p),
             timestamp_ms: 7,
             principal: None,
+            source_ip: None,
             trace_id: None,
             lookup: None,
         }

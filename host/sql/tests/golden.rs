@@ -1,5 +1,5 @@
 //! Golden tests: each `tests/golden/<case>.toml` holds `sql`, `topic`,
-//! optional `client_id`, `timestamp_ms`, `principal`, `trace_id`, `shadow`
+//! optional `client_id`, `timestamp_ms`, `principal`, `source_ip`, `trace_id`, `shadow`
 //! (JSON text the `Lookup` returns for any thing) and `payload` (JSON text, or
 //! `payload_base64` for a binary payload). The expected result is in
 //! `<case>.json` (pretty JSON, or `no match`) or `<case>.err` (the error text).
@@ -61,6 +61,7 @@ fn run_case(path: &Path) -> (String, &'static str) {
             .and_then(|v| v.as_integer())
             .unwrap_or(1_481_825_251_155),
         principal: s("principal"),
+        source_ip: s("source_ip"),
         trace_id: s("trace_id"),
         lookup: Some(&shadow),
     };

@@ -10,11 +10,26 @@ pub const HOST_CLIENT_ID: &str = "weir";
 /// matches a rule that feeds a plugin …). Stops loops between rules.
 pub const MAX_HOPS: u8 = 8;
 
+/// Who published a message, as the listener saw the connection (one per
+/// connection, shared by its messages): what the rule functions
+/// `principal()` and `sourceip()` return.
+#[derive(Debug)]
+pub struct Publisher {
+    /// The client certificate's id (lowercase hex SHA-256 of its DER) for a
+    /// device that connected with one (mTLS); AWS's certificate thumbprint.
+    pub principal: Option<String>,
+    /// The connection's remote IP address.
+    pub source_ip: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct Ingest {
     pub topic: String,
     pub payload: Bytes,
     pub client_id: Arc<str>,
+    /// The device connection it came from; `None` for messages the host
+    /// makes (lifecycle events, plugin outputs).
+    pub publisher: Option<Arc<Publisher>>,
     /// Server receive time (ms since the epoch), stamped when the packet
     /// was read off the socket.
     pub received_at: i64,

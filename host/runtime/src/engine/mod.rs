@@ -12,7 +12,7 @@ pub mod scan;
 pub mod worker;
 
 pub use generation::{Current, Generation};
-pub use ingest::Ingest;
+pub use ingest::{Ingest, Publisher};
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;

@@ -472,7 +472,11 @@ impl Worker {
             client_id: &ingest.client_id,
             payload,
             timestamp_ms: ingest.received_at,
-            principal: None,
+            principal: ingest
+                .publisher
+                .as_ref()
+                .and_then(|p| p.principal.as_deref()),
+            source_ip: ingest.publisher.as_ref().map(|p| p.source_ip.as_str()),
             trace_id: None,
             lookup: Some(&*self.rt.services.kv),
         }
@@ -766,6 +770,7 @@ impl Worker {
                 topic: out.topic,
                 payload,
                 client_id: Arc::from(HOST_CLIENT_ID),
+                publisher: None,
                 received_at: crate::clock::now_ms(),
                 hops: hops + 1,
             });
@@ -845,6 +850,7 @@ mod tests {
                 topic: "t".into(),
                 payload: Bytes::new(),
                 client_id: Arc::from("c"),
+                publisher: None,
                 received_at: 0,
                 hops: 0,
             }),

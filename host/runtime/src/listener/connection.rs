@@ -8,7 +8,7 @@ use super::packets::{self, Meta};
 use super::presence::DisconnectReason;
 use super::session::{Queued, Session};
 use super::{policy, Shared};
-use crate::engine::Ingest;
+use crate::engine::{Ingest, Publisher};
 use crate::identity::{provisioning, Principal};
 use bytes::{Bytes, BytesMut};
 use rumqttd::protocol::{
@@ -361,6 +361,10 @@ pub async fn handle<S>(
         )
         .await;
     let client: Arc<str> = Arc::from(client_id.as_str());
+    let publisher = Arc::new(Publisher {
+        principal: certificate_id.clone(),
+        source_ip: peer.ip().to_string(),
+    });
 
     // Keep-alive: 1.5 × the client's interval without a packet ends it.
     let keep_alive =
@@ -463,6 +467,7 @@ pub async fn handle<S>(
                                 topic: topic.to_string(),
                                 payload: publish.payload.clone(),
                                 client_id: client.clone(),
+                                publisher: Some(publisher.clone()),
                                 received_at,
                                 hops: 0,
                             };
@@ -605,7 +610,7 @@ pub async fn handle<S>(
     tracing::debug!(client_id, reason = reason.as_str(), "disconnected");
     if reason != DisconnectReason::ClientInitiated {
         if let Some(will) = will {
-            publish_will(&shared, &principal, &client, will).await;
+            publish_will(&shared, &principal, &client, &publisher, will).await;
         }
     }
     shared
@@ -656,6 +661,7 @@ async fn publish_will(
     shared: &Shared,
     principal: &Option<Principal>,
     client: &Arc<str>,
+    publisher: &Arc<Publisher>,
     will: rumqttd::protocol::LastWill,
 ) {
     let Ok(topic) = std::str::from_utf8(&will.topic) else {
@@ -679,6 +685,7 @@ async fn publish_will(
             topic: topic.to_string(),
             payload: will.message.clone(),
             client_id: client.clone(),
+            publisher: Some(publisher.clone()),
             received_at: crate::clock::now_ms(),
             hops: 0,
         })

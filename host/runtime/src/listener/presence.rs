@@ -135,6 +135,7 @@ impl Presence {
                 topic,
                 payload,
                 client_id: Arc::from(HOST_CLIENT_ID),
+                publisher: None,
                 received_at: crate::clock::now_ms(),
                 hops: 0,
             })

@@ -75,6 +75,7 @@ struct RawCase {
     client_id: Option<String>,
     timestamp: Option<i64>,
     principal: Option<String>,
+    source_ip: Option<String>,
     payload: Spanned<toml::Value>,
     expect: Option<Spanned<toml::Value>>,
     no_match: Option<Spanned<bool>>,
@@ -126,6 +127,8 @@ pub struct Case {
     pub client_id: String,
     pub timestamp_ms: Option<i64>,
     pub principal: Option<String>,
+    /// What `sourceip()` returns (default: none, Undefined).
+    pub source_ip: Option<String>,
     pub payload: CasePayload,
     pub expect: Expect,
 }
@@ -287,6 +290,7 @@ pub fn parse_file(path: &Path, text: &str, rules: &RuleSet) -> Result<Vec<Case>,
                 client_id: c.client_id.unwrap_or_else(|| DEFAULT_CLIENT_ID.to_string()),
                 timestamp_ms: c.timestamp,
                 principal: c.principal,
+                source_ip: c.source_ip,
                 payload,
                 expect,
             });
@@ -344,6 +348,7 @@ pub fn evaluate(rules: &RuleSet, case: &Case, now_ms: i64) -> Outcome {
         payload,
         timestamp_ms: case.timestamp_ms.unwrap_or(now_ms),
         principal: case.principal.as_deref(),
+        source_ip: case.source_ip.as_deref(),
         trace_id: None,
         lookup: None,
     };

@@ -91,6 +91,7 @@ pub enum Func {
     TraceId,
     NewUuid,
     Principal,
+    SourceIp,
     GetThingShadow,
     // time
     ParseTime,
@@ -142,6 +143,7 @@ specs! {
     "sha512" => Sha512(1, 1),
     "topic" => Topic(0, 1), "clientid" => ClientId(0, 0), "timestamp" => Timestamp(0, 0),
     "traceid" => TraceId(0, 0), "newuuid" => NewUuid(0, 0), "principal" => Principal(0, 0),
+    "sourceip" => SourceIp(0, 0),
     "get_thing_shadow" => GetThingShadow(2, 3),
     "parse_time" => ParseTime(2, 3), "time_to_epoch" => TimeToEpoch(2, 2),
     "get" => Get(2, 2),
@@ -195,7 +197,7 @@ pub fn call<'a>(f: Func, args: &mut [V<'a>], re: Option<&Regex>) -> V<'a> {
         ParseTime | TimeToEpoch => time::call(f, args),
         NewUuid => V::Str(math::new_uuid().into()),
         // Context functions are handled by the evaluator.
-        Topic | ClientId | Timestamp | TraceId | Principal | GetThingShadow => V::Undef,
+        Topic | ClientId | Timestamp | TraceId | Principal | SourceIp | GetThingShadow => V::Undef,
     }
 }
 
