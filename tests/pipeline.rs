@@ -444,6 +444,70 @@ device = "${@dev}"
     weir.stop();
 }
 
+/// An MQTT 5 device's publish properties reach the rules
+/// (`get_mqtt_property`, `get_user_properties`), sent by paho-mqtt.
+#[test]
+fn mqtt5_properties_reach_the_rules() {
+    let have_paho = Command::new("python3")
+        .args(["-c", "import paho.mqtt.client"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have_paho {
+        assert!(std::env::var("CI").is_err(), "CI must install paho-mqtt");
+        eprintln!("SKIPPED: paho-mqtt is not installed (pip install paho-mqtt)");
+        return;
+    }
+    let dir = TempDir::new("mqtt5-properties");
+    let rules = dir.0.join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("plugins.toml"),
+        "[echo]\ncomponent = \"builtin:echo\"\ngrants = { publish = [\"echo/+\"] }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        rules.join("props.toml"),
+        r#"sql = """
+SELECT get_mqtt_property('content_type') AS ct, get_mqtt_property('format_indicator') AS fi,
+       get_mqtt_property('response_topic') AS rt, get_mqtt_property('correlation_data') AS cd,
+       get_user_properties('site') AS site, get_or_default(get_user_properties('none'), []) AS none
+FROM 'p5/+'"""
+[[actions]]
+plugin = "echo"
+device = "${topic(2)}"
+"#,
+    )
+    .unwrap();
+    let weir = Weir::start_with_rules(&dir.0, &rules, "");
+    let watcher = Mqtt::connect(weir.addr, "watcher-p5");
+    watcher.subscribe("echo/#");
+    let out = Command::new("python3")
+        .arg(support::repo_root().join("tests/clients/mqtt5_properties.py"))
+        .arg(weir.addr.port().to_string())
+        .arg("p5-dev")
+        .arg("p5/p5-dev")
+        .output()
+        .expect("run the paho client");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = watcher.collect(Duration::from_secs(3));
+    assert_eq!(got.len(), 1, "{got:?}");
+    let (topic, p) = &got[0];
+    assert_eq!(topic, "echo/p5-dev");
+    assert_eq!(p["ct"], "application/json", "{p}");
+    assert_eq!(p["fi"], "UTF8_DATA", "{p}");
+    assert_eq!(p["rt"], "reply/p5-dev", "{p}");
+    assert_eq!(p["cd"], "AQL/", "{p}");
+    assert_eq!(p["site"], serde_json::json!(["lab", "roof"]), "{p}");
+    assert_eq!(p["none"], serde_json::json!([]), "{p}");
+    watcher.disconnect();
+    weir.stop();
+}
+
 /// `weir state reset` on a running instance really starts the baseline afresh.
 #[test]
 fn a_state_reset_restarts_the_baseline() {

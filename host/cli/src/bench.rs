@@ -362,6 +362,7 @@ impl Publisher {
                         payload: Bytes::from(payload),
                         client_id: Arc::from(format!("dev-{device:05}").as_str()),
                         publisher: None,
+                        properties: None,
                         received_at: weir_runtime::clock::now_ms(),
                         hops: 0,
                     });
@@ -406,6 +407,7 @@ impl Publisher {
                             payload: Bytes::from(payload),
                             client_id: Arc::from(format!("dev-{device:05}").as_str()),
                             publisher: None,
+                            properties: None,
                             received_at: weir_runtime::clock::now_ms(),
                             hops: 0,
                         })

@@ -198,6 +198,7 @@ fn eval(args: &EvalArgs) -> Result<ExitCode> {
         timestamp_ms: args.timestamp.unwrap_or_else(weir_runtime::clock::now_ms),
         principal: args.principal.as_deref(),
         source_ip: args.source_ip.as_deref(),
+        mqtt: None,
         trace_id: None,
         lookup: None,
     };

@@ -38,6 +38,14 @@ struct Checker<'s> {
     assigned: Vec<&'s str>,
 }
 
+/// The names `get_mqtt_property` takes, as AWS spells them.
+const MQTT_PROPERTIES: [&str; 4] = [
+    "format_indicator",
+    "content_type",
+    "response_topic",
+    "correlation_data",
+];
+
 fn plural(n: usize) -> &'static str {
     if n == 1 {
         "argument"
@@ -196,6 +204,19 @@ impl<'s> Checker<'s> {
                         self.err(
                             format!("unknown encoding scheme '{s}': Weir supports 'base64'"),
                             args[1].span,
+                        );
+                    }
+                }
+            }
+            Func::GetMqttProperty => {
+                if let Some(name) = lit_str(0) {
+                    if !MQTT_PROPERTIES.contains(&name) {
+                        self.err(
+                            format!(
+                                "unknown MQTT property '{name}': get_mqtt_property reads {}",
+                                MQTT_PROPERTIES.join(", ")
+                            ),
+                            args[0].span,
                         );
                     }
                 }

@@ -73,6 +73,10 @@ pub enum Node {
     TraceId,
     Principal,
     SourceIp,
+    /// `get_mqtt_property(name)`.
+    MqttProperty(Box<Node>),
+    /// `get_user_properties(key)`.
+    UserProperties(Box<Node>),
     Shadow(Vec<Node>),
     Cast(Box<Node>, CastType),
     Neg(Box<Node>),
@@ -284,6 +288,14 @@ fn call(name: &str, args: &[Expr]) -> Node {
         Func::TraceId => Node::TraceId,
         Func::Principal => Node::Principal,
         Func::SourceIp => Node::SourceIp,
+        Func::GetMqttProperty | Func::GetUserProperties => {
+            let arg = Box::new(nodes.pop().unwrap_or(Node::Lit(Lit::Null)));
+            if spec.func == Func::GetMqttProperty {
+                Node::MqttProperty(arg)
+            } else {
+                Node::UserProperties(arg)
+            }
+        }
         Func::GetThingShadow => Node::Shadow(nodes),
         f @ (Func::RegexpMatches | Func::RegexpReplace | Func::RegexpSubstr) => {
             let re = match nodes.get(1) {
@@ -311,9 +323,13 @@ pub fn visit(n: &Node, f: &mut impl FnMut(&Node)) {
         | Node::TraceId
         | Node::Principal
         | Node::SourceIp => {}
-        Node::Get(b, _) | Node::TopicDyn(b) | Node::Cast(b, _) | Node::Neg(b) | Node::Not(b) => {
-            visit(b, f)
-        }
+        Node::Get(b, _)
+        | Node::TopicDyn(b)
+        | Node::Cast(b, _)
+        | Node::Neg(b)
+        | Node::Not(b)
+        | Node::MqttProperty(b)
+        | Node::UserProperties(b) => visit(b, f),
         Node::Index(a, b)
         | Node::And(a, b)
         | Node::Or(a, b)

@@ -4,7 +4,7 @@ use crate::compile::{CQuery, Item, Lit, Node, Step};
 use crate::error::EvalError;
 use crate::functions::{self, types};
 use crate::value::{self, V};
-use crate::{Lookup, Message, Payload};
+use crate::{Lookup, Message, MqttProperties, Payload};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 
@@ -80,6 +80,7 @@ pub struct Cx<'a> {
     pub timestamp_ms: i64,
     pub principal: Option<&'a str>,
     pub source_ip: Option<&'a str>,
+    pub mqtt: Option<&'a MqttProperties>,
     pub trace_id: Option<&'a str>,
     pub lookup: Option<&'a dyn Lookup>,
     /// The statement's SET variables (empty without SET).
@@ -98,6 +99,7 @@ impl<'a> Cx<'a> {
             timestamp_ms: msg.timestamp_ms,
             principal: msg.principal,
             source_ip: msg.source_ip,
+            mqtt: msg.mqtt,
             trace_id: msg.trace_id,
             lookup: msg.lookup,
             vars: &[],
@@ -259,6 +261,26 @@ pub fn eval<'a>(n: &'a Node, cx: &Cx<'a>) -> V<'a> {
         Node::TraceId => opt_str(cx.trace_id),
         Node::Principal => opt_str(cx.principal),
         Node::SourceIp => opt_str(cx.source_ip),
+        Node::MqttProperty(name) => match (eval(name, cx), cx.mqtt) {
+            (V::Str(name), Some(props)) => mqtt_property(&name, props),
+            _ => V::Undef,
+        },
+        Node::UserProperties(key) => match (eval(key, cx), cx.mqtt) {
+            (V::Str(key), Some(props)) => {
+                let values: Vec<Value> = props
+                    .user_properties
+                    .iter()
+                    .filter(|(k, _)| *k == key)
+                    .map(|(_, v)| Value::String(v.clone()))
+                    .collect();
+                if values.is_empty() {
+                    V::Undef
+                } else {
+                    V::Own(Value::Array(values))
+                }
+            }
+            _ => V::Undef,
+        },
         Node::Shadow(args) => {
             let vals: Vec<V<'a>> = args.iter().map(|a| eval(a, cx)).collect();
             shadow(&vals, cx)
@@ -337,6 +359,26 @@ pub fn eval<'a>(n: &'a Node, cx: &Cx<'a>) -> V<'a> {
             V::Own(Value::Object(m))
         }
         Node::Sub(q) => subquery(q, cx),
+    }
+}
+
+/// `get_mqtt_property(name)`: one of the MQTT 5 header properties, as AWS
+/// returns it (the format indicator by name, correlation data in base64).
+fn mqtt_property<'a>(name: &str, props: &'a MqttProperties) -> V<'a> {
+    let text = |s: &'a Option<String>| opt_str(s.as_deref());
+    match name {
+        "content_type" => text(&props.content_type),
+        "response_topic" => text(&props.response_topic),
+        "format_indicator" => match props.payload_format_indicator {
+            Some(1) => V::Str(Cow::Borrowed("UTF8_DATA")),
+            Some(_) => V::Str(Cow::Borrowed("UNSPECIFIED_BYTES")),
+            None => V::Undef,
+        },
+        "correlation_data" => match &props.correlation_data {
+            Some(d) => V::Str(Cow::Owned(functions::encoding::base64_encode(d))),
+            None => V::Undef,
+        },
+        _ => V::Undef,
     }
 }
 

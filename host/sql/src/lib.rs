@@ -58,6 +58,19 @@ pub trait Lookup: Send + Sync {
     fn thing_shadow(&self, thing: &str, shadow_name: Option<&str>) -> Option<Value>;
 }
 
+/// A message's MQTT 5 properties: what `get_mqtt_property(name)` and
+/// `get_user_properties(key)` read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MqttProperties {
+    pub content_type: Option<String>,
+    /// 0: unspecified bytes, 1: UTF-8 data.
+    pub payload_format_indicator: Option<u8>,
+    pub response_topic: Option<String>,
+    pub correlation_data: Option<Vec<u8>>,
+    /// In the order they were sent; a key may repeat.
+    pub user_properties: Vec<(String, String)>,
+}
+
 /// One incoming message, as the rule sees it.
 #[derive(Clone, Copy)]
 pub struct Message<'a> {
@@ -70,6 +83,8 @@ pub struct Message<'a> {
     pub principal: Option<&'a str>,
     /// What `sourceip()` returns: the publisher's IP address.
     pub source_ip: Option<&'a str>,
+    /// The MQTT 5 properties it was published with (none for 3.1.1).
+    pub mqtt: Option<&'a MqttProperties>,
     pub trace_id: Option<&'a str>,
     pub lookup: Option<&'a dyn Lookup>,
 }
@@ -84,6 +99,7 @@ impl<'a> Message<'a> {
             timestamp_ms: 0,
             principal: None,
             source_ip: None,
+            mqtt: None,
             trace_id: None,
             lookup: None,
         }
@@ -99,6 +115,7 @@ impl std::fmt::Debug for Message<'_> {
             .field("timestamp_ms", &self.timestamp_ms)
             .field("principal", &self.principal)
             .field("source_ip", &self.source_ip)
+            .field("mqtt", &self.mqtt)
             .field("trace_id", &self.trace_id)
             .field("lookup", &self.lookup.is_some())
             .finish()
@@ -245,6 +262,7 @@ pub(crate) fn node_reads_payload(n: &Node) -> bool {
         // A variable's own expression is counted where it is assigned.
         Lit(_) | Var(_) | Topic | TopicLevel(_) | ClientId | Timestamp | TraceId | Principal
         | SourceIp => false,
+        MqttProperty(b) | UserProperties(b) => node_reads_payload(b),
         Get(b, _) | TopicDyn(b) | Cast(b, _) | Neg(b) | Not(b) => node_reads_payload(b),
         Index(a, b)
         | And(a, b)

@@ -200,6 +200,7 @@ mod tests {
             timestamp_ms: 7,
             principal: None,
             source_ip: None,
+            mqtt: None,
             trace_id: None,
             lookup: None,
         }

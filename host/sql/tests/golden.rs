@@ -1,14 +1,17 @@
 //! Golden tests: each `tests/golden/<case>.toml` holds `sql`, `topic`,
 //! optional `client_id`, `timestamp_ms`, `principal`, `source_ip`, `trace_id`, `shadow`
 //! (JSON text the `Lookup` returns for any thing) and `payload` (JSON text, or
-//! `payload_base64` for a binary payload). The expected result is in
+//! `payload_base64` for a binary payload), and optional `[mqtt5]` properties
+//! (`content_type`, `format_indicator`, `response_topic`,
+//! `correlation_data_base64`, `user_properties = [["key", "value"], …]`).
+//! The expected result is in
 //! `<case>.json` (pretty JSON, or `no match`) or `<case>.err` (the error text).
 //! Run with `BLESS=1` to rewrite the expectation files; `GOLDEN=<text>`
 //! keeps only the cases whose name contains `<text>` (to run or bless a few).
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use weir_sql::{Lookup, Message, Payload, Statement};
+use weir_sql::{Lookup, Message, MqttProperties, Payload, Statement};
 
 struct FixedShadow(Option<serde_json::Value>);
 
@@ -48,6 +51,36 @@ fn run_case(path: &Path) -> (String, &'static str) {
             .decode(b)
             .expect("payload_base64")
     });
+    let mqtt = case.get("mqtt5").and_then(|t| t.as_table()).map(|t| {
+        use base64::Engine;
+        let text = |k: &str| t.get(k).and_then(|v| v.as_str()).map(String::from);
+        MqttProperties {
+            content_type: text("content_type"),
+            payload_format_indicator: t
+                .get("format_indicator")
+                .and_then(|v| v.as_integer())
+                .and_then(|i| u8::try_from(i).ok()),
+            response_topic: text("response_topic"),
+            correlation_data: text("correlation_data_base64").map(|b| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(b)
+                    .expect("correlation_data_base64")
+            }),
+            user_properties: t
+                .get("user_properties")
+                .and_then(|v| v.as_array())
+                .map(|pairs| {
+                    pairs
+                        .iter()
+                        .filter_map(|p| {
+                            let p = p.as_array()?;
+                            Some((p.first()?.as_str()?.into(), p.get(1)?.as_str()?.into()))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    });
     let shadow = FixedShadow(s("shadow").map(|t| serde_json::from_str(t).expect("shadow json")));
     let msg = Message {
         topic,
@@ -62,6 +95,7 @@ fn run_case(path: &Path) -> (String, &'static str) {
             .unwrap_or(1_481_825_251_155),
         principal: s("principal"),
         source_ip: s("source_ip"),
+        mqtt: mqtt.as_ref(),
         trace_id: s("trace_id"),
         lookup: Some(&shadow),
     };

@@ -30,6 +30,9 @@ pub struct Ingest {
     /// The device connection it came from; `None` for messages the host
     /// makes (lifecycle events, plugin outputs).
     pub publisher: Option<Arc<Publisher>>,
+    /// The MQTT 5 properties it was published with, when it had any that
+    /// rules can read (`get_mqtt_property`, `get_user_properties`).
+    pub properties: Option<Arc<weir_sql::MqttProperties>>,
     /// Server receive time (ms since the epoch), stamped when the packet
     /// was read off the socket.
     pub received_at: i64,

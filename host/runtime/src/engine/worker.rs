@@ -477,6 +477,7 @@ impl Worker {
                 .as_ref()
                 .and_then(|p| p.principal.as_deref()),
             source_ip: ingest.publisher.as_ref().map(|p| p.source_ip.as_str()),
+            mqtt: ingest.properties.as_deref(),
             trace_id: None,
             lookup: Some(&*self.rt.services.kv),
         }
@@ -771,6 +772,7 @@ impl Worker {
                 payload,
                 client_id: Arc::from(HOST_CLIENT_ID),
                 publisher: None,
+                properties: None,
                 received_at: crate::clock::now_ms(),
                 hops: hops + 1,
             });
@@ -851,6 +853,7 @@ mod tests {
                 payload: Bytes::new(),
                 client_id: Arc::from("c"),
                 publisher: None,
+                properties: None,
                 received_at: 0,
                 hops: 0,
             }),

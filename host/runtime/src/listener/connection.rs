@@ -468,6 +468,7 @@ pub async fn handle<S>(
                                 payload: publish.payload.clone(),
                                 client_id: client.clone(),
                                 publisher: Some(publisher.clone()),
+                                properties: props.as_ref().and_then(packets::rule_properties),
                                 received_at,
                                 hops: 0,
                             };
@@ -686,6 +687,7 @@ async fn publish_will(
             payload: will.message.clone(),
             client_id: client.clone(),
             publisher: Some(publisher.clone()),
+            properties: None,
             received_at: crate::clock::now_ms(),
             hops: 0,
         })

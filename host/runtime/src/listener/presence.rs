@@ -136,6 +136,7 @@ impl Presence {
                 payload,
                 client_id: Arc::from(HOST_CLIENT_ID),
                 publisher: None,
+                properties: None,
                 received_at: crate::clock::now_ms(),
                 hops: 0,
             })

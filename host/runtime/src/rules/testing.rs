@@ -349,6 +349,7 @@ pub fn evaluate(rules: &RuleSet, case: &Case, now_ms: i64) -> Outcome {
         timestamp_ms: case.timestamp_ms.unwrap_or(now_ms),
         principal: case.principal.as_deref(),
         source_ip: case.source_ip.as_deref(),
+        mqtt: None,
         trace_id: None,
         lookup: None,
     };

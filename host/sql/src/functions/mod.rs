@@ -92,12 +92,15 @@ pub enum Func {
     NewUuid,
     Principal,
     SourceIp,
+    GetMqttProperty,
+    GetUserProperties,
     GetThingShadow,
     // time
     ParseTime,
     TimeToEpoch,
     // objects and arrays
     Get,
+    GetOrDefault,
 }
 
 /// A function's name and how many arguments it takes.
@@ -144,6 +147,8 @@ specs! {
     "topic" => Topic(0, 1), "clientid" => ClientId(0, 0), "timestamp" => Timestamp(0, 0),
     "traceid" => TraceId(0, 0), "newuuid" => NewUuid(0, 0), "principal" => Principal(0, 0),
     "sourceip" => SourceIp(0, 0),
+    "get_mqtt_property" => GetMqttProperty(1, 1), "get_user_properties" => GetUserProperties(1, 1),
+    "get_or_default" => GetOrDefault(2, 2),
     "get_thing_shadow" => GetThingShadow(2, 3),
     "parse_time" => ParseTime(2, 3), "time_to_epoch" => TimeToEpoch(2, 2),
     "get" => Get(2, 2),
@@ -169,7 +174,7 @@ pub fn refusal(name: &str) -> Option<String> {
                 "function accountid names an AWS account, which Weir does not have".to_string(),
             )
         }
-        "get_mqtt_property" | "get_user_properties" | "get_or_default" | "transform" | "md2" => {
+        "transform" | "md2" => {
             return Some(format!("function {lower} is not supported by Weir yet"))
         }
         _ => return None,
@@ -196,8 +201,14 @@ pub fn call<'a>(f: Func, args: &mut [V<'a>], re: Option<&Regex>) -> V<'a> {
         Encode | Decode | Md5 | Sha1 | Sha224 | Sha256 | Sha384 | Sha512 => encoding::call(f, args),
         ParseTime | TimeToEpoch => time::call(f, args),
         NewUuid => V::Str(math::new_uuid().into()),
+        // `expression`, unless it is Undefined or Null: then `default`.
+        GetOrDefault => match args {
+            [V::Undef | V::Null, pick] | [pick, _] => std::mem::replace(pick, V::Undef),
+            _ => V::Undef,
+        },
         // Context functions are handled by the evaluator.
-        Topic | ClientId | Timestamp | TraceId | Principal | SourceIp | GetThingShadow => V::Undef,
+        Topic | ClientId | Timestamp | TraceId | Principal | SourceIp | GetMqttProperty
+        | GetUserProperties | GetThingShadow => V::Undef,
     }
 }
 
