@@ -41,6 +41,27 @@ pub fn build(topic: &Bytes, payload: &Bytes, retain: bool, meta: Meta) -> Publis
     Publish::deserialize(o.freeze())
 }
 
+/// What rules may read of a PUBLISH's MQTT 5 properties (`None` when it
+/// carries none of them, the usual case: no allocation per message).
+pub fn rule_properties(
+    props: &rumqttd::protocol::PublishProperties,
+) -> Option<std::sync::Arc<weir_sql::MqttProperties>> {
+    let any = props.content_type.is_some()
+        || props.payload_format_indicator.is_some()
+        || props.response_topic.is_some()
+        || props.correlation_data.is_some()
+        || !props.user_properties.is_empty();
+    any.then(|| {
+        std::sync::Arc::new(weir_sql::MqttProperties {
+            content_type: props.content_type.clone(),
+            payload_format_indicator: props.payload_format_indicator,
+            response_topic: props.response_topic.clone(),
+            correlation_data: props.correlation_data.as_ref().map(|d| d.to_vec()),
+            user_properties: props.user_properties.clone(),
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,25 +89,4 @@ mod tests {
             }
         );
     }
-}
-
-/// What rules may read of a PUBLISH's MQTT 5 properties (`None` when it
-/// carries none of them, the usual case: no allocation per message).
-pub fn rule_properties(
-    props: &rumqttd::protocol::PublishProperties,
-) -> Option<std::sync::Arc<weir_sql::MqttProperties>> {
-    let any = props.content_type.is_some()
-        || props.payload_format_indicator.is_some()
-        || props.response_topic.is_some()
-        || props.correlation_data.is_some()
-        || !props.user_properties.is_empty();
-    any.then(|| {
-        std::sync::Arc::new(weir_sql::MqttProperties {
-            content_type: props.content_type.clone(),
-            payload_format_indicator: props.payload_format_indicator,
-            response_topic: props.response_topic.clone(),
-            correlation_data: props.correlation_data.as_ref().map(|d| d.to_vec()),
-            user_properties: props.user_properties.clone(),
-        })
-    })
 }
