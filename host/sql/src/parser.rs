@@ -217,7 +217,24 @@ impl<'s> Parser<'s> {
             let alias = if self.eat_kw("AS") {
                 let t = self.bump();
                 match t.tok {
-                    Tok::Ident(s) | Tok::QuotedIdent(s) | Tok::Str(s) => Some((s, t.span)),
+                    // `AS bar.baz` (AWS's JSON-extensions example): the key
+                    // is the dotted name as written.
+                    Tok::Ident(mut s) => {
+                        let mut span = t.span;
+                        while self.peek().tok == Tok::Dot
+                            && matches!(self.peek_at(1), Tok::Ident(_) | Tok::QuotedIdent(_))
+                        {
+                            self.bump();
+                            let part = self.bump();
+                            if let Tok::Ident(p) | Tok::QuotedIdent(p) = part.tok {
+                                s.push('.');
+                                s.push_str(&p);
+                            }
+                            span = span.to(part.span);
+                        }
+                        Some((s, span))
+                    }
+                    Tok::QuotedIdent(s) | Tok::Str(s) => Some((s, t.span)),
                     other => {
                         return self.err(
                             format!("expected a name after AS, found {}", other.describe()),

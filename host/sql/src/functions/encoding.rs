@@ -30,9 +30,15 @@ pub(super) fn call<'a>(f: Func, args: &[V<'a>]) -> V<'a> {
             }
             let V::Str(s) = a else { return V::Undef };
             match base64::engine::general_purpose::STANDARD.decode(s.trim().as_bytes()) {
-                Ok(bytes) => match String::from_utf8(bytes) {
-                    Ok(text) => V::Str(Cow::Owned(text)),
-                    Err(_) => V::Undef,
+                // A JSON document decodes to its value (addressable, as
+                // in AWS's `decode(x, 'base64').temperature`); other text
+                // stays a string.
+                Ok(bytes) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
+                    Ok(value) => V::from_owned(value),
+                    Err(_) => match String::from_utf8(bytes) {
+                        Ok(text) => V::Str(Cow::Owned(text)),
+                        Err(_) => V::Undef,
+                    },
                 },
                 Err(_) => V::Undef,
             }
