@@ -76,11 +76,26 @@ struct RawCase {
     timestamp: Option<i64>,
     principal: Option<String>,
     source_ip: Option<String>,
+    mqtt5: Option<Spanned<RawMqtt5>>,
     payload: Spanned<toml::Value>,
     expect: Option<Spanned<toml::Value>>,
     no_match: Option<Spanned<bool>>,
     error: Option<Spanned<String>>,
     actions: Option<Spanned<Vec<ExpectedAction>>>,
+}
+
+/// A case's MQTT 5 publish properties (what `get_mqtt_property` and
+/// `get_user_properties` read).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMqtt5 {
+    content_type: Option<String>,
+    format_indicator: Option<u8>,
+    response_topic: Option<String>,
+    /// Base64, as `get_mqtt_property('correlation_data')` returns it.
+    correlation_data: Option<String>,
+    #[serde(default)]
+    user_properties: Vec<(String, String)>,
 }
 
 /// What one action's rendered parameters should be; unset fields are not compared.
@@ -129,6 +144,8 @@ pub struct Case {
     pub principal: Option<String>,
     /// What `sourceip()` returns (default: none, Undefined).
     pub source_ip: Option<String>,
+    /// The MQTT 5 properties it is published with (default: none, as 3.1.1).
+    pub mqtt5: Option<weir_sql::MqttProperties>,
     pub payload: CasePayload,
     pub expect: Expect,
 }
@@ -277,7 +294,39 @@ pub fn parse_file(path: &Path, text: &str, rules: &RuleSet) -> Result<Vec<Case>,
                 format!("{label}: `actions` needs `expect` (actions run only on a match)"),
             );
         }
-        if let (Some(rule), Some(payload), Some(expect)) = (rule, payload, expect) {
+        let mqtt5 = match c.mqtt5 {
+            None => Some(None),
+            Some(m) => {
+                let span = m.span();
+                let m = m.into_inner();
+                let correlation_data = match m.correlation_data.as_deref().map(|b| {
+                    use base64::Engine;
+                    base64::engine::general_purpose::STANDARD.decode(b)
+                }) {
+                    None => Some(None),
+                    Some(Ok(bytes)) => Some(Some(bytes)),
+                    Some(Err(e)) => {
+                        bad(
+                            span,
+                            format!("{label}: mqtt5.correlation_data is not base64: {e}"),
+                        );
+                        None
+                    }
+                };
+                correlation_data.map(|correlation_data| {
+                    Some(weir_sql::MqttProperties {
+                        content_type: m.content_type,
+                        payload_format_indicator: m.format_indicator,
+                        response_topic: m.response_topic,
+                        correlation_data,
+                        user_properties: m.user_properties,
+                    })
+                })
+            }
+        };
+        if let (Some(rule), Some(payload), Some(expect), Some(mqtt5)) =
+            (rule, payload, expect, mqtt5)
+        {
             cases.push(Case {
                 file: path.to_path_buf(),
                 line: text[..case_span.start.min(text.len())]
@@ -291,6 +340,7 @@ pub fn parse_file(path: &Path, text: &str, rules: &RuleSet) -> Result<Vec<Case>,
                 timestamp_ms: c.timestamp,
                 principal: c.principal,
                 source_ip: c.source_ip,
+                mqtt5,
                 payload,
                 expect,
             });
@@ -349,7 +399,7 @@ pub fn evaluate(rules: &RuleSet, case: &Case, now_ms: i64) -> Outcome {
         timestamp_ms: case.timestamp_ms.unwrap_or(now_ms),
         principal: case.principal.as_deref(),
         source_ip: case.source_ip.as_deref(),
-        mqtt: None,
+        mqtt: case.mqtt5.as_ref(),
         trace_id: None,
         lookup: None,
     };
