@@ -320,6 +320,11 @@ pub fn eval<'a>(n: &'a Node, cx: &Cx<'a>) -> V<'a> {
             match operand {
                 Some(o) => {
                     let v = eval(o, cx);
+                    // AWS: "If v is Undefined, the result of the case
+                    // statement is Undefined" (ELSE included).
+                    if v.is_undef() {
+                        return V::Undef;
+                    }
                     for (w, t) in whens {
                         if value::eq(&v, &eval(w, cx)) == Some(true) {
                             return eval(t, cx);
@@ -334,9 +339,10 @@ pub fn eval<'a>(n: &'a Node, cx: &Cx<'a>) -> V<'a> {
                     }
                 }
             }
+            // No match and no ELSE: Undefined, as AWS documents.
             match else_ {
                 Some(e) => eval(e, cx),
-                None => V::Null,
+                None => V::Undef,
             }
         }
         Node::Array(items) => {
@@ -416,6 +422,18 @@ fn subquery<'a>(q: &'a CQuery, cx: &Cx<'a>) -> V<'a> {
         return V::Undef;
     };
     let source = eval(from, cx);
+    // Over an object, a sub-select runs once with the object as its scope
+    // and gives its result itself (AWS's transform example: `(SELECT a, b
+    // FROM data2)` is an object, `(SELECT VALUE c FROM data2)` c's value).
+    if let Some(obj) = source.container().filter(|v| v.is_object()) {
+        let inner = cx.with_scope(obj);
+        return match run(q, &inner) {
+            Ok(Some(v)) if !(q.value && v.is_null() && !produces_null(q, &inner)) => {
+                V::from_owned(v)
+            }
+            _ => V::Undef,
+        };
+    }
     let Some(arr) = source.as_array() else {
         return V::Undef;
     };

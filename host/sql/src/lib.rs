@@ -402,6 +402,35 @@ mod tests {
             .is_select_star());
     }
 
+    /// The binary payloads page: what a rule may do with a non-JSON payload.
+    #[test]
+    fn aws_doc_binary_payload_rules() {
+        let payload = Value::Null;
+        let msg = Message {
+            payload: Payload::Binary(&[0, 1, 2, 0xff]),
+            timestamp_ms: 1_481_825_251_152, // a multiple of 12
+            ..Message::new("topic/subtopic", &payload)
+        };
+        // `*` alone: the runtime forwards the raw payload.
+        let st = Statement::parse("SELECT * FROM 'topic/subtopic'").unwrap();
+        assert!(st.is_select_star() && st.is_passthrough());
+        // Rule #1 kept: the WHERE clause reads no JSON name.
+        let st =
+            Statement::parse("SELECT * FROM 'topic/subtopic' WHERE timestamp() % 12 = 0").unwrap();
+        assert!(st.is_select_star());
+        assert!(st.where_matches(&msg));
+        let later = Message {
+            timestamp_ms: 1_481_825_251_155,
+            ..msg
+        };
+        assert!(!st.where_matches(&later));
+        // Rule #1 broken: a JSON name in WHERE is Undefined, so nothing is sent.
+        let st =
+            Statement::parse("SELECT * FROM 'topic/subtopic' WHERE device_type = 'thermostat'")
+                .unwrap();
+        assert!(!st.where_matches(&msg));
+    }
+
     #[test]
     fn binary_payload() {
         let st = Statement::parse("SELECT encode(*, 'base64') AS data, a FROM 'x'").unwrap();

@@ -648,10 +648,12 @@ impl<'s> Parser<'s> {
         let t = self.bump();
         let ty = match &t.tok {
             Tok::Ident(s) | Tok::Str(s) => match s.to_ascii_lowercase().as_str() {
+                // AWS's keywords; `Double` is a Decimal of double precision,
+                // which every Weir Decimal is.
                 "int" | "integer" => CastType::Int,
-                "decimal" => CastType::Decimal,
+                "decimal" | "double" => CastType::Decimal,
                 "bool" | "boolean" => CastType::Bool,
-                "string" => CastType::String,
+                "string" | "nvarchar" | "text" | "ntext" | "varchar" => CastType::String,
                 _ => {
                     return self.err(
                         format!("unknown cast type `{s}`: use Int, Decimal, Boolean or String"),

@@ -206,6 +206,23 @@ mod tests {
         }
     }
 
+    /// AWS IoT's substitution-template examples: `${topic()}/republish`
+    /// (substitution templates page) and an S3 key of
+    /// `${parse_time("yyyy", timestamp(), "UTC")}` (parse_time).
+    #[test]
+    fn aws_doc_examples() {
+        let p = json!({"deviceid": "iot123", "temp": 54.98});
+        let msg = Message {
+            topic: "my/iot/topic",
+            timestamp_ms: 1_497_028_786_000, // 2017-06-09T17:19:46Z
+            ..message(&p)
+        };
+        let t = Template::parse("${topic()}/republish").unwrap();
+        assert_eq!(t.render(&msg).unwrap(), "my/iot/topic/republish");
+        let t = Template::parse(r#"${parse_time("yyyy", timestamp(), "UTC")}"#).unwrap();
+        assert_eq!(t.render(&msg).unwrap(), "2017");
+    }
+
     #[test]
     fn renders() {
         let p = json!({"a": {"b": 5}, "s": "x"});

@@ -236,6 +236,22 @@ impl<T> TopicTrie<T> {
 mod tests {
     use super::*;
 
+    /// The FROM clause page's examples: which messages trigger a rule.
+    #[test]
+    fn aws_doc_from_examples() {
+        let topics = ["a/b", "a/c", "a/e/f", "b/x"];
+        let triggered = |filter: &str| -> Vec<&str> {
+            topics
+                .iter()
+                .copied()
+                .filter(|t| topic_matches(filter, t))
+                .collect()
+        };
+        assert_eq!(triggered("a/b"), ["a/b"]);
+        assert_eq!(triggered("a/#"), ["a/b", "a/c", "a/e/f"]);
+        assert_eq!(triggered("a/+"), ["a/b", "a/c"]);
+    }
+
     #[test]
     fn validation() {
         assert!(validate_topic_filter("a/+/b/#").is_ok());

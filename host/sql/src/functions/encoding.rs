@@ -58,7 +58,7 @@ fn is_base64(v: &V) -> bool {
 }
 
 fn hash<'a, D: Digest>(v: &V) -> V<'a> {
-    let Some(s) = super::string::scalar_str(v) else {
+    let Some(s) = super::string::string_arg(v) else {
         return V::Undef;
     };
     let out = D::digest(s.as_bytes());

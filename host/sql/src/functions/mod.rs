@@ -101,7 +101,13 @@ pub enum Func {
     // objects and arrays
     Get,
     GetOrDefault,
+    Transform,
+    // the statement
+    SqlVersion,
 }
+
+/// What `sql_version()` returns: the AWS IoT SQL version Weir implements.
+pub const SQL_VERSION: &str = "2016-03-23";
 
 /// A function's name and how many arguments it takes.
 #[derive(Debug, Clone, Copy)]
@@ -151,7 +157,8 @@ specs! {
     "get_or_default" => GetOrDefault(2, 2),
     "get_thing_shadow" => GetThingShadow(2, 3),
     "parse_time" => ParseTime(2, 3), "time_to_epoch" => TimeToEpoch(2, 2),
-    "get" => Get(2, 2),
+    "get" => Get(2, 2), "transform" => Transform(3, 3),
+    "sql_version" => SqlVersion(0, 0),
 }
 
 /// Find a function by name, ignoring case.
@@ -174,9 +181,7 @@ pub fn refusal(name: &str) -> Option<String> {
                 "function accountid names an AWS account, which Weir does not have".to_string(),
             )
         }
-        "transform" | "md2" => {
-            return Some(format!("function {lower} is not supported by Weir yet"))
-        }
+        "md2" => return Some(format!("function {lower} is not supported by Weir yet")),
         _ => return None,
     };
     Some(format!(
@@ -195,12 +200,13 @@ pub fn call<'a>(f: Func, args: &mut [V<'a>], re: Option<&Regex>) -> V<'a> {
         Concat | Endswith | Indexof | Length | Lower | Upper | Lpad | Rpad | Ltrim | Rtrim
         | Trim | Replace | RegexpMatches | RegexpReplace | RegexpSubstr | Startswith
         | Substring | Numbytes => string::call(f, args, re),
-        IsUndefined | IsNull | IsString | IsNumber | IsBoolean | IsArray | IsObject | Get => {
-            types::call(f, args)
-        }
+        IsUndefined | IsNull | IsString | IsNumber | IsBoolean | IsArray | IsObject | Get
+        | Transform => types::call(f, args),
         Encode | Decode | Md5 | Sha1 | Sha224 | Sha256 | Sha384 | Sha512 => encoding::call(f, args),
         ParseTime | TimeToEpoch => time::call(f, args),
         NewUuid => V::Str(math::new_uuid().into()),
+        // The only SQL version Weir speaks.
+        SqlVersion => V::Str(SQL_VERSION.into()),
         // `expression`, unless it is Undefined or Null: then `default`.
         GetOrDefault => match args {
             [V::Undef | V::Null, pick] | [pick, _] => std::mem::replace(pick, V::Undef),

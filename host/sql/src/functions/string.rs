@@ -1,9 +1,10 @@
 //! String functions: `concat`, `length`, `lower`, `substring`, `trim`, the
-//! `regexp_*` family and friends. Non-string scalars are converted to strings
-//! the AWS way (`length(false)` is 5); Null and Undefined give Undefined.
+//! `regexp_*` family and friends. Other arguments are converted to strings
+//! the AWS way (`length(false)` is 5, arrays and objects are their JSON
+//! text); Null and Undefined give Undefined.
 
 use super::{arg, Func};
-use crate::value::V;
+use crate::value::{Num, V};
 use regex::Regex;
 use serde_json::Value;
 use std::borrow::Cow;
@@ -18,14 +19,14 @@ pub(super) fn call<'a>(f: Func, args: &mut [V<'a>], re: Option<&Regex>) -> V<'a>
     let r = match f {
         Func::Length => match a.as_array() {
             Some(arr) => Some(V::Int(arr.len() as i64)),
-            None => scalar_str(a).map(|s| V::Int(s.chars().count() as i64)),
+            None => string_arg(a).map(|s| V::Int(s.chars().count() as i64)),
         },
-        Func::Numbytes => scalar_str(a).map(|s| V::Int(s.len() as i64)),
-        Func::Lower => scalar_str(a).map(|s| owned(s.to_lowercase())),
-        Func::Upper => scalar_str(a).map(|s| owned(s.to_uppercase())),
-        Func::Ltrim => scalar_str(a).map(|s| owned(s.trim_start().to_string())),
-        Func::Rtrim => scalar_str(a).map(|s| owned(s.trim_end().to_string())),
-        Func::Trim => scalar_str(a).map(|s| owned(s.trim().to_string())),
+        Func::Numbytes => string_arg(a).map(|s| V::Int(s.len() as i64)),
+        Func::Lower => string_arg(a).map(|s| owned(s.to_lowercase())),
+        Func::Upper => string_arg(a).map(|s| owned(s.to_uppercase())),
+        Func::Ltrim => string_arg(a).map(|s| owned(s.trim_start().to_string())),
+        Func::Rtrim => string_arg(a).map(|s| owned(s.trim_end().to_string())),
+        Func::Trim => string_arg(a).map(|s| owned(s.trim().to_string())),
         Func::Startswith => two(a, b).map(|(x, y)| V::Bool(x.starts_with(y.as_ref()))),
         Func::Endswith => two(a, b).map(|(x, y)| V::Bool(x.ends_with(y.as_ref()))),
         Func::Indexof => two(a, b).map(|(x, y)| {
@@ -34,7 +35,7 @@ pub(super) fn call<'a>(f: Func, args: &mut [V<'a>], re: Option<&Regex>) -> V<'a>
                 None => -1,
             })
         }),
-        Func::Lpad | Func::Rpad => match (scalar_str(a), b.to_int()) {
+        Func::Lpad | Func::Rpad => match (string_arg(a), b.to_int()) {
             (Some(s), Some(n)) if (0..=1_000_000).contains(&n) => {
                 let pad = " ".repeat(n as usize);
                 Some(owned(if f == Func::Lpad {
@@ -45,16 +46,16 @@ pub(super) fn call<'a>(f: Func, args: &mut [V<'a>], re: Option<&Regex>) -> V<'a>
             }
             _ => None,
         },
-        Func::Replace => match (scalar_str(a), scalar_str(b), scalar_str(c)) {
+        Func::Replace => match (string_arg(a), string_arg(b), string_arg(c)) {
             (Some(s), Some(from), Some(to)) => Some(owned(s.replace(from.as_ref(), &to))),
             _ => None,
         },
         Func::Substring => substring(a, b, if args.len() > 2 { Some(c) } else { None }),
         Func::RegexpMatches => {
-            with_regex(b, re, |r| scalar_str(a).map(|s| V::Bool(r.is_match(&s))))
+            with_regex(b, re, |r| string_arg(a).map(|s| V::Bool(r.is_match(&s))))
         }
         Func::RegexpSubstr => with_regex(b, re, |r| {
-            scalar_str(a).map(|s| {
+            string_arg(a).map(|s| {
                 owned(
                     r.find(&s)
                         .map(|m| m.as_str().to_string())
@@ -62,7 +63,7 @@ pub(super) fn call<'a>(f: Func, args: &mut [V<'a>], re: Option<&Regex>) -> V<'a>
                 )
             })
         }),
-        Func::RegexpReplace => with_regex(b, re, |r| match (scalar_str(a), scalar_str(c)) {
+        Func::RegexpReplace => with_regex(b, re, |r| match (string_arg(a), string_arg(c)) {
             (Some(s), Some(rep)) => Some(owned(r.replace_all(&s, rep.as_ref()).into_owned())),
             _ => None,
         }),
@@ -75,17 +76,19 @@ fn owned<'a>(s: String) -> V<'a> {
     V::Str(Cow::Owned(s))
 }
 
-/// String form of a scalar (strings, numbers, booleans); arrays, objects,
-/// Null and Undefined have none here.
-pub(crate) fn scalar_str<'x>(v: &'x V) -> Option<Cow<'x, str>> {
+/// A string argument after AWS's standard conversion: strings as they are,
+/// numbers and booleans printed, arrays and objects serialised as JSON
+/// (`lower(["HELLO"])` is `"[\"hello\"]"`); Null, Undefined and a binary
+/// payload have none here.
+pub(crate) fn string_arg<'x>(v: &'x V) -> Option<Cow<'x, str>> {
     match v {
-        V::Str(_) | V::Int(_) | V::Dec(_) | V::Bool(_) => v.to_str(),
-        _ => None,
+        V::Null | V::Undef | V::Bytes(_) => None,
+        _ => v.to_str(),
     }
 }
 
 fn two<'x>(a: &'x V, b: &'x V) -> Option<(Cow<'x, str>, Cow<'x, str>)> {
-    Some((scalar_str(a)?, scalar_str(b)?))
+    Some((string_arg(a)?, string_arg(b)?))
 }
 
 fn with_regex<'a>(
@@ -96,7 +99,7 @@ fn with_regex<'a>(
     match pre {
         Some(r) => f(r),
         None => {
-            let p = scalar_str(pattern)?;
+            let p = string_arg(pattern)?;
             let r = Regex::new(&p).ok()?;
             f(&r)
         }
@@ -105,18 +108,27 @@ fn with_regex<'a>(
 
 /// `substring(s, start[, end])`: 0-based, end exclusive, both clamped to the string.
 fn substring<'a>(a: &V, b: &V, c: Option<&V>) -> Option<V<'a>> {
-    let s = scalar_str(a)?;
+    let s = string_arg(a)?;
     let chars: Vec<char> = s.chars().collect();
     let n = chars.len() as i64;
-    let start = b.to_int()?.clamp(0, n);
+    let start = clamp_index(b, n)?;
     let end = match c {
-        Some(c) => c.to_int()?.clamp(0, n),
+        Some(c) => clamp_index(c, n)?,
         None => n,
     };
     if start >= end {
         return Some(owned(String::new()));
     }
     Some(owned(chars[start as usize..end as usize].iter().collect()))
+}
+
+/// An index converted to Int (Decimals round down) and clamped to `0..=n`,
+/// whatever its size: `substring(false, -2.411E247)` is `"false"`.
+fn clamp_index(v: &V, n: i64) -> Option<i64> {
+    Some(match v.to_num()? {
+        Num::Int(i) => i.clamp(0, n),
+        Num::Dec(d) => d.floor().clamp(0.0, n as f64) as i64,
+    })
 }
 
 /// `concat(…)`: strings join; if any argument is an array the result is an
@@ -188,7 +200,7 @@ mod tests {
             Some("rue".into())
         );
         assert_eq!(
-            c(Func::Substring, vec![V::Bool(false), V::Dec(-2.411e5)]),
+            c(Func::Substring, vec![V::Bool(false), V::Dec(-2.411e247)]),
             Some("false".into())
         );
         assert_eq!(
@@ -203,6 +215,24 @@ mod tests {
             c(Func::Substring, vec![s("012345"), V::Int(3), V::Int(1)]),
             Some("".into())
         );
+    }
+
+    #[test]
+    fn arrays_and_objects_convert_to_json_text() {
+        assert_eq!(
+            c(Func::Lower, vec![V::Own(serde_json::json!(["HELLO"]))]),
+            Some(r#"["hello"]"#.into())
+        );
+        assert_eq!(
+            c(Func::Upper, vec![V::Own(serde_json::json!(["hello"]))]),
+            Some(r#"["HELLO"]"#.into())
+        );
+        assert_eq!(
+            c(Func::Trim, vec![V::Own(serde_json::json!({"k": " v "}))]),
+            Some(r#"{"k":" v "}"#.into())
+        );
+        assert_eq!(c(Func::Lower, vec![V::Null]), None);
+        assert_eq!(c(Func::Lower, vec![V::Bytes(b"AB")]), None);
     }
 
     #[test]

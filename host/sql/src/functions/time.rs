@@ -26,12 +26,15 @@
 //! Undefined.
 //!
 //! `time_to_epoch` reads a zone from a `ZZZ` field as an IANA id (the longest
-//! id the text starts with, as Joda does), and from any `Z`/`z` field an
-//! offset, `Z` or `UTC`. A local time is turned into an instant with the
-//! zone's rules. In an autumn fold (a local time that happens twice) the
-//! earlier instant is taken, as Joda does; a local time in a spring-forward
-//! gap (one that never happens) is refused by Joda's parser ("Illegal instant
-//! due to time zone offset transition") and gives Undefined here.
+//! id the text starts with, as Joda does), from a `Z`/`ZZ` field an offset,
+//! `Z` or `UTC`, and from a `z` or `VV` field (AWS documents JDK 11 patterns
+//! for `time_to_epoch`, whose parser reads a zone id there) either: an
+//! offset written as one token (`UTC+01:00`, `+05:30`) or an IANA id. A local
+//! time is turned into an instant with the zone's rules. In an autumn fold
+//! (a local time that happens twice) the earlier instant is taken, as Joda
+//! does; a local time in a spring-forward gap (one that never happens) is
+//! refused by Joda's parser ("Illegal instant due to time zone offset
+//! transition") and gives Undefined here.
 
 use super::{arg, Func};
 use crate::value::V;
@@ -444,21 +447,26 @@ pub fn parse(text: &str, pattern: &str) -> Option<i64> {
                         ms = three.parse().ok()?;
                         rest = &rest[digits.len()..];
                     }
-                    'Z' | 'z' => {
-                        let id = if c == 'Z' && n >= 3 {
-                            take_zone_id(rest)
+                    'Z' | 'z' | 'V' => {
+                        // `z` and `VV` (JDK patterns, which AWS documents
+                        // for time_to_epoch) read a zone id or an offset.
+                        let id = if c != 'Z' {
+                            take_zone(rest)
+                        } else if n >= 3 {
+                            take_zone_id(rest).map(|(tz, r)| (Some(tz), 0, r))
                         } else {
                             None
                         };
-                        if let Some((tz, r)) = id {
-                            named = Some(tz);
-                            rest = r;
-                        } else {
-                            let (secs, r) = take_offset(rest)?;
-                            offset = secs;
-                            named = None;
-                            rest = r;
-                        }
+                        let (tz, secs, r) = match id {
+                            Some(z) => z,
+                            None => {
+                                let (secs, r) = take_offset(rest)?;
+                                (None, secs, r)
+                            }
+                        };
+                        named = tz;
+                        offset = secs;
+                        rest = r;
                     }
                     _ => {
                         let width = if fixed { n.max(2) } else { 9 };
@@ -518,6 +526,21 @@ fn take_offset(s: &str) -> Option<(i64, &str)> {
         .map(|(i, _)| i)
         .unwrap_or(s.len());
     Some((zone_offset_secs(s.get(..len)?)?, &s[len..]))
+}
+
+/// A zone as `z` and `VV` read it: a fixed offset written as one token
+/// (`UTC+01:00`, `+05:30`, `GMT`), else the longest IANA id the text starts
+/// with (`America/Los_Angeles`); `(zone, offset, rest)`.
+fn take_zone(s: &str) -> Option<(Option<TimeZone>, i64, &str)> {
+    let run = s
+        .bytes()
+        .take(MAX_ZONE_ID)
+        .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'+' | b':'))
+        .count();
+    if let Some(secs) = s.get(..run).and_then(zone_offset_secs) {
+        return Some((None, secs, &s[run..]));
+    }
+    take_zone_id(s).map(|(tz, r)| (Some(tz), 0, r))
 }
 
 /// Longer than any IANA id (the longest is 32 bytes).
@@ -623,6 +646,35 @@ mod tests {
         assert!(format("yyyy", i64::MAX, &Zone::UTC).is_some());
         let _ = format("yyyy", i64::MIN, &Zone::fixed(-3600));
         let _ = format("yyyy", i64::MIN, &Zone::UTC);
+    }
+
+    /// AWS IoT's documented `time_to_epoch` examples (JDK 11 patterns:
+    /// `VV` and `z` read a zone id or an offset).
+    #[test]
+    fn aws_examples_time_to_epoch() {
+        assert_eq!(
+            parse("2020-04-03 09:45:18 UTC+01:00", "yyyy-MM-dd HH:mm:ss VV"),
+            Some(1_585_903_518_000)
+        );
+        assert_eq!(
+            parse("18 December 2015", "dd MMMM yyyy"),
+            Some(1_450_396_800_000)
+        );
+        assert_eq!(
+            parse(
+                "2007-12-03 10:15:30.592 America/Los_Angeles",
+                "yyyy-MM-dd HH:mm:ss.SSS z"
+            ),
+            Some(1_196_705_730_592)
+        );
+        let p = "yyyy-MM-dd HH:mm:ss z";
+        assert_eq!(parse("2020-04-03 08:45:18 UTC", p), Some(1_585_903_518_000));
+        assert_eq!(
+            parse("2020-04-03 09:45:18 +01:00", p),
+            Some(1_585_903_518_000)
+        );
+        assert_eq!(parse("2020-04-03 08:45:18 Z", p), Some(1_585_903_518_000));
+        assert_eq!(parse("2020-04-03 08:45:18 Nowhere/Else", p), None);
     }
 
     fn zone(z: &str) -> Zone {

@@ -1,4 +1,4 @@
-//! Type tests (`isUndefined`, `isString`, …), `cast`, and `get`.
+//! Type tests (`isUndefined`, `isString`, …), `cast`, `get` and `transform`.
 
 use super::{arg, Func};
 use crate::ast::CastType;
@@ -23,8 +23,36 @@ pub(super) fn call<'a>(f: Func, args: &mut [V<'a>]) -> V<'a> {
                 None => V::Undef,
             }
         }
+        Func::Transform => transform(arg(args, 0), arg(args, 1), arg(args, 2)),
         _ => V::Undef,
     }
+}
+
+/// `transform(mode, object, array)`. The one mode AWS defines,
+/// `enrichArray`, gives each object of `array` with the attributes of
+/// `object` added after its own (an attribute of both takes `object`'s
+/// value: those are the attributes applied to every element). Any other
+/// mode, an `object` that is not an object, or an `array` that is not an
+/// array of objects gives Undefined.
+fn transform<'a>(mode: &V, object: &V, array: &V) -> V<'a> {
+    if !matches!(mode, V::Str(m) if m == "enrichArray") {
+        return V::Undef;
+    }
+    let (Some(attrs), Some(items)) = (object.as_object(), array.as_array()) else {
+        return V::Undef;
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let Value::Object(own) = item else {
+            return V::Undef;
+        };
+        let mut m = own.clone();
+        for (k, v) in attrs {
+            m.insert(k.clone(), v.clone());
+        }
+        out.push(Value::Object(m));
+    }
+    V::Own(Value::Array(out))
 }
 
 /// `get(array, index)` / `get(object, key)`; also what `a[i]` and `a.b` use.
@@ -100,6 +128,36 @@ mod tests {
         assert!(matches!(cast(V::Int(0), CastType::Bool), V::Bool(false)));
         assert!(matches!(cast(V::Int(2), CastType::String), V::Str(s) if s == "2"));
         assert!(cast(V::Null, CastType::Int).is_undef());
+    }
+
+    #[test]
+    fn transform_enrich_array() {
+        let t = |mode: &str, o: Value, a: Value| {
+            call(
+                Func::Transform,
+                &mut [V::Str(mode.to_string().into()), V::Own(o), V::Own(a)],
+            )
+            .into_json()
+        };
+        assert_eq!(
+            t(
+                "enrichArray",
+                json!({"k": 1, "a": 9}),
+                json!([{"a": 3}, {"b": 4}])
+            ),
+            Some(json!([{"a": 9, "k": 1}, {"b": 4, "k": 1, "a": 9}]))
+        );
+        assert_eq!(
+            t("enrichArray", json!({"k": 1}), json!([])),
+            Some(json!([]))
+        );
+        assert_eq!(t("other", json!({"k": 1}), json!([{"a": 3}])), None);
+        assert_eq!(t("enrichArray", json!([1]), json!([{"a": 3}])), None);
+        assert_eq!(
+            t("enrichArray", json!({"k": 1}), json!([{"a": 3}, 4])),
+            None
+        );
+        assert_eq!(t("enrichArray", json!({"k": 1}), json!({"a": 3})), None);
     }
 
     #[test]
