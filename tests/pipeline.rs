@@ -444,6 +444,57 @@ device = "${@dev}"
     weir.stop();
 }
 
+/// AWS Basic Ingest: a publish to `$aws/rules/<rule>/<topic>` goes to that
+/// rule alone, whatever its FROM says, with `<topic>` as its topic; nothing
+/// reaches subscribers, and an unknown rule's message is dead-lettered.
+#[test]
+fn basic_ingest_invokes_the_named_rule_only() {
+    let dir = TempDir::new("basic-ingest");
+    let rules = dir.0.join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("plugins.toml"),
+        "[echo]\ncomponent = \"builtin:echo\"\ngrants = { publish = [\"echo/+\"] }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        rules.join("BuildingManager.toml"),
+        "sql = \"SELECT topic() AS t, topic(3) AS floor, light FROM 'unrelated/topic'\"\n[[actions]]\nplugin = \"echo\"\ndevice = \"${topic(4)}\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        rules.join("other.toml"),
+        "sql = \"SELECT 'other' AS r FROM 'Buildings/#'\"\n[[actions]]\nplugin = \"echo\"\ndevice = \"other\"\n",
+    )
+    .unwrap();
+    let weir = Weir::start_with_rules(&dir.0, &rules, "");
+    let watcher = Mqtt::connect(weir.addr, "watcher-bi");
+    watcher.subscribe("echo/#");
+    let spy = Mqtt::connect(weir.addr, "spy-bi");
+    spy.subscribe("$aws/rules/#");
+    spy.subscribe("Buildings/#");
+    let device = Mqtt::connect(weir.addr, "dev-bi");
+    device.publish(
+        "$aws/rules/BuildingManager/Buildings/Building5/Floor2/Room201/Lights",
+        r#"{"light": 80}"#,
+    );
+    device.publish("$aws/rules/NoSuchRule/x", r#"{"light": 1}"#);
+    let got = watcher.collect(Duration::from_secs(3));
+    // Only the named rule ran, though its FROM does not match (and the
+    // `other` rule's does).
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].0, "echo/Room201", "{got:?}");
+    assert_eq!(got[0].1["t"], "Buildings/Building5/Floor2/Room201/Lights");
+    assert_eq!(got[0].1["floor"], "Floor2");
+    assert_eq!(got[0].1["light"], 80);
+    assert!(spy.collect(Duration::from_millis(500)).is_empty());
+    assert_eq!(weir.counter("dead_letters"), 1);
+    device.disconnect();
+    watcher.disconnect();
+    spy.disconnect();
+    weir.stop();
+}
+
 /// An MQTT 5 device's publish properties reach the rules
 /// (`get_mqtt_property`, `get_user_properties`), sent by paho-mqtt.
 #[test]

@@ -363,6 +363,7 @@ impl Publisher {
                         client_id: Arc::from(format!("dev-{device:05}").as_str()),
                         publisher: None,
                         properties: None,
+                        basic_ingest: None,
                         received_at: weir_runtime::clock::now_ms(),
                         hops: 0,
                     });
@@ -408,6 +409,7 @@ impl Publisher {
                             client_id: Arc::from(format!("dev-{device:05}").as_str()),
                             publisher: None,
                             properties: None,
+                            basic_ingest: None,
                             received_at: weir_runtime::clock::now_ms(),
                             hops: 0,
                         })

@@ -33,6 +33,9 @@ pub struct Ingest {
     /// The MQTT 5 properties it was published with, when it had any that
     /// rules can read (`get_mqtt_property`, `get_user_properties`).
     pub properties: Option<Arc<weir_sql::MqttProperties>>,
+    /// Basic Ingest: the rule it was published to (`$aws/rules/<rule>/…`),
+    /// which alone evaluates it; `topic` is then the part after the rule.
+    pub basic_ingest: Option<Box<str>>,
     /// Server receive time (ms since the epoch), stamped when the packet
     /// was read off the socket.
     pub received_at: i64,

@@ -351,7 +351,31 @@ impl Worker {
     fn evaluate(&self, state: &mut State, ingest: Ingest) {
         let generation = state.generation.clone();
         let rules = &generation.rules;
-        rules.matching(&ingest.topic, &mut state.matches);
+        match &ingest.basic_ingest {
+            None => rules.matching(&ingest.topic, &mut state.matches),
+            // Basic Ingest: the named rule, whatever its FROM says.
+            Some(name) => match rules.by_name(name) {
+                Some((index, _)) => {
+                    state.matches.clear();
+                    state.matches.push(index);
+                }
+                None => {
+                    self.metrics.count("basic_ingest.unknown_rule", 1);
+                    let doc = message::error_document(
+                        name,
+                        &ingest,
+                        &[Failure {
+                            action: "basic-ingest".into(),
+                            message: format!(
+                                "no enabled rule named {name:?} (published to $aws/rules/{name}/…)"
+                            ),
+                        }],
+                    );
+                    self.dead_letter(&doc, "basic ingest to an unknown rule");
+                    return;
+                }
+            },
+        }
         if state.matches.is_empty() {
             return;
         }
@@ -773,6 +797,7 @@ impl Worker {
                 client_id: Arc::from(HOST_CLIENT_ID),
                 publisher: None,
                 properties: None,
+                basic_ingest: None,
                 received_at: crate::clock::now_ms(),
                 hops: hops + 1,
             });
@@ -854,6 +879,7 @@ mod tests {
                 client_id: Arc::from("c"),
                 publisher: None,
                 properties: None,
+                basic_ingest: None,
                 received_at: 0,
                 hops: 0,
             }),

@@ -3,6 +3,7 @@
 //! moves packets between the socket and the device's router link and hands
 //! every PUBLISH to the engine, stamped with the moment it was read.
 
+use super::basic_ingest;
 use super::codec::{Codec, Detected};
 use super::packets::{self, Meta};
 use super::presence::DisconnectReason;
@@ -463,12 +464,35 @@ pub async fn handle<S>(
                                 }
                             }
                             shared.metrics.messages_received.fetch_add(1, Relaxed);
+                            // Basic Ingest: to its rule only, never to the broker.
+                            if let Some((rule, rest)) = basic_ingest::split(topic) {
+                                let ingest = Ingest {
+                                    topic: rest.to_string(),
+                                    payload: publish.payload.clone(),
+                                    client_id: client.clone(),
+                                    publisher: Some(publisher.clone()),
+                                    properties: props.as_ref().and_then(packets::rule_properties),
+                                    basic_ingest: Some(rule.into()),
+                                    received_at,
+                                    hops: 0,
+                                };
+                                shared.metrics.count("basic_ingest.messages", 1);
+                                if !shared.engine.send(ingest).await {
+                                    break 'conn DisconnectReason::ServerInitiated;
+                                }
+                                let meta = packets::meta(&publish);
+                                if meta.qos > 0 {
+                                    to_device.push(Packet::PubAck(PubAck { pkid: meta.pkid, reason: PubAckReason::Success }, None));
+                                }
+                                continue;
+                            }
                             let ingest = Ingest {
                                 topic: topic.to_string(),
                                 payload: publish.payload.clone(),
                                 client_id: client.clone(),
                                 publisher: Some(publisher.clone()),
                                 properties: props.as_ref().and_then(packets::rule_properties),
+                                basic_ingest: None,
                                 received_at,
                                 hops: 0,
                             };
@@ -688,6 +712,7 @@ async fn publish_will(
             client_id: client.clone(),
             publisher: Some(publisher.clone()),
             properties: None,
+            basic_ingest: None,
             received_at: crate::clock::now_ms(),
             hops: 0,
         })

@@ -4,6 +4,7 @@
 //! publishes lifecycle events, stamps every message on arrival, and feeds
 //! the engine and the embedded broker's router.
 
+pub mod basic_ingest;
 pub mod codec;
 pub mod connection;
 pub mod packets;

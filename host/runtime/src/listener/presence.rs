@@ -137,6 +137,7 @@ impl Presence {
                 client_id: Arc::from(HOST_CLIENT_ID),
                 publisher: None,
                 properties: None,
+                basic_ingest: None,
                 received_at: crate::clock::now_ms(),
                 hops: 0,
             })
