@@ -444,6 +444,47 @@ device = "${@dev}"
     weir.stop();
 }
 
+/// AWS's republish tutorial: hot readings are republished to
+/// `device/data/temp` for subscribers, and the republished message goes
+/// through the rules again (here into a second rule's republish).
+#[test]
+fn republish_actions_publish_and_feed_the_rules() {
+    let dir = TempDir::new("republish");
+    let rules = dir.0.join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(rules.join("plugins.toml"), "").unwrap();
+    std::fs::write(
+        rules.join("hot.toml"),
+        "sql = \"SELECT topic(2) AS device_id, temperature FROM 'device/+/data' WHERE temperature > 30\"\n[[actions]]\nrepublish = \"device/data/temp\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        rules.join("relay.toml"),
+        "sql = \"SELECT device_id FROM 'device/data/temp'\"\n[[actions]]\nrepublish = \"relay/${device_id}\"\n",
+    )
+    .unwrap();
+    let weir = Weir::start_with_rules(&dir.0, &rules, "");
+    let watcher = Mqtt::connect(weir.addr, "watcher-rp");
+    watcher.subscribe("device/data/temp");
+    watcher.subscribe("relay/#");
+    let device = Mqtt::connect(weir.addr, "dev-rp");
+    device.publish("device/22/data", r#"{"temperature": 28, "humidity": 80}"#);
+    device.publish("device/22/data", r#"{"temperature": 35, "humidity": 80}"#);
+    let mut got = watcher.collect(Duration::from_secs(3));
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0].0, "device/data/temp");
+    assert_eq!(
+        got[0].1,
+        serde_json::json!({"device_id": "22", "temperature": 35})
+    );
+    assert_eq!(got[1].0, "relay/22");
+    assert_eq!(got[1].1, serde_json::json!({"device_id": "22"}));
+    device.disconnect();
+    watcher.disconnect();
+    weir.stop();
+}
+
 /// AWS Basic Ingest: a publish to `$aws/rules/<rule>/<topic>` goes to that
 /// rule alone, whatever its FROM says, with `<topic>` as its topic; nothing
 /// reaches subscribers, and an unknown rule's message is dead-lettered.

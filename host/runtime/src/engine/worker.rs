@@ -10,7 +10,7 @@ use crate::metrics::Metrics;
 use crate::plugin::bindings::Batch;
 use crate::plugin::bindings::Outbound;
 use crate::plugin::{BatchBuilder, CallError, Instance, Kind, LoadedPlugin, PluginRuntime};
-use crate::rules::{Action, ActionParams, Rule};
+use crate::rules::{Action, ActionParams, Rule, Target};
 use crate::text::same;
 use bytes::Bytes;
 use rumqttd::local::LinkTx;
@@ -56,6 +56,9 @@ struct State {
     pending: Pending,
     /// Plugin outputs that re-enter the engine this round.
     local: VecDeque<Ingest>,
+    /// Republish actions' outputs, with the hops of the message that made
+    /// them: published (and fed back) after the messages being evaluated.
+    republished: Vec<(Outbound, u8)>,
     matches: Vec<usize>,
 }
 
@@ -217,6 +220,7 @@ impl Worker {
             slots: BTreeMap::new(),
             pending: Pending::default(),
             local: VecDeque::new(),
+            republished: Vec::new(),
             matches: Vec::new(),
         };
         let mut releases_seen = self.current.release_requests();
@@ -343,6 +347,9 @@ impl Worker {
     fn evaluate_local(&mut self, state: &mut State) {
         while let Some(ingest) = state.local.pop_front() {
             self.evaluate(state, ingest);
+        }
+        for (out, hops) in std::mem::take(&mut state.republished) {
+            self.route_outputs(state, vec![out], hops);
         }
         self.deliver(state);
     }
@@ -530,6 +537,22 @@ impl Worker {
         // The batch the previous action's message went to.
         let mut previous_batch: Option<usize> = None;
         for (action_index, action) in rule.actions.iter().enumerate() {
+            let plugin = match &action.target {
+                Target::Plugin(p) => p,
+                Target::Republish(topic) => {
+                    match republish_topic(topic, sql_message, vars) {
+                        Ok(topic) => state.republished.push((
+                            Outbound {
+                                topic,
+                                payload: output.payload.to_string(),
+                            },
+                            ingest.hops,
+                        )),
+                        Err(e) => self.fail(state, rule_index, ingest, "republish", e),
+                    }
+                    continue;
+                }
+            };
             let (params, alike) = match &rendered {
                 Some((previous, params)) if previous.renders_like(action) => (params, true),
                 _ => {
@@ -547,16 +570,13 @@ impl Worker {
                         action: Some(action_index),
                     };
                     let same_as = previous_batch.filter(|_| alike);
-                    previous_batch = Some(state.pending.push(
-                        &action.plugin,
-                        same_as,
-                        origin,
-                        |batch| message::for_action(rule, params, output, &ctx, batch),
-                    ));
+                    previous_batch = Some(state.pending.push(plugin, same_as, origin, |batch| {
+                        message::for_action(rule, params, output, &ctx, batch)
+                    }));
                 }
                 Err(e) => {
                     previous_batch = None;
-                    self.fail(state, rule_index, ingest, &action.plugin, e.clone())
+                    self.fail(state, rule_index, ingest, plugin, e.clone())
                 }
             }
         }
@@ -595,6 +615,22 @@ impl Worker {
                 let output = message::Output::new(&doc);
                 // Its templates read no variables (refused at load).
                 let vars = weir_sql::Variables::default();
+                let plugin = match &error_action.target {
+                    Target::Plugin(p) => p,
+                    Target::Republish(topic) => {
+                        match republish_topic(topic, &sql_message, &vars) {
+                            Ok(topic) => state.republished.push((
+                                Outbound {
+                                    topic,
+                                    payload: output.payload.into_owned(),
+                                },
+                                ingest.hops,
+                            )),
+                            Err(e) => self.dead_letter(&doc, &format!("error action: {e}")),
+                        }
+                        return;
+                    }
+                };
                 match error_action.render_params(&sql_message, &vars) {
                     Ok(params) => {
                         let origin = Origin {
@@ -602,11 +638,9 @@ impl Worker {
                             ingest: ingest.clone(),
                             action: None,
                         };
-                        state
-                            .pending
-                            .push(&error_action.plugin, None, origin, |batch| {
-                                message::for_action(rule, &params, &output, &ctx, batch)
-                            });
+                        state.pending.push(plugin, None, origin, |batch| {
+                            message::for_action(rule, &params, &output, &ctx, batch)
+                        });
                     }
                     Err(e) => self.dead_letter(&doc, &format!("error action: {e}")),
                 }
@@ -862,6 +896,23 @@ impl Worker {
             let mut empty = Vec::new();
             self.round(state, &mut empty);
         }
+    }
+}
+
+/// A republish action's topic for one message: its template rendered, and
+/// refused (as a device's publish would be) when empty, a filter, or
+/// reserved for the host.
+fn republish_topic(
+    template: &weir_sql::Template,
+    msg: &weir_sql::Message<'_>,
+    vars: &weir_sql::Variables<'_>,
+) -> Result<String, String> {
+    let topic = template
+        .render_cow_with(msg, vars)
+        .map_err(|e| format!("republish topic: {e}"))?;
+    match crate::listener::policy::refuse_publish(&topic) {
+        Some(why) => Err(format!("cannot republish to {topic:?}: {why}")),
+        None => Ok(topic.into_owned()),
     }
 }
 

@@ -52,7 +52,10 @@ pub struct RuleFile {
 #[derive(Debug, Clone, Deserialize)]
 pub struct ActionSpec {
     /// Name of a plugin instance declared in `plugins.toml`.
-    pub plugin: Spanned<String>,
+    pub plugin: Option<Spanned<String>>,
+    /// AWS's republish action instead of a plugin: the rule's output is
+    /// published to this topic (a `${…}` template) and re-enters the engine.
+    pub republish: Option<Spanned<String>>,
     /// Device id handed to the plugin (default: the publisher's client id).
     pub device: Option<Spanned<String>>,
     /// Device type handed to the plugin (default: empty).
@@ -76,7 +79,13 @@ pub const RULE_KEYS: &[&str] = &[
 ];
 
 /// The keys an action may have.
-pub const ACTION_KEYS: &[&str] = &["plugin", "device", "device_type", "device_time"];
+pub const ACTION_KEYS: &[&str] = &[
+    "plugin",
+    "republish",
+    "device",
+    "device_type",
+    "device_time",
+];
 
 type Keys = std::collections::BTreeMap<Spanned<String>, toml::Value>;
 

@@ -42,9 +42,18 @@ impl std::fmt::Display for RuleProblem {
     }
 }
 
+/// Where an action sends the rule's output.
+pub enum Target {
+    /// A declared plugin instance, in batches.
+    Plugin(String),
+    /// AWS's republish action: published to the rendered topic, and fed
+    /// back into the engine like a plugin's output.
+    Republish(Template),
+}
+
 /// A compiled action.
 pub struct Action {
-    pub plugin: String,
+    pub target: Target,
     pub device: Option<Template>,
     pub device_type: Option<Template>,
     pub device_time: Option<Template>,
@@ -77,6 +86,14 @@ impl ActionParams<'_> {
 }
 
 impl Action {
+    /// The plugin it hands messages to, or `republish`.
+    pub fn name(&self) -> &str {
+        match &self.target {
+            Target::Plugin(p) => p,
+            Target::Republish(_) => "republish",
+        }
+    }
+
     /// True when `other` renders exactly as this action does.
     pub fn renders_like(&self, other: &Action) -> bool {
         self.sources == other.sources
@@ -84,9 +101,14 @@ impl Action {
 
     /// Whether rendering this action's templates reads the payload.
     pub fn reads_payload(&self) -> bool {
+        let topic = match &self.target {
+            Target::Republish(t) => Some(t),
+            Target::Plugin(_) => None,
+        };
         [&self.device, &self.device_type, &self.device_time]
             .into_iter()
             .flatten()
+            .chain(topic)
             .any(Template::reads_payload)
     }
 
@@ -391,11 +413,17 @@ fn compile_rule(
     } else {
         None
     };
-    if let Some(extra) = file.actions.get(MAX_ACTIONS) {
+    if let Some(span) = file.actions.get(MAX_ACTIONS).and_then(|extra| {
+        extra
+            .plugin
+            .as_ref()
+            .or(extra.republish.as_ref())
+            .map(|s| s.span())
+    }) {
         problems.push(diag::at(
             path,
             text,
-            extra.plugin.span(),
+            span,
             format!(
                 "action {}: a rule may have at most {MAX_ACTIONS} actions (this one has {})",
                 MAX_ACTIONS + 1,
@@ -409,24 +437,71 @@ fn compile_rule(
                               what: &str,
                               reads_no_variables: bool|
      -> Option<Action> {
-        let plugin = spec.plugin.get_ref();
         let mut ok = true;
-        if let Some(decls) = plugins.decls {
-            if !decls.contains(plugin) {
-                let declared = if !plugins.have_file {
-                    format!("there is no {PLUGINS_FILE} beside the rule")
-                } else if decls.decls.is_empty() {
-                    format!("{PLUGINS_FILE} declares none")
-                } else {
-                    format!("declared: {}", decls.names().collect::<Vec<_>>().join(", "))
-                };
+        match (&spec.plugin, &spec.republish) {
+            (Some(_), Some(r)) => {
                 problems.push(diag::at(
                     path,
                     text,
-                    spec.plugin.span(),
-                    format!("{what}: unknown plugin {plugin:?}; it is not declared in {PLUGINS_FILE} ({declared})"),
+                    r.span(),
+                    format!("{what}: give `plugin` or `republish`, not both"),
                 ));
                 ok = false;
+            }
+            (None, None) => {
+                problems.push(diag::whole_file(
+                    path,
+                    format!("{what}: give `plugin = \"<instance>\"` or `republish = \"<topic>\"`"),
+                ));
+                ok = false;
+            }
+            (None, Some(r)) => {
+                for (field, t) in [
+                    ("device", &spec.device),
+                    ("device_type", &spec.device_type),
+                    ("device_time", &spec.device_time),
+                ] {
+                    if let Some(t) = t {
+                        problems.push(diag::at(
+                            path,
+                            text,
+                            t.span(),
+                            format!("{what}: `{field}` is for plugins; a republish action publishes the rule's output as it is"),
+                        ));
+                        ok = false;
+                    }
+                }
+                if let Some(why) = crate::listener::policy::refuse_publish(r.get_ref())
+                    .filter(|_| !r.get_ref().contains("${"))
+                {
+                    problems.push(diag::at(
+                        path,
+                        text,
+                        r.span(),
+                        format!("{what}: cannot republish to {:?}: {why}", r.get_ref()),
+                    ));
+                    ok = false;
+                }
+            }
+            (Some(plugin), None) => {
+                if let Some(decls) = plugins.decls {
+                    if !decls.contains(plugin.get_ref()) {
+                        let declared = if !plugins.have_file {
+                            format!("there is no {PLUGINS_FILE} beside the rule")
+                        } else if decls.decls.is_empty() {
+                            format!("{PLUGINS_FILE} declares none")
+                        } else {
+                            format!("declared: {}", decls.names().collect::<Vec<_>>().join(", "))
+                        };
+                        problems.push(diag::at(
+                            path,
+                            text,
+                            plugin.span(),
+                            format!("{what}: unknown plugin {:?}; it is not declared in {PLUGINS_FILE} ({declared})", plugin.get_ref()),
+                        ));
+                        ok = false;
+                    }
+                }
             }
         }
         let mut template = |field: &str, t: &Option<Spanned<String>>| -> Option<Option<Template>> {
@@ -459,12 +534,18 @@ fn compile_rule(
         let device = template("device", &spec.device);
         let device_type = template("device_type", &spec.device_type);
         let device_time = template("device_time", &spec.device_time);
+        let republish = template("republish", &spec.republish);
         if !ok {
             return None;
         }
+        let target = match (&spec.plugin, republish?) {
+            (Some(plugin), _) => Target::Plugin(plugin.get_ref().clone()),
+            (None, Some(topic)) => Target::Republish(topic),
+            (None, None) => return None,
+        };
         let source = |t: &Option<Spanned<String>>| t.as_ref().map(|t| t.get_ref().clone());
         Some(Action {
-            plugin: plugin.clone(),
+            target,
             device: device?,
             device_type: device_type?,
             device_time: device_time?,

@@ -102,7 +102,10 @@ struct RawMqtt5 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExpectedAction {
+    /// The plugin, or `republish`.
     pub plugin: Option<String>,
+    /// A republish action's rendered topic.
+    pub republish: Option<String>,
     pub device: Option<String>,
     pub device_type: Option<String>,
     pub device_time: Option<String>,
@@ -360,7 +363,7 @@ pub enum Outcome {
     /// error rendering them).
     Output {
         output: Value,
-        actions: Vec<(String, Result<super::ActionParams<'static>, String>)>,
+        actions: Vec<(String, Result<Rendered, String>)>,
     },
     /// The FROM filter or the WHERE did not match.
     NoMatch(String),
@@ -411,18 +414,32 @@ pub fn evaluate(rules: &RuleSet, case: &Case, now_ms: i64) -> Outcome {
                 .actions
                 .iter()
                 .map(|a| {
-                    (
-                        a.plugin.clone(),
-                        a.render_params(&message, &vars)
-                            .map(super::ActionParams::into_owned)
+                    let rendered = match &a.target {
+                        super::Target::Plugin(_) => a
+                            .render_params(&message, &vars)
+                            .map(|p| Rendered::Params(p.into_owned()))
                             .map_err(|e| e.to_string()),
-                    )
+                        super::Target::Republish(topic) => topic
+                            .render_cow_with(&message, &vars)
+                            .map(|t| Rendered::Republish(t.into_owned()))
+                            .map_err(|e| e.to_string()),
+                    };
+                    (a.name().to_string(), rendered)
                 })
                 .collect(),
         },
         Ok(None) => Outcome::NoMatch("the WHERE clause is not true".into()),
         Err(e) => Outcome::Error(e.to_string()),
     }
+}
+
+/// One action rendered for a case's message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rendered {
+    /// A plugin action's parameters.
+    Params(super::ActionParams<'static>),
+    /// A republish action's topic.
+    Republish(String),
 }
 
 /// Compare what happened with what the case expects.
@@ -475,7 +492,19 @@ pub fn judge(case: &Case, outcome: &Outcome) -> CaseResult {
                         }
                     }
                     let params = match params {
-                        Ok(p) => p,
+                        Ok(Rendered::Params(p)) => p,
+                        Ok(Rendered::Republish(topic)) => {
+                            if let Some(want) = &want.republish {
+                                if want != topic {
+                                    differ(
+                                        &format!("action {n} (republish) topic"),
+                                        format!("{want:?}"),
+                                        format!("{topic:?}"),
+                                    );
+                                }
+                            }
+                            continue;
+                        }
                         Err(e) => {
                             differ(
                                 &format!("action {n} parameters"),
@@ -485,6 +514,13 @@ pub fn judge(case: &Case, outcome: &Outcome) -> CaseResult {
                             continue;
                         }
                     };
+                    if let Some(want) = &want.republish {
+                        differ(
+                            &format!("action {n} republish"),
+                            format!("a republish to {want:?}"),
+                            format!("plugin {plugin}"),
+                        );
+                    }
                     let fields = [
                         ("device", &want.device, Some(&*params.device)),
                         ("device_type", &want.device_type, Some(&*params.device_type)),
