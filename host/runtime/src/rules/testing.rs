@@ -376,14 +376,28 @@ pub fn evaluate(rules: &RuleSet, case: &Case, now_ms: i64) -> Outcome {
     let Some((index, rule)) = rules.by_name(&case.rule) else {
         return Outcome::Error(format!("no enabled rule {:?}", case.rule));
     };
-    let mut matches = Vec::new();
-    rules.matching(&case.topic, &mut matches);
-    if !matches.contains(&index) {
-        return Outcome::NoMatch(format!(
-            "the topic does not match FROM '{}'",
-            rule.statement.topic_filter()
-        ));
-    }
+    // Basic Ingest (`$aws/rules/<rule>/<topic>`): the named rule alone,
+    // whatever its FROM, seeing `<topic>`.
+    let topic = match crate::listener::basic_ingest::split(&case.topic) {
+        Some((name, rest)) if name == case.rule => rest,
+        Some((name, _)) => {
+            return Outcome::NoMatch(format!(
+                "published by Basic Ingest to rule {name:?}, not {:?}",
+                case.rule
+            ))
+        }
+        None => {
+            let mut matches = Vec::new();
+            rules.matching(&case.topic, &mut matches);
+            if !matches.contains(&index) {
+                return Outcome::NoMatch(format!(
+                    "the topic does not match FROM '{}'",
+                    rule.statement.topic_filter()
+                ));
+            }
+            &case.topic
+        }
+    };
     let bytes = match &case.payload {
         CasePayload::Json(v) => v.to_string(),
         CasePayload::Raw(s) => s.clone(),
@@ -396,7 +410,7 @@ pub fn evaluate(rules: &RuleSet, case: &Case, now_ms: i64) -> Outcome {
         Err(_) => Payload::Binary(bytes.as_bytes()),
     };
     let message = Message {
-        topic: &case.topic,
+        topic,
         client_id: &case.client_id,
         payload,
         timestamp_ms: case.timestamp_ms.unwrap_or(now_ms),
