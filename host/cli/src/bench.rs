@@ -360,8 +360,7 @@ impl Publisher {
                     readings.push(Ingest {
                         topic: topic(device),
                         payload: Bytes::from(payload),
-                        client_id: Arc::from(format!("dev-{device:05}").as_str()),
-                        publisher: None,
+                        from: weir_runtime::engine::Publisher::named(&format!("dev-{device:05}")),
                         properties: None,
                         basic_ingest: None,
                         received_at: weir_runtime::clock::now_ms(),
@@ -406,8 +405,9 @@ impl Publisher {
                         .send(Ingest {
                             topic: topic(device),
                             payload: Bytes::from(payload),
-                            client_id: Arc::from(format!("dev-{device:05}").as_str()),
-                            publisher: None,
+                            from: weir_runtime::engine::Publisher::named(&format!(
+                                "dev-{device:05}"
+                            )),
                             properties: None,
                             basic_ingest: None,
                             received_at: weir_runtime::clock::now_ms(),

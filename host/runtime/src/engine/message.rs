@@ -144,7 +144,7 @@ pub fn for_action(
     batch.push(&Parts {
         rule: &rule.name,
         topic: &ctx.ingest.topic,
-        client_id: &ctx.ingest.client_id,
+        client_id: &ctx.ingest.from.client_id,
         device: &params.device,
         device_type: &params.device_type,
         received_at: ctx.ingest.received_at,
@@ -167,7 +167,7 @@ pub fn error_document(rule: &str, ingest: &Ingest, failures: &[Failure]) -> Valu
     json!({
         "ruleName": rule,
         "topic": ingest.topic,
-        "clientId": &*ingest.client_id,
+        "clientId": &*ingest.from.client_id,
         "receivedAt": ingest.received_at,
         "base64OriginalPayload": base64::engine::general_purpose::STANDARD.encode(&ingest.payload),
         "failures": failures.iter().map(|f| json!({

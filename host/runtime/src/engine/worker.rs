@@ -3,7 +3,7 @@
 //! each plugin one batch per round, and routes what comes back.
 
 use super::generation::{Current, Generation};
-use super::ingest::{Ingest, HOST_CLIENT_ID, MAX_HOPS};
+use super::ingest::{Ingest, Publisher, MAX_HOPS};
 use super::message::{self, Context, Failure};
 use super::scan;
 use crate::metrics::Metrics;
@@ -500,14 +500,11 @@ impl Worker {
     ) -> weir_sql::Message<'a> {
         weir_sql::Message {
             topic: &ingest.topic,
-            client_id: &ingest.client_id,
+            client_id: &ingest.from.client_id,
             payload,
             timestamp_ms: ingest.received_at,
-            principal: ingest
-                .publisher
-                .as_ref()
-                .and_then(|p| p.principal.as_deref()),
-            source_ip: ingest.publisher.as_ref().map(|p| p.source_ip.as_str()),
+            principal: ingest.from.principal.as_deref(),
+            source_ip: ingest.from.source_ip.as_deref(),
             mqtt: ingest.properties.as_deref(),
             trace_id: None,
             lookup: Some(&*self.rt.services.kv),
@@ -828,8 +825,7 @@ impl Worker {
             state.local.push_back(Ingest {
                 topic: out.topic,
                 payload,
-                client_id: Arc::from(HOST_CLIENT_ID),
-                publisher: None,
+                from: Publisher::host(),
                 properties: None,
                 basic_ingest: None,
                 received_at: crate::clock::now_ms(),
@@ -927,8 +923,7 @@ mod tests {
             ingest: Arc::new(Ingest {
                 topic: "t".into(),
                 payload: Bytes::new(),
-                client_id: Arc::from("c"),
-                publisher: None,
+                from: Publisher::named("c"),
                 properties: None,
                 basic_ingest: None,
                 received_at: 0,

@@ -362,10 +362,7 @@ pub async fn handle<S>(
         )
         .await;
     let client: Arc<str> = Arc::from(client_id.as_str());
-    let publisher = Arc::new(Publisher {
-        principal: certificate_id.clone(),
-        source_ip: peer.ip().to_string(),
-    });
+    let publisher = Publisher::device(&client_id, certificate_id.clone(), peer.ip().to_string());
 
     // Keep-alive: 1.5 × the client's interval without a packet ends it.
     let keep_alive =
@@ -469,8 +466,7 @@ pub async fn handle<S>(
                                 let ingest = Ingest {
                                     topic: rest.to_string(),
                                     payload: publish.payload.clone(),
-                                    client_id: client.clone(),
-                                    publisher: Some(publisher.clone()),
+                                    from: publisher.clone(),
                                     properties: props.as_ref().and_then(packets::rule_properties),
                                     basic_ingest: Some(rule.into()),
                                     received_at,
@@ -489,8 +485,7 @@ pub async fn handle<S>(
                             let ingest = Ingest {
                                 topic: topic.to_string(),
                                 payload: publish.payload.clone(),
-                                client_id: client.clone(),
-                                publisher: Some(publisher.clone()),
+                                from: publisher.clone(),
                                 properties: props.as_ref().and_then(packets::rule_properties),
                                 basic_ingest: None,
                                 received_at,
@@ -709,8 +704,7 @@ async fn publish_will(
         .send(Ingest {
             topic: topic.to_string(),
             payload: will.message.clone(),
-            client_id: client.clone(),
-            publisher: Some(publisher.clone()),
+            from: publisher.clone(),
             properties: None,
             basic_ingest: None,
             received_at: crate::clock::now_ms(),

@@ -2,7 +2,7 @@
 //! `$aws/events/presence/{connected,disconnected}/<clientId>`, published to
 //! the broker (subscribers) and the engine (rules).
 
-use crate::engine::ingest::HOST_CLIENT_ID;
+use crate::engine::Publisher;
 use crate::engine::{EngineHandle, Ingest};
 use crate::store::KvStore;
 use bytes::Bytes;
@@ -134,8 +134,7 @@ impl Presence {
             .send(Ingest {
                 topic,
                 payload,
-                client_id: Arc::from(HOST_CLIENT_ID),
-                publisher: None,
+                from: Publisher::host(),
                 properties: None,
                 basic_ingest: None,
                 received_at: crate::clock::now_ms(),
