@@ -73,6 +73,13 @@ pub enum Node {
     TraceId,
     Principal,
     SourceIp,
+    /// `parse_time(pattern, ms[, zone])` with a literal pattern and zone
+    /// compiled once.
+    ParseTime {
+        pattern: Option<Box<functions::time::Pattern>>,
+        zone: Option<Box<functions::time::Zone>>,
+        args: Vec<Node>,
+    },
     /// `get_mqtt_property(name)`.
     MqttProperty(Box<Node>),
     /// `get_user_properties(key)`.
@@ -288,6 +295,21 @@ fn call(name: &str, args: &[Expr]) -> Node {
         Func::TraceId => Node::TraceId,
         Func::Principal => Node::Principal,
         Func::SourceIp => Node::SourceIp,
+        Func::ParseTime => {
+            let pattern = match nodes.first() {
+                Some(Node::Lit(Lit::Str(p))) => functions::time::Pattern::compile(p).map(Box::new),
+                _ => None,
+            };
+            let zone = match nodes.get(2) {
+                Some(Node::Lit(Lit::Str(z))) => functions::time::Zone::parse(z).map(Box::new),
+                _ => None,
+            };
+            Node::ParseTime {
+                pattern,
+                zone,
+                args: nodes,
+            }
+        }
         Func::GetMqttProperty | Func::GetUserProperties => {
             let arg = Box::new(nodes.pop().unwrap_or(Node::Lit(Lit::Null)));
             if spec.func == Func::GetMqttProperty {
@@ -342,9 +364,10 @@ pub fn visit(n: &Node, f: &mut impl FnMut(&Node)) {
             visit(a, f);
             visit(b, f);
         }
-        Node::Call(_, args, _) | Node::Shadow(args) | Node::Array(args) => {
-            args.iter().for_each(|a| visit(a, f))
-        }
+        Node::Call(_, args, _)
+        | Node::Shadow(args)
+        | Node::Array(args)
+        | Node::ParseTime { args, .. } => args.iter().for_each(|a| visit(a, f)),
         Node::Object(fields) => fields.iter().for_each(|(_, v)| visit(v, f)),
         Node::Case {
             operand,

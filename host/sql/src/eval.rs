@@ -246,6 +246,15 @@ pub fn eval<'a>(n: &'a Node, cx: &Cx<'a>) -> V<'a> {
             let k = eval(idx, cx);
             types::get(eval(base, cx), &k)
         }
+        Node::ParseTime {
+            pattern,
+            zone,
+            args,
+        } => {
+            let vals: Vec<V<'a>> = args.iter().map(|a| eval(a, cx)).collect();
+            functions::time::parse_time_compiled(pattern.as_deref(), zone.as_deref(), &vals)
+                .unwrap_or(V::Undef)
+        }
         Node::Call(f, args, re) => {
             let mut vals: Vec<V<'a>> = args.iter().map(|a| eval(a, cx)).collect();
             functions::call(*f, &mut vals, re.as_deref())

@@ -273,7 +273,9 @@ pub(crate) fn node_reads_payload(n: &Node) -> bool {
         | In(a, b)
         | Contains(a, b)
         | Arith(_, a, b) => node_reads_payload(a) || node_reads_payload(b),
-        Call(_, args, _) | Shadow(args) | Array(args) => args.iter().any(node_reads_payload),
+        Call(_, args, _) | Shadow(args) | Array(args) | ParseTime { args, .. } => {
+            args.iter().any(node_reads_payload)
+        }
         Object(fields) => fields.iter().any(|(_, v)| node_reads_payload(v)),
         Case {
             operand,
@@ -376,6 +378,27 @@ mod tests {
         );
         let no_payload = Statement::parse("SET @d = topic(1) SELECT @d AS d FROM 'x'").unwrap();
         assert!(!no_payload.reads_payload());
+    }
+
+    #[test]
+    fn parse_time_compiled_and_from_the_payload_agree() {
+        let literal = Statement::parse(
+            "SELECT parse_time('yyyy-MM-dd HH:mm z', ts, 'America/Los_Angeles') AS t, parse_time('HH:mm', ts) AS u FROM 'x'",
+        )
+        .unwrap();
+        let dynamic =
+            Statement::parse("SELECT parse_time(p, ts, z) AS t, parse_time(q, ts) AS u FROM 'x'")
+                .unwrap();
+        for ts in [0i64, 1_720_000_000_000, 1_736_000_000_000] {
+            let payload = json!({"ts": ts, "p": "yyyy-MM-dd HH:mm z", "z": "America/Los_Angeles", "q": "HH:mm"});
+            let msg = Message::new("x", &payload);
+            assert_eq!(literal.eval(&msg).unwrap(), dynamic.eval(&msg).unwrap());
+        }
+        let bad = json!({"ts": 0, "p": "yyyy", "z": "Mars/Olympus_Mons", "q": "'unterminated"});
+        assert_eq!(
+            dynamic.eval(&Message::new("x", &bad)).unwrap(),
+            Some(json!({}))
+        );
     }
 
     #[test]

@@ -77,16 +77,33 @@ pub(super) fn call<'a>(f: Func, args: &[V<'a>]) -> V<'a> {
 }
 
 fn parse_time<'a>(args: &[V<'a>]) -> Option<V<'a>> {
-    let V::Str(pattern) = arg(args, 0) else {
-        return None;
-    };
+    parse_time_compiled(None, None, args)
+}
+
+/// `parse_time(pattern, ms[, zone])`, using `pattern` and `zone` when the
+/// statement's literals were compiled into them, else the arguments.
+pub fn parse_time_compiled<'a>(
+    pattern: Option<&Pattern>,
+    zone: Option<&Zone>,
+    args: &[V<'a>],
+) -> Option<V<'a>> {
     let ms = arg(args, 1).to_int()?;
-    let zone = match args.get(2) {
-        Some(V::Str(z)) => Zone::parse(z)?,
-        Some(_) => return None,
-        None => Zone::UTC,
+    let parsed_zone;
+    let zone = match (zone, args.get(2)) {
+        (Some(z), _) => z,
+        (None, Some(V::Str(z))) => {
+            parsed_zone = Zone::parse(z)?;
+            &parsed_zone
+        }
+        (None, Some(_)) => return None,
+        (None, None) => &Zone::UTC,
     };
-    format(pattern, ms, &zone).map(|s| V::Str(Cow::Owned(s)))
+    let text = match (pattern, arg(args, 0)) {
+        (Some(p), _) => format_compiled(p, ms, zone),
+        (None, V::Str(p)) => format(p, ms, zone),
+        (None, _) => None,
+    };
+    text.map(|s| V::Str(Cow::Owned(s)))
 }
 
 /// A time zone: a fixed offset from UTC, or a named IANA zone whose offset
@@ -204,9 +221,29 @@ pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+#[derive(Debug, Clone)]
 enum Piece<'p> {
     Field(char, usize),
     Lit(Cow<'p, str>),
+}
+
+/// A `parse_time` pattern split into its fields once (a literal pattern is
+/// compiled with its statement, not on every message).
+#[derive(Debug, Clone)]
+pub struct Pattern(Vec<Piece<'static>>);
+
+impl Pattern {
+    /// `None` for a pattern with an unterminated quote.
+    pub fn compile(pattern: &str) -> Option<Pattern> {
+        let pieces = tokenize(pattern)?
+            .into_iter()
+            .map(|p| match p {
+                Piece::Field(c, n) => Piece::Field(c, n),
+                Piece::Lit(s) => Piece::Lit(Cow::Owned(s.into_owned())),
+            })
+            .collect();
+        Some(Pattern(pieces))
+    }
 }
 
 fn tokenize(p: &str) -> Option<Vec<Piece<'_>>> {
@@ -270,6 +307,15 @@ fn pad(n: i64, width: usize) -> String {
 /// Format epoch milliseconds with a Joda pattern in a zone. `None` for a bad
 /// pattern, or for a named zone an instant outside the years -9999..=9999.
 pub fn format(pattern: &str, ms: i64, zone: &Zone) -> Option<String> {
+    format_pieces(&tokenize(pattern)?, ms, zone)
+}
+
+/// [`format`] with a compiled pattern.
+pub fn format_compiled(pattern: &Pattern, ms: i64, zone: &Zone) -> Option<String> {
+    format_pieces(&pattern.0, ms, zone)
+}
+
+fn format_pieces(pieces: &[Piece<'_>], ms: i64, zone: &Zone) -> Option<String> {
     // A named zone's offset and abbreviation at this instant.
     let info;
     let (offset_secs, named) = match &zone.0 {
@@ -291,9 +337,9 @@ pub fn format(pattern: &str, ms: i64, zone: &Zone) -> Option<String> {
     let dow = (days + 3).rem_euclid(7); // 0 = Monday (1970-01-01 was a Thursday)
     let doy = days - days_from_civil(y, 1, 1) + 1;
     let mut out = String::new();
-    for piece in tokenize(pattern)? {
-        match piece {
-            Piece::Lit(s) => out.push_str(&s),
+    for piece in pieces {
+        match *piece {
+            Piece::Lit(ref s) => out.push_str(s),
             Piece::Field(c, n) => {
                 let s = match c {
                     'G' => if y > 0 { "AD" } else { "BC" }.to_string(),
