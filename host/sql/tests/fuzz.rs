@@ -66,6 +66,21 @@ const TOKENS: &[&str] = &[
     "aws_lambda(",
     "1e999",
     "99999999999999999999",
+    "SET",
+    "@v",
+    "@w",
+    "@",
+    "transform(",
+    "'enrichArray'",
+    "parse_time(",
+    "time_to_epoch(",
+    "'America/Los_Angeles'",
+    "'yyyy-MM-dd ZZZ'",
+    "get_mqtt_property(",
+    "get_user_properties(",
+    "get_or_default(",
+    "decode(",
+    "'base64'",
 ];
 
 fn soup() -> impl Strategy<Value = String> {
@@ -101,5 +116,23 @@ proptest! {
         exercise(&format!("SELECT {s} FROM 'a/#'"));
         exercise(&format!("SELECT a FROM 'a/#' WHERE {s}"));
         exercise(&format!("x ${{{s}}} y"));
+        exercise(&format!("SET @v = {s} SELECT @v AS v FROM 'a/#' WHERE @v <> 1"));
+        exercise(&format!("SET @v = 1, @w = {s} SELECT (SELECT VALUE @w FROM a.b) AS n FROM 'a/#'"));
+    }
+
+    /// Statements with SET bound for a message, and templates reading
+    /// their variables, never panic.
+    #[test]
+    fn variables_in_templates_never_panic(s in soup(), t in soup()) {
+        let payload = serde_json::json!({"a": {"b": [1, "x", {"c": null}]}, "x": 2.5});
+        let msg = Message::new("a/b/c", &payload);
+        if let Ok(st) = Statement::parse(&format!("SET @v = {s}, @w = @v SELECT * FROM 'a/#'")) {
+            let vars = st.bind(&msg);
+            let _ = st.eval_with(&msg, &vars);
+            let _ = st.where_matches_with(&msg, &vars);
+            if let Ok(tpl) = Template::parse_with_variables(&format!("${{@w}}/{t}"), st.variables()) {
+                let _ = tpl.render_cow_with(&msg, &vars);
+            }
+        }
     }
 }
