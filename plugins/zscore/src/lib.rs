@@ -83,9 +83,7 @@ impl Processor for ZScore {
         let mut events = Vec::new();
         batch.try_for_each(|i, msg| {
             if !self.detector.observe_held(*msg, &mut events) {
-                self.detector
-                    .load_missing(&self.bucket, batch.devices().skip(i))?;
-                self.detector.observe(*msg, &mut events);
+                self.first_seen(batch, i, *msg, &mut events)?;
             }
             Ok::<(), String>(())
         })?;
@@ -121,6 +119,24 @@ impl ZScore {
             }
         }
         Ok(self.encode(&events))
+    }
+
+    /// A device not in memory: load the batch's unknown devices, then
+    /// score. Rare (once per device per instance), so kept out of the
+    /// per-message loop.
+    #[cold]
+    #[inline(never)]
+    fn first_seen(
+        &mut self,
+        batch: &Batch,
+        i: usize,
+        msg: MessageRef<'_>,
+        events: &mut Vec<detector::Event>,
+    ) -> Result<(), String> {
+        self.detector
+            .load_missing(&self.bucket, batch.devices().skip(i))?;
+        self.detector.observe(msg, events);
+        Ok(())
     }
 
     /// The alerts of `events` as outbound messages.
