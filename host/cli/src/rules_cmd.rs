@@ -178,10 +178,19 @@ fn eval(args: &EvalArgs) -> Result<ExitCode> {
         warn!("error: --topic must be a topic a message is published on (not empty, no + or #)");
         return Ok(ExitCode::from(2));
     }
-    // The engine never evaluates a rule for a topic its FROM does not match.
-    if !statement.topic_filter().is_empty() && !topic_matches(statement.topic_filter(), topic) {
-        return Ok(ExitCode::from(1));
-    }
+    // The engine never evaluates a rule for a topic its FROM does not match,
+    // except by Basic Ingest, where the rule sees the topic after the prefix.
+    let topic = match weir_runtime::listener::basic_ingest::split(topic) {
+        Some((_, rest)) => rest,
+        None => {
+            if !statement.topic_filter().is_empty()
+                && !topic_matches(statement.topic_filter(), topic)
+            {
+                return Ok(ExitCode::from(1));
+            }
+            topic
+        }
+    };
     let json: Result<serde_json::Value, _> = serde_json::from_str(payload);
     let payload = match &json {
         Ok(v) => Payload::Json(v),
