@@ -530,6 +530,8 @@ fn basic_ingest_invokes_the_named_rule_only() {
     assert_eq!(got[0].1["light"], 80);
     assert!(spy.collect(Duration::from_millis(500)).is_empty());
     assert_eq!(weir.counter("dead_letters"), 1);
+    // As on AWS, Basic Ingest topics cannot be subscribed to.
+    assert_eq!(weir.counter("basic_ingest.subscribe_refused"), 1);
     device.disconnect();
     watcher.disconnect();
     spy.disconnect();

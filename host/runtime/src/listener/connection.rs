@@ -503,6 +503,14 @@ pub async fn handle<S>(
                             let mut refused = Vec::new();
                             let mut kept = Vec::with_capacity(total);
                             for (i, f) in subscribe.filters.drain(..).enumerate() {
+                                // Basic Ingest topics never reach subscribers,
+                                // so AWS refuses subscriptions to them.
+                                if f.path.starts_with(basic_ingest::PREFIX) {
+                                    shared.metrics.count("basic_ingest.subscribe_refused", 1);
+                                    tracing::warn!(client_id = %client, filter = %f.path, "subscription refused: Basic Ingest topics ($aws/rules/…) cannot be subscribed to");
+                                    refused.push(i);
+                                    continue;
+                                }
                                 let allowed = principal.as_ref().is_none_or(|p| p.policy.allows_subscribe(&f.path));
                                 if allowed {
                                     kept.push(f);
