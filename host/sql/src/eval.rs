@@ -49,18 +49,14 @@ impl<'a> Variables<'a> {
 /// message's payload, so they borrow that.
 fn detach<'a>(v: V<'_>, payload: Option<&'a [u8]>) -> V<'a> {
     match v {
-        V::Undef => V::Undef,
-        V::Null => V::Null,
-        V::Bool(b) => V::Bool(b),
-        V::Int(i) => V::Int(i),
-        V::Dec(d) => V::Dec(d),
-        V::Str(s) => V::Str(Cow::Owned(s.into_owned())),
-        V::Json(j) => V::Own(j.clone()),
+        // Already owned: kept, not copied.
         V::Own(j) => V::Own(j),
+        V::Str(Cow::Owned(s)) => V::Str(Cow::Owned(s)),
         V::Bytes(b) => match payload {
             Some(p) if std::ptr::eq(b, p) => V::Bytes(p),
             _ => V::Undef,
         },
+        other => other.to_static(),
     }
 }
 

@@ -349,7 +349,7 @@ impl Worker {
             self.evaluate(state, ingest);
         }
         for (out, hops) in std::mem::take(&mut state.republished) {
-            self.route_outputs(state, vec![out], hops);
+            self.route_outputs(state, [out], hops);
         }
         self.deliver(state);
     }
@@ -537,15 +537,11 @@ impl Worker {
             let plugin = match &action.target {
                 Target::Plugin(p) => p,
                 Target::Republish(topic) => {
-                    match republish_topic(topic, sql_message, vars) {
-                        Ok(topic) => state.republished.push((
-                            Outbound {
-                                topic,
-                                payload: output.payload.to_string(),
-                            },
-                            ingest.hops,
-                        )),
-                        Err(e) => self.fail(state, rule_index, ingest, "republish", e),
+                    let payload = &output.payload;
+                    if let Err(e) =
+                        queue_republish(state, topic, sql_message, vars, payload, ingest.hops)
+                    {
+                        self.fail(state, rule_index, ingest, "republish", e);
                     }
                     continue;
                 }
@@ -615,15 +611,11 @@ impl Worker {
                 let plugin = match &error_action.target {
                     Target::Plugin(p) => p,
                     Target::Republish(topic) => {
-                        match republish_topic(topic, &sql_message, &vars) {
-                            Ok(topic) => state.republished.push((
-                                Outbound {
-                                    topic,
-                                    payload: output.payload.into_owned(),
-                                },
-                                ingest.hops,
-                            )),
-                            Err(e) => self.dead_letter(&doc, &format!("error action: {e}")),
+                        let payload = &output.payload;
+                        if let Err(e) =
+                            queue_republish(state, topic, &sql_message, &vars, payload, ingest.hops)
+                        {
+                            self.dead_letter(&doc, &format!("error action: {e}"));
                         }
                         return;
                     }
@@ -808,7 +800,12 @@ impl Worker {
     }
 
     /// Publish plugin outputs to the broker and feed them back into the engine.
-    fn route_outputs(&mut self, state: &mut State, outputs: Vec<Outbound>, hops: u8) {
+    fn route_outputs(
+        &mut self,
+        state: &mut State,
+        outputs: impl IntoIterator<Item = Outbound>,
+        hops: u8,
+    ) {
         for out in outputs {
             self.metrics.published.fetch_add(1, Relaxed);
             let payload = Bytes::from(out.payload.into_bytes());
@@ -895,21 +892,30 @@ impl Worker {
     }
 }
 
-/// A republish action's topic for one message: its template rendered, and
-/// refused (as a device's publish would be) when empty, a filter, or
-/// reserved for the host.
-fn republish_topic(
+/// Queue a republish action's output for one message: its topic template
+/// rendered, and refused (as a device's publish would be) when empty, a
+/// filter, or reserved for the host. Published after the round's messages
+/// are evaluated, fed back with `hops`.
+fn queue_republish(
+    state: &mut State,
     template: &weir_sql::Template,
     msg: &weir_sql::Message<'_>,
     vars: &weir_sql::Variables<'_>,
-) -> Result<String, String> {
+    payload: &str,
+    hops: u8,
+) -> Result<(), String> {
     let topic = template
         .render_cow_with(msg, vars)
         .map_err(|e| format!("republish topic: {e}"))?;
-    match crate::listener::policy::refuse_publish(&topic) {
-        Some(why) => Err(format!("cannot republish to {topic:?}: {why}")),
-        None => Ok(topic.into_owned()),
+    if let Some(why) = crate::listener::policy::refuse_publish(&topic) {
+        return Err(format!("cannot republish to {topic:?}: {why}"));
     }
+    let out = Outbound {
+        topic: topic.into_owned(),
+        payload: payload.to_string(),
+    };
+    state.republished.push((out, hops));
+    Ok(())
 }
 
 #[cfg(test)]
