@@ -103,7 +103,8 @@ fn start_with_identity(dir: &TempDir, extra: &str) -> (Weir, u16) {
         }
     }
     let mut decls = std::fs::read_to_string(rules.join("plugins.toml")).expect("plugins.toml");
-    decls.push_str("\n[echo]\ncomponent = \"builtin:echo\"\ngrants = { publish = [\"echo/+\"] }\n");
+    decls.push('\n');
+    decls.push_str(support::ECHO_PLUGIN);
     std::fs::write(rules.join("plugins.toml"), decls).expect("plugins.toml");
     std::fs::write(
         rules.join("who.toml"),

@@ -7,7 +7,21 @@ mod support;
 use serde_json::Value;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::{now_ms, reading, Mqtt, TempDir, Weir};
+use support::{now_ms, reading, Mqtt, TempDir, Weir, ECHO_PLUGIN};
+
+/// Whether paho-mqtt (Python) is installed; CI must have it. Says SKIPPED
+/// when it is not.
+fn have_paho() -> bool {
+    let have = Command::new("python3")
+        .args(["-c", "import paho.mqtt.client"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have {
+        assert!(std::env::var("CI").is_err(), "CI must install paho-mqtt");
+        eprintln!("SKIPPED: paho-mqtt is not installed (pip install paho-mqtt)");
+    }
+    have
+}
 
 /// Temperatures of a quiet device, then what its baseline is.
 fn quiet_series(n: usize) -> Vec<f64> {
@@ -373,7 +387,8 @@ fn rules_read_the_shadow_with_get_thing_shadow() {
         }
     }
     let mut decls = std::fs::read_to_string(rules.join("plugins.toml")).unwrap();
-    decls.push_str("\n[echo]\ncomponent = \"builtin:echo\"\ngrants = { publish = [\"echo/+\"] }\n");
+    decls.push('\n');
+    decls.push_str(ECHO_PLUGIN);
     std::fs::write(rules.join("plugins.toml"), decls).unwrap();
     std::fs::write(
         rules.join("ask.toml"),
@@ -405,11 +420,7 @@ fn set_variables_reach_where_output_and_templates() {
     let dir = TempDir::new("set-variables");
     let rules = dir.0.join("rules");
     std::fs::create_dir_all(&rules).unwrap();
-    std::fs::write(
-        rules.join("plugins.toml"),
-        "[echo]\ncomponent = \"builtin:echo\"\ngrants = { publish = [\"echo/+\"] }\n",
-    )
-    .unwrap();
+    std::fs::write(rules.join("plugins.toml"), ECHO_PLUGIN).unwrap();
     std::fs::write(
         rules.join("celsius.toml"),
         r#"sql = """
@@ -493,11 +504,7 @@ fn basic_ingest_invokes_the_named_rule_only() {
     let dir = TempDir::new("basic-ingest");
     let rules = dir.0.join("rules");
     std::fs::create_dir_all(&rules).unwrap();
-    std::fs::write(
-        rules.join("plugins.toml"),
-        "[echo]\ncomponent = \"builtin:echo\"\ngrants = { publish = [\"echo/+\"] }\n",
-    )
-    .unwrap();
+    std::fs::write(rules.join("plugins.toml"), ECHO_PLUGIN).unwrap();
     std::fs::write(
         rules.join("BuildingManager.toml"),
         "sql = \"SELECT topic() AS t, topic(3) AS floor, light FROM 'unrelated/topic'\"\n[[actions]]\nplugin = \"echo\"\ndevice = \"${topic(4)}\"\n",
@@ -542,23 +549,13 @@ fn basic_ingest_invokes_the_named_rule_only() {
 /// (`get_mqtt_property`, `get_user_properties`), sent by paho-mqtt.
 #[test]
 fn mqtt5_properties_reach_the_rules() {
-    let have_paho = Command::new("python3")
-        .args(["-c", "import paho.mqtt.client"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !have_paho {
-        assert!(std::env::var("CI").is_err(), "CI must install paho-mqtt");
-        eprintln!("SKIPPED: paho-mqtt is not installed (pip install paho-mqtt)");
+    if !have_paho() {
         return;
     }
     let dir = TempDir::new("mqtt5-properties");
     let rules = dir.0.join("rules");
     std::fs::create_dir_all(&rules).unwrap();
-    std::fs::write(
-        rules.join("plugins.toml"),
-        "[echo]\ncomponent = \"builtin:echo\"\ngrants = { publish = [\"echo/+\"] }\n",
-    )
-    .unwrap();
+    std::fs::write(rules.join("plugins.toml"), ECHO_PLUGIN).unwrap();
     std::fs::write(
         rules.join("props.toml"),
         r#"sql = """
@@ -647,13 +644,7 @@ fn a_state_reset_restarts_the_baseline() {
 /// publishes, a `$aws/…` subscription, and the alert.
 #[test]
 fn paho_mqtt_devices_and_consoles_work() {
-    let have_paho = Command::new("python3")
-        .args(["-c", "import paho.mqtt.client"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !have_paho {
-        assert!(std::env::var("CI").is_err(), "CI must install paho-mqtt");
-        eprintln!("SKIPPED: paho-mqtt is not installed (pip install paho-mqtt)");
+    if !have_paho() {
         return;
     }
     let dir = TempDir::new("paho");

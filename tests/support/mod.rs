@@ -16,6 +16,12 @@ pub fn weir_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_weir"))
 }
 
+/// The `echo` plugin's declaration for a `plugins.toml`: it republishes
+/// each message's payload on `echo/<device>`, for tests that watch what a
+/// rule produced.
+pub const ECHO_PLUGIN: &str =
+    "[echo]\ncomponent = \"builtin:echo\"\ngrants = { publish = [\"echo/+\"] }\n";
+
 /// The repository: two levels above this package, which cargo names at run
 /// time (so a test binary reused from a build in another checkout still
 /// reads this checkout's files), else where the test was compiled.
