@@ -461,33 +461,19 @@ pub async fn handle<S>(
                                 }
                             }
                             shared.metrics.messages_received.fetch_add(1, Relaxed);
-                            // Basic Ingest: to its rule only, never to the broker.
-                            if let Some((rule, rest)) = basic_ingest::split(topic) {
-                                let ingest = Ingest {
-                                    topic: rest.to_string(),
-                                    payload: publish.payload.clone(),
-                                    from: publisher.clone(),
-                                    properties: props.as_ref().and_then(packets::rule_properties),
-                                    basic_ingest: Some(rule.into()),
-                                    received_at,
-                                    hops: 0,
-                                };
-                                shared.metrics.count("basic_ingest.messages", 1);
-                                if !shared.engine.send(ingest).await {
-                                    break 'conn DisconnectReason::ServerInitiated;
-                                }
-                                let meta = packets::meta(&publish);
-                                if meta.qos > 0 {
-                                    to_device.push(Packet::PubAck(PubAck { pkid: meta.pkid, reason: PubAckReason::Success }, None));
-                                }
-                                continue;
-                            }
+                            // Basic Ingest: to its rule only, with the topic
+                            // after the prefix, and never to the broker.
+                            let (rule_topic, basic_ingest) = match basic_ingest::split(topic) {
+                                Some((rule, rest)) => (rest, Some(rule.into())),
+                                None => (topic, None),
+                            };
+                            let to_broker = basic_ingest.is_none();
                             let ingest = Ingest {
-                                topic: topic.to_string(),
+                                topic: rule_topic.to_string(),
                                 payload: publish.payload.clone(),
                                 from: publisher.clone(),
                                 properties: props.as_ref().and_then(packets::rule_properties),
-                                basic_ingest: None,
+                                basic_ingest,
                                 received_at,
                                 hops: 0,
                             };
@@ -495,6 +481,14 @@ pub async fn handle<S>(
                             // where back-pressure stops reading the socket.
                             if !shared.engine.send(ingest).await {
                                 break 'conn DisconnectReason::ServerInitiated;
+                            }
+                            if !to_broker {
+                                shared.metrics.count("basic_ingest.messages", 1);
+                                let meta = packets::meta(&publish);
+                                if meta.qos > 0 {
+                                    to_device.push(Packet::PubAck(PubAck { pkid: meta.pkid, reason: PubAckReason::Success }, None));
+                                }
+                                continue;
                             }
                             to_router.push(packet_to_router(Packet::Publish(publish, props)));
                         }
