@@ -785,3 +785,76 @@ fn fleet_provisioning_by_claim_with_the_aws_device_sdk() {
     );
     weir.stop();
 }
+
+/// AWS's Device Shadow service through the AWS IoT Device SDK v2's own
+/// shadow client (the request-response `IotShadowClientV2` of AWS's
+/// current shadow sample), as a thing over mTLS: get, update, delta,
+/// version conflict, named shadows and delete, each answered as AWS does.
+#[test]
+fn device_shadow_service_with_the_aws_device_sdk() {
+    let dir = TempDir::new("shadow-sdk");
+    let (weir, tls_port) = start_with_identity(&dir, "");
+    let certs = dir.0.join("certs");
+    let certs_arg = certs.display().to_string();
+    let created = weir.cli(&[
+        "things", "create", "lamp-7", "--type", "lamp", "--out", &certs_arg,
+    ]);
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let creds = Creds::of(&certs, "lamp-7");
+    let path = |p: &Path| p.display().to_string();
+    let r = py(
+        "shadow_device.py",
+        &[
+            "--port".into(),
+            tls_port.to_string(),
+            "--ca".into(),
+            path(&creds.ca),
+            "--cert".into(),
+            path(&creds.cert),
+            "--key".into(),
+            path(&creds.key),
+            "--thing".into(),
+            "lamp-7".into(),
+        ],
+    );
+    let log = weir.log();
+    let desired = serde_json::json!({"color": "red", "brightness": 70});
+    assert_eq!(r["get_before"]["code"], 404, "{r}\n{log}");
+    assert_eq!(r["update_desired"]["version"], 1, "{r}");
+    assert_eq!(r["update_desired"]["desired"], desired, "{r}");
+    assert_eq!(r["delta"]["version"], 1, "{r}");
+    assert_eq!(r["delta"]["state"], desired, "{r}");
+    assert_eq!(r["update_reported"]["version"], 2, "{r}");
+    assert_eq!(r["get"]["version"], 2, "{r}");
+    assert_eq!(r["get"]["desired"], desired, "{r}");
+    assert_eq!(r["get"]["reported"], desired, "{r}");
+    assert!(r["get"]["delta"].is_null(), "in sync: no delta; {r}");
+    assert_eq!(r["stale_version"]["code"], 409, "{r}");
+    assert_eq!(r["stale_version"]["message"], "Version conflict", "{r}");
+    assert_eq!(r["named_update_version"], 1, "{r}");
+    assert_eq!(r["named_get"]["desired"]["interval"], 30, "{r}");
+    assert_eq!(r["delete_version"], 2, "{r}");
+    assert_eq!(r["get_after_delete"]["code"], 404, "{r}");
+    // The named shadow is kept under `<thing>/<shadow>` (stored at the
+    // next checkpoint).
+    let start = Instant::now();
+    loop {
+        let named = weir.cli(&["shadow", "get", "lamp-7/config"]);
+        let doc: Value = serde_json::from_slice(&named.stdout).unwrap_or_default();
+        if doc["state"]["desired"]["interval"] == 30 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no named shadow: {}\n{}",
+            String::from_utf8_lossy(&named.stderr),
+            weir.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    weir.stop();
+}

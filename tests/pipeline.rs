@@ -720,3 +720,88 @@ fn subscribe_sent_with_connect_takes_effect_at_once() {
     publisher.publish("raw/t", "hello");
     read_until(&mut raw, &mut got, b"raw/thello");
 }
+
+/// AWS's Device Shadow service on the shipped rules: requests published
+/// with mosquitto_pub (an empty get, as AWS's docs send it) and answers on
+/// AWS's topics; desired state set by an app beside the reported state
+/// that telemetry merges, with its delta; a broken update rejected.
+#[test]
+fn the_device_shadow_service_answers_on_aws_topics() {
+    if !have("mosquitto_pub") {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must install mosquitto-clients"
+        );
+        eprintln!("SKIPPED: mosquitto-clients are not installed");
+        return;
+    }
+    let dir = TempDir::new("shadow-service");
+    let weir = Weir::start(&dir.0);
+    let port = weir.addr.port().to_string();
+    let app = Mqtt::connect(weir.addr, "app-shadow");
+    app.subscribe("$aws/things/lamp-1/shadow/#");
+    let answers = |n: usize| -> Vec<(String, Value)> {
+        let mut got = Vec::new();
+        let start = Instant::now();
+        while got.len() < n && start.elapsed() < Duration::from_secs(20) {
+            got.extend(app.collect(Duration::from_millis(200)));
+        }
+        got.retain(|(topic, _)| topic.split('/').count() > 5); // answers, not requests
+        got
+    };
+    let answer = |got: &[(String, Value)], topic: &str| -> Value {
+        got.iter()
+            .find(|(t, _)| t == topic)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no answer on {topic}: {got:?}\n{}", weir.log()))
+    };
+
+    let get = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &port, "-q", "1", "-n"])
+        .args(["-t", "$aws/things/lamp-1/shadow/get"])
+        .output()
+        .expect("mosquitto_pub");
+    assert!(get.status.success());
+    // The request itself (subscribed with `#`) and the answer.
+    let got = answers(2);
+    let rejected = answer(&got, "$aws/things/lamp-1/shadow/get/rejected");
+    assert_eq!(rejected["code"], 404, "{rejected}");
+    assert_eq!(rejected["message"], "No shadow exists with name: 'lamp-1'");
+
+    // Telemetry makes the shadow; an app then sets desired state.
+    app.publish("dt/lamp/lamp-1/telemetry", r#"{"on":false,"level":10}"#);
+    wait_shadow_version(&weir, "lamp-1", 1);
+    app.publish(
+        "$aws/things/lamp-1/shadow/update",
+        r#"{"state":{"desired":{"on":true,"level":10}},"clientToken":"app-1"}"#,
+    );
+    let got = answers(4);
+    let accepted = answer(&got, "$aws/things/lamp-1/shadow/update/accepted");
+    assert_eq!(accepted["version"], 2, "{accepted}");
+    assert_eq!(accepted["clientToken"], "app-1");
+    assert_eq!(accepted["state"]["desired"]["on"], true);
+    let documents = answer(&got, "$aws/things/lamp-1/shadow/update/documents");
+    assert_eq!(
+        documents["previous"]["state"]["reported"],
+        serde_json::json!({"on": false, "level": 10})
+    );
+    assert_eq!(documents["current"]["version"], 2);
+    // Only what the device has not reached yet.
+    let delta = answer(&got, "$aws/things/lamp-1/shadow/update/delta");
+    assert_eq!(delta["state"], serde_json::json!({"on": true}), "{delta}");
+
+    // A broken update is answered, not lost in the error action.
+    app.publish("$aws/things/lamp-1/shadow/update", "{\"state\":");
+    let got = answers(2);
+    let rejected = answer(&got, "$aws/things/lamp-1/shadow/update/rejected");
+    assert_eq!(rejected["code"], 400);
+    assert_eq!(rejected["message"], "Invalid JSON");
+
+    // `weir shadow get` holds both sections of the one document.
+    let stored = wait_shadow_version(&weir, "lamp-1", 2);
+    assert_eq!(stored["state"]["desired"]["on"], true, "{stored}");
+    assert_eq!(stored["state"]["reported"]["on"], false, "{stored}");
+    assert_eq!(weir.counter("messages_malformed"), 0);
+    app.disconnect();
+    weir.stop();
+}

@@ -194,7 +194,7 @@ fn eval(args: &EvalArgs) -> Result<ExitCode> {
     let json: Result<serde_json::Value, _> = serde_json::from_str(payload);
     let payload = match &json {
         Ok(v) => Payload::Json(v),
-        Err(e) if statement.reads_payload() => {
+        Err(e) if statement.reads_json() => {
             warn!("error: the payload is not valid JSON and the statement reads it: {e}");
             return Ok(ExitCode::from(2));
         }

@@ -41,6 +41,7 @@ pub use template::Template;
 pub use topic::{topic_matches, validate_topic_filter, TopicTrie};
 
 use compile::{CQuery, Item, Node};
+use functions::Func;
 use serde_json::Value;
 
 /// The payload of a message.
@@ -129,6 +130,7 @@ pub struct Statement {
     query: CQuery,
     topic_filter: String,
     reads_payload: bool,
+    reads_json: bool,
     /// The SET clause's variable names, in order.
     variables: Vec<String>,
 }
@@ -146,11 +148,13 @@ impl Statement {
             ast::From::Expr(_) => String::new(),
         };
         let query = compile::query(&q);
-        let reads_payload = query_reads_payload(&query);
+        let reads_payload = query_reads(&query, Reads::Any);
+        let reads_json = query_reads(&query, Reads::Json);
         Ok(Statement {
             query,
             topic_filter,
             reads_payload,
+            reads_json,
             variables: q.set.into_iter().map(|a| a.name).collect(),
         })
     }
@@ -231,6 +235,15 @@ impl Statement {
         self.reads_payload
     }
 
+    /// Whether the statement needs the payload to be JSON: it reads a
+    /// field, or uses `*` other than as the bytes `encode(*, …)` encodes.
+    /// A statement that does not may run on a payload that is not JSON
+    /// (empty, binary, malformed), as AWS IoT's binary-payload rules do:
+    /// `SELECT encode(*, 'base64') AS data, topic() AS t FROM …`.
+    pub fn reads_json(&self) -> bool {
+        self.reads_json
+    }
+
     /// True for a plain `SELECT * FROM … [WHERE …]`: the output is the payload
     /// unchanged, so a runtime may forward the raw bytes (needed for binary
     /// payloads, which have no JSON form).
@@ -239,13 +252,22 @@ impl Statement {
     }
 }
 
-fn query_reads_payload(q: &CQuery) -> bool {
-    q.set.iter().any(node_reads_payload)
+/// What a payload read counts: any read, or only those that need JSON.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reads {
+    Any,
+    /// Not `*` as the first argument of `encode`, which takes the raw bytes.
+    Json,
+}
+
+fn query_reads(q: &CQuery, reads: Reads) -> bool {
+    let node = |n: &Node| node_reads(n, reads);
+    q.set.iter().any(node)
         || q.items.iter().any(|i| match i {
-            Item::Merge(n) | Item::Named(_, n) => node_reads_payload(n),
+            Item::Merge(n) | Item::Named(_, n) => node(n),
         })
-        || q.where_.as_ref().is_some_and(node_reads_payload)
-        || q.from.as_ref().is_some_and(node_reads_payload)
+        || q.where_.as_ref().is_some_and(node)
+        || q.from.as_ref().is_some_and(node)
 }
 
 /// Whether `n` reads a SET variable anywhere.
@@ -256,7 +278,13 @@ pub(crate) fn node_reads_variables(n: &Node) -> bool {
 }
 
 pub(crate) fn node_reads_payload(n: &Node) -> bool {
+    node_reads(n, Reads::Any)
+}
+
+/// Whether `n` reads the payload, counting what `reads` counts.
+pub(crate) fn node_reads(n: &Node, reads: Reads) -> bool {
     use Node::*;
+    let node_reads_payload = |n: &Node| node_reads(n, reads);
     match n {
         Star | Path(_) => true,
         // A variable's own expression is counted where it is assigned.
@@ -273,6 +301,10 @@ pub(crate) fn node_reads_payload(n: &Node) -> bool {
         | In(a, b)
         | Contains(a, b)
         | Arith(_, a, b) => node_reads_payload(a) || node_reads_payload(b),
+        Call(Func::Encode, args, _) if reads == Reads::Json => match args.split_first() {
+            Some((Star, rest)) => rest.iter().any(node_reads_payload),
+            _ => args.iter().any(node_reads_payload),
+        },
         Call(_, args, _) | Shadow(args) | Array(args) | ParseTime { args, .. } => {
             args.iter().any(node_reads_payload)
         }
@@ -464,5 +496,46 @@ mod tests {
         assert_eq!(st.eval(&msg).unwrap(), Some(json!({"data": "aGk="})));
         let st = Statement::parse("SELECT * FROM 'x'").unwrap();
         assert!(st.eval(&msg).is_err());
+    }
+
+    /// Which statements a payload that is not JSON may run: those reading
+    /// it only as the bytes `encode(*, …)` takes.
+    #[test]
+    fn reads_json_only_for_fields_and_star_values() {
+        for (sql, json) in [
+            ("SELECT encode(*, 'base64') AS data FROM 'x'", false),
+            (
+                "SELECT encode(*, 'base64') AS data, topic(2) AS t FROM 'x' WHERE timestamp() > 0",
+                false,
+            ),
+            (
+                "SELECT decode(encode(*, 'base64'), 'base64') AS d FROM 'x'",
+                false,
+            ),
+            ("SELECT * FROM 'x'", true),
+            ("SELECT encode(a, 'base64') AS data FROM 'x'", true),
+            (
+                "SELECT encode(*, 'base64') AS data FROM 'x' WHERE a > 1",
+                true,
+            ),
+            ("SELECT encode(*, enc) AS data FROM 'x'", true),
+            ("SELECT md5(*) AS h FROM 'x'", true),
+        ] {
+            let st = Statement::parse(sql).unwrap();
+            assert!(st.reads_payload(), "{sql}");
+            assert_eq!(st.reads_json(), json, "{sql}");
+        }
+        let st = Statement::parse(
+            "SELECT encode(*, 'base64') AS request, topic(2) AS thing FROM 'x/+/y'",
+        )
+        .unwrap();
+        let msg = Message {
+            payload: Payload::Binary(b""),
+            ..Message::new("x/t1/y", &Value::Null)
+        };
+        assert_eq!(
+            st.eval(&msg).unwrap(),
+            Some(json!({"request": "", "thing": "t1"}))
+        );
     }
 }

@@ -103,9 +103,18 @@ pub struct ShadowDoc {
     pub version: u64,
     pub timestamp: i64,
     pub device_type: String,
+    /// Deleted through the shadow service: stored as a mark with its last
+    /// version (`"deleted": true`), so a shadow made again continues the
+    /// numbering, and read as no shadow.
+    pub deleted: bool,
 }
 
 impl ShadowDoc {
+    /// Is there a shadow (made and not deleted)?
+    pub fn exists(&self) -> bool {
+        self.version > 0 && !self.deleted
+    }
+
     /// The reported value of `name`.
     pub fn reported(&self, name: &str) -> Option<Value> {
         let field = self.reported.get(&NameRef(name))?;
@@ -140,6 +149,7 @@ impl ShadowDoc {
             version: stored.version,
             timestamp: stored.timestamp,
             device_type: stored.device_type,
+            deleted: stored.deleted,
         })
     }
 
@@ -174,6 +184,9 @@ impl ShadowDoc {
             self.version, self.timestamp
         );
         json(&mut out, &self.device_type);
+        if self.deleted {
+            out.extend_from_slice(b",\"deleted\":true");
+        }
         others(&mut out, &self.other);
         out.push(b'}');
         out
@@ -215,6 +228,8 @@ struct Stored {
     timestamp: i64,
     #[serde(default)]
     device_type: String,
+    #[serde(default)]
+    deleted: bool,
     #[serde(flatten)]
     other: Map<String, Value>,
 }

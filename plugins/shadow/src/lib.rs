@@ -21,6 +21,20 @@
 //! A payload that is not a JSON object is skipped and counted in one log
 //! line per batch; the rest of the batch is applied.
 //!
+//! ## The Device Shadow service
+//!
+//! A message on a shadow request topic (`$aws/things/<thing>/shadow/update`,
+//! `…/get`, `…/delete`, and the same under `…/shadow/name/<shadow>/`) is a
+//! request to AWS IoT's Device Shadow service, served from the same
+//! documents (see [`service`]): the answers are published on AWS's topics,
+//! so AWS's device SDKs work unchanged. A classic shadow is the device's
+//! shadow that telemetry merges into; a named shadow is stored under
+//! `<thing>/<shadow>`. The shipped rules route requests here with
+//! `SELECT encode(*, 'base64') AS request`, so an empty or broken request
+//! reaches the service (and gets its `rejected` answer) instead of the
+//! rule's error action; a rule output without `request` is taken as the
+//! request itself.
+//!
 //! ## Settings
 //!
 //! | key      | default  | meaning |
@@ -29,13 +43,18 @@
 //!
 //! ## Grants
 //!
-//! key-value bucket `shadow`.
+//! key-value bucket `shadow`; to serve the Device Shadow service, publish
+//! on `$aws/things/+/shadow/#`.
 
 pub mod doc;
 pub mod fields;
+pub mod service;
 pub mod shadow_doc;
 
+use base64::Engine as _;
+use service::Request;
 use shadow_doc::Shadows;
+use std::borrow::Cow;
 use weir_plugin::kv::Bucket;
 use weir_plugin::{config, export_sink, log, Batch, Message, MessageRef, Sink};
 
@@ -70,19 +89,28 @@ impl Sink for Shadow {
     }
 
     fn write(&mut self, batch: Vec<Message>) -> Result<(), String> {
-        let mut skipped = Skipped::default();
+        let mut problems = Problems::default();
         for (i, m) in batch.iter().enumerate() {
-            let rest = || batch[i..].iter().map(|m| m.device.as_str());
-            self.merge_one(&MessageRef::from(m), rest, &mut skipped)?;
+            let m = MessageRef::from(m);
+            match Request::parse(m.topic()) {
+                Some(request) => self.serve(&request, &m, &mut problems)?,
+                None => {
+                    let rest = || batch[i..].iter().map(|m| m.device.as_str());
+                    self.merge_one(&m, rest, &mut problems.skipped)?
+                }
+            }
         }
-        skipped.report(batch.len());
+        problems.report(batch.len());
         Ok(())
     }
 
     fn write_batch(&mut self, batch: &Batch) -> Result<(), String> {
-        let mut skipped = Skipped::default();
-        batch.try_for_each(|i, m| self.merge_one(m, || batch.devices().skip(i), &mut skipped))?;
-        skipped.report(batch.len());
+        let mut problems = Problems::default();
+        batch.try_for_each(|i, m| match Request::parse(m.topic()) {
+            Some(request) => self.serve(&request, m, &mut problems),
+            None => self.merge_one(m, || batch.devices().skip(i), &mut problems.skipped),
+        })?;
+        problems.report(batch.len());
         Ok(())
     }
 
@@ -91,7 +119,34 @@ impl Sink for Shadow {
     }
 }
 
-/// Messages of a batch that did not merge, and the first reason.
+/// What went wrong in a batch, logged once per batch.
+#[derive(Default)]
+struct Problems {
+    /// Messages that did not merge.
+    skipped: Skipped,
+    /// Shadow service answers that could not be published.
+    unanswered: Skipped,
+}
+
+impl Problems {
+    fn report(self, total: usize) {
+        if let Some(e) = self.skipped.first {
+            log::warn(format!(
+                "skipped {} of {total} messages; first: {e}",
+                self.skipped.count
+            ));
+        }
+        if let Some(e) = self.unanswered.first {
+            log::warn(format!(
+                "could not publish {} shadow service answers (is publish on \
+                 `$aws/things/+/shadow/#` granted?); first: {e}",
+                self.unanswered.count
+            ));
+        }
+    }
+}
+
+/// A count of failures and the first reason.
 #[derive(Default)]
 struct Skipped {
     count: usize,
@@ -99,13 +154,26 @@ struct Skipped {
 }
 
 impl Skipped {
-    fn report(self, total: usize) {
-        if let Some(e) = self.first {
-            log::warn(format!(
-                "skipped {} of {total} messages; first: {e}",
-                self.count
-            ));
-        }
+    fn add(&mut self, reason: impl FnOnce() -> String) {
+        self.count += 1;
+        self.first.get_or_insert_with(reason);
+    }
+}
+
+/// A shadow service request's bytes: the rule output's `request`, base64
+/// (`SELECT encode(*, 'base64') AS request`), else the output itself.
+fn request_body(payload: &str) -> Cow<'_, [u8]> {
+    let encoded = match serde_json::from_str::<serde_json::Value>(payload) {
+        Ok(serde_json::Value::Object(mut m)) => match m.remove("request") {
+            Some(serde_json::Value::String(s)) => s,
+            _ => return Cow::Borrowed(payload.as_bytes()),
+        },
+        _ => return Cow::Borrowed(payload.as_bytes()),
+    };
+    match base64::engine::general_purpose::STANDARD.decode(encoded.as_bytes()) {
+        Ok(bytes) => Cow::Owned(bytes),
+        // Not base64 after all: the service answers it as the bytes it is.
+        Err(_) => Cow::Owned(encoded.into_bytes()),
     }
 }
 
@@ -135,13 +203,51 @@ impl Shadow {
                 }
             };
         if let Err(e) = merged {
-            skipped.count += 1;
-            skipped.first.get_or_insert_with(|| {
-                format!("device `{}` (rule `{}`): {e}", m.device(), m.rule())
-            });
+            skipped.add(|| format!("device `{}` (rule `{}`): {e}", m.device(), m.rule()));
+        }
+        Ok(())
+    }
+
+    /// Serve one Device Shadow service request and publish its answers.
+    /// Only a failed load of the shadow fails the batch (it is retried).
+    fn serve(
+        &mut self,
+        request: &Request<'_>,
+        m: &MessageRef<'_>,
+        problems: &mut Problems,
+    ) -> Result<(), String> {
+        let key = request.key();
+        self.shadows
+            .load_missing(&self.bucket, std::iter::once(key.as_str()))?;
+        let body = request_body(m.payload());
+        let now = m.received_at().div_euclid(1000);
+        let served = self.shadows.serve(&key, request, &body, now);
+        for answer in served.answers {
+            if let Err(e) = weir_plugin::publish(answer.topic, answer.payload) {
+                problems.unanswered.add(|| e);
+            }
         }
         Ok(())
     }
 }
 
 export_sink!(Shadow);
+
+#[cfg(test)]
+mod tests {
+    use super::request_body;
+
+    #[test]
+    fn request_bodies_from_the_rule_output() {
+        // `SELECT encode(*, 'base64') AS request`: the bytes as published.
+        assert_eq!(
+            &*request_body(r#"{"request":"eyJhIjoxfQ=="}"#),
+            br#"{"a":1}"#
+        );
+        assert_eq!(&*request_body(r#"{"request":""}"#), b"");
+        // `SELECT *`: the output is the request.
+        let plain = r#"{"state":{"reported":{"a":1}}}"#;
+        assert_eq!(&*request_body(plain), plain.as_bytes());
+        assert_eq!(&*request_body(r#"{"request":"%%"}"#), b"%%");
+    }
+}

@@ -17,6 +17,7 @@
 //! else) are kept as they are.
 
 pub use crate::doc::{Field, FieldMeta, Name, NameRef, ShadowDoc};
+use crate::service::{self, Request, Served};
 use weir_plugin::devices::Devices;
 
 impl ShadowDoc {
@@ -71,6 +72,7 @@ impl ShadowDoc {
         }
         self.version += 1;
         self.timestamp = secs;
+        self.deleted = false;
         if !device_type.is_empty() && self.device_type != device_type {
             self.device_type = device_type.to_string();
         }
@@ -142,6 +144,15 @@ impl Shadows {
             *changed = true;
         }
         Some(result)
+    }
+
+    /// Serve a Device Shadow service request on the shadow `key` (loaded
+    /// first: see [`Shadows::load_missing`]); `now` in seconds.
+    pub fn serve(&mut self, key: &str, request: &Request<'_>, body: &[u8], now: i64) -> Served {
+        let (doc, changed) = self.docs.track(key);
+        let served = service::serve(doc, request, body, now);
+        *changed |= served.changed;
+        served
     }
 
     /// Changed shadows as bucket entries (device, JSON), one per device.
@@ -315,6 +326,37 @@ mod tests {
         fresh.merge("d1", r#"{"n":3}"#, 5000, "").unwrap();
         assert_eq!(fresh.get("d1").unwrap().version, 4);
         assert_eq!(fresh.get("d1").unwrap().device_type, "t");
+    }
+
+    #[test]
+    fn a_deleted_shadow_is_stored_as_a_mark_and_numbering_continues() {
+        use crate::service::Request;
+        let update = Request::parse("$aws/things/d1/shadow/update").unwrap();
+        let delete = Request::parse("$aws/things/d1/shadow/delete").unwrap();
+        let mut s = Shadows::default();
+        s.load_empty("d1");
+        s.merge("d1", r#"{"n":1}"#, 0, "t").unwrap();
+        s.serve("d1", &delete, b"", 1);
+        let entries = s.dirty_entries();
+        let mark = ShadowDoc::from_json(&entries[0].1).unwrap();
+        assert!(mark.deleted && !mark.exists());
+        assert_eq!(mark.version, 1);
+        assert!(mark.reported.is_empty());
+        s.saved(&entries);
+        // A new instance reads the mark back; the next shadow is version 2.
+        let mut fresh = Shadows::default();
+        fresh.load("d1", &entries[0].1).unwrap();
+        fresh.serve("d1", &update, br#"{"state":{"reported":{"n":2}}}"#, 2);
+        let doc = fresh.get("d1").unwrap();
+        assert!(doc.exists());
+        assert_eq!(doc.version, 2);
+        let stored: serde_json::Value = serde_json::from_slice(&doc.to_json()).unwrap();
+        assert!(stored.get("deleted").is_none(), "{stored}");
+        // Telemetry after a delete makes the shadow again, too.
+        fresh.serve("d1", &delete, b"", 3);
+        fresh.merge("d1", r#"{"n":3}"#, 4000, "").unwrap();
+        assert!(fresh.get("d1").unwrap().exists());
+        assert_eq!(fresh.get("d1").unwrap().version, 3);
     }
 
     #[test]

@@ -20,6 +20,21 @@ const NO_TS: &str = "no embedded time-series store here (storage.timeseries.back
 /// Bucket the shadow plugin keeps device shadows in.
 pub const SHADOW_BUCKET: &str = "shadow";
 
+/// A stored shadow document, unless it is the mark a deleted shadow leaves
+/// (`"deleted": true`, kept so a shadow made again continues the version
+/// numbering, as AWS's does).
+pub fn live_shadow(bytes: Vec<u8>) -> Option<Vec<u8>> {
+    #[derive(serde::Deserialize)]
+    struct Mark {
+        #[serde(default)]
+        deleted: bool,
+    }
+    match serde_json::from_slice::<Mark>(&bytes) {
+        Ok(Mark { deleted: true }) => None,
+        _ => Some(bytes),
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
@@ -98,6 +113,7 @@ impl Answerer {
                 .kv
                 .get(SHADOW_BUCKET, device)
                 .map_err(|e| e.to_string())?
+                .and_then(live_shadow)
             {
                 Some(bytes) => Ok(text(bytes)),
                 None => Err(format!("no shadow for device {device:?}")),

@@ -1,9 +1,12 @@
 //! The rules engine: worker threads fed by bounded queues.
 //!
-//! Listeners hand each message to the worker chosen by its topic, so one
-//! device's readings stay in order and its per-device plugin state lives in
-//! one instance. A full queue makes the listener wait, which stops it
-//! reading that device's socket: back-pressure instead of growing memory.
+//! Listeners hand each message to the worker chosen by the device it is
+//! about ([`partition_key`]), so one device's messages stay in order and
+//! its per-device plugin state lives in one instance, whatever topics they
+//! come on (its readings, shadow service requests for it from any client,
+//! its lifecycle events). A full queue makes the listener wait, which
+//! stops it reading that device's socket: back-pressure instead of growing
+//! memory.
 
 pub mod generation;
 pub mod ingest;
@@ -36,9 +39,9 @@ impl EngineHandle {
         self
     }
 
-    fn queue_for(&self, topic: &str) -> &flume::Sender<Ingest> {
+    fn queue_for(&self, ingest: &Ingest) -> &flume::Sender<Ingest> {
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        topic.hash(&mut h);
+        partition_key(&ingest.topic, &ingest.from.client_id).hash(&mut h);
         let i = (h.finish() % self.queues.len() as u64) as usize;
         &self.queues[i]
     }
@@ -50,19 +53,60 @@ impl EngineHandle {
         if let Some(gate) = &self.gate {
             gate.wait_open().await;
         }
-        self.queue_for(&ingest.topic)
-            .send_async(ingest)
-            .await
-            .is_ok()
+        self.queue_for(&ingest).send_async(ingest).await.is_ok()
     }
 
     /// Blocking variant for threads outside the async runtime.
     pub fn send_blocking(&self, ingest: Ingest) -> bool {
-        self.queue_for(&ingest.topic).send(ingest).is_ok()
+        self.queue_for(&ingest).send(ingest).is_ok()
     }
 
     /// Messages waiting in all queues.
     pub fn queued(&self) -> usize {
         self.queues.iter().map(|q| q.len()).sum()
+    }
+}
+
+/// The device a message is about, which picks its worker: the thing of
+/// AWS's per-thing topics (`$aws/things/<thing>/…`: a shadow request for a
+/// thing meets that thing's own readings), the client of a lifecycle event
+/// (`$aws/events/presence/<event>/<clientId>`), else the publisher's
+/// client id, which is the thing name for a device publishing as itself
+/// (AWS's convention, and what thing policies check). The host's own
+/// messages spread by topic.
+pub fn partition_key<'a>(topic: &'a str, client_id: &'a str) -> &'a str {
+    if let Some(rest) = topic.strip_prefix("$aws/things/") {
+        if let Some((thing, _)) = rest.split_once('/') {
+            return thing;
+        }
+    }
+    if let Some(rest) = topic.strip_prefix("$aws/events/presence/") {
+        if let Some((_, client)) = rest.split_once('/') {
+            return client;
+        }
+    }
+    if client_id == ingest::HOST_CLIENT_ID {
+        return topic;
+    }
+    client_id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::partition_key;
+
+    #[test]
+    fn everything_about_one_device_has_one_key() {
+        let device = [
+            partition_key("dt/lamp/lamp-1/telemetry", "lamp-1"),
+            partition_key("dt/lamp/lamp-1/status", "lamp-1"),
+            partition_key("$aws/things/lamp-1/shadow/update", "console-app"),
+            partition_key("$aws/things/lamp-1/shadow/name/cfg/get", "lamp-1"),
+            partition_key("$aws/events/presence/connected/lamp-1", "weir"),
+            partition_key("$aws/rules/r/dt/x", "lamp-1"),
+        ];
+        assert!(device.iter().all(|k| *k == "lamp-1"), "{device:?}");
+        assert_eq!(partition_key("$weir/x/y", "weir"), "$weir/x/y");
+        assert_eq!(partition_key("$aws/things/lamp-1", "c"), "c");
     }
 }

@@ -440,15 +440,15 @@ impl Worker {
             });
             let payload = match &*parsed {
                 Ok(v) => weir_sql::Payload::Json(v),
-                Err(e) if rule.statement.reads_payload() => {
+                Err(e) if rule.statement.reads_json() => {
                     malformed = true;
                     self.fail(state, rule_index, &ingest, "sql", e.clone());
                     continue;
                 }
-                Err(_) => {
-                    malformed = true;
-                    weir_sql::Payload::Binary(&ingest.payload)
-                }
+                // The statement reads no field (at most the raw bytes, as
+                // `encode(*, 'base64')`): a payload that is not JSON is
+                // what it expects, not malformed.
+                Err(_) => weir_sql::Payload::Binary(&ingest.payload),
             };
             let sql_message = self.sql_message(&ingest, payload);
             // The SET clause, once for the statement and its actions.

@@ -1,7 +1,7 @@
 //! What a device may publish. Topics under `$weir/` and AWS's reserved
 //! event topics are the host's alone, so a device cannot forge an alert or
 //! a lifecycle event, and neither can it forge the host's answers to
-//! fleet-provisioning requests. Per-thing policies (TLS devices) are in
+//! fleet-provisioning or Device Shadow service requests. Per-thing policies (TLS devices) are in
 //! `weir_identity::policy`, applied on top of this.
 
 /// Why a publish was refused, or `None` when it is allowed.
@@ -24,6 +24,19 @@ pub fn refuse_publish(topic: &str) -> Option<&'static str> {
     {
         return Some("provisioning answers are the host's to send");
     }
+    if topic.starts_with("$aws/things/")
+        && topic.contains("/shadow/")
+        && [
+            "/accepted",
+            "/rejected",
+            "/update/delta",
+            "/update/documents",
+        ]
+        .iter()
+        .any(|answer| topic.ends_with(answer))
+    {
+        return Some("Device Shadow service answers are the service's to send");
+    }
     None
 }
 
@@ -39,6 +52,15 @@ mod tests {
         assert!(refuse_publish("a/+/b").is_some());
         assert!(refuse_publish("%24aws/x").is_some());
         assert!(refuse_publish("$aws/things/d/shadow/update").is_none());
+        assert!(refuse_publish("$aws/things/d/shadow/name/n/delete").is_none());
+        for answer in [
+            "$aws/things/d/shadow/update/accepted",
+            "$aws/things/d/shadow/get/rejected",
+            "$aws/things/d/shadow/update/delta",
+            "$aws/things/d/shadow/name/n/update/documents",
+        ] {
+            assert!(refuse_publish(answer).is_some(), "{answer}");
+        }
         assert!(refuse_publish("$aws/certificates/create/json").is_none());
         assert!(refuse_publish("$aws/certificates/create/json/accepted").is_some());
         assert!(refuse_publish("$aws/provisioning-templates/t/provision/json/rejected").is_some());

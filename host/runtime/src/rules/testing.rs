@@ -406,7 +406,7 @@ pub fn evaluate(rules: &RuleSet, case: &Case, now_ms: i64) -> Outcome {
         serde_json::from_str(&bytes).map_err(|e| format!("payload is not valid JSON: {e}"));
     let payload = match &parsed {
         Ok(v) => Payload::Json(v),
-        Err(e) if rule.statement.reads_payload() => return Outcome::Error(e.clone()),
+        Err(e) if rule.statement.reads_json() => return Outcome::Error(e.clone()),
         Err(_) => Payload::Binary(bytes.as_bytes()),
     };
     let message = Message {

@@ -166,15 +166,16 @@ impl KvStore {
 }
 
 /// `get_thing_shadow(thing, role)` in rules reads the shadow the `shadow`
-/// plugin keeps (as of its last flush). Named shadows are not kept, so they
-/// read as absent.
+/// plugin keeps (as of its last flush); a named shadow is kept under
+/// `<thing>/<shadow>`. A deleted shadow reads as absent.
 impl weir_sql::Lookup for KvStore {
     fn thing_shadow(&self, thing: &str, shadow_name: Option<&str>) -> Option<serde_json::Value> {
-        if shadow_name.is_some() {
-            return None;
-        }
-        let bytes = self.get(crate::admin::SHADOW_BUCKET, thing).ok()??;
-        serde_json::from_slice(&bytes).ok()
+        let key = match shadow_name {
+            Some(name) => format!("{thing}/{name}"),
+            None => thing.to_string(),
+        };
+        let bytes = self.get(crate::admin::SHADOW_BUCKET, &key).ok()??;
+        serde_json::from_slice(&crate::admin::live_shadow(bytes)?).ok()
     }
 }
 
