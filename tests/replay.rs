@@ -196,3 +196,107 @@ fn an_open_window_survives_a_restart() {
     );
     weir.stop();
 }
+
+/// A multi-sensor file as public IoT datasets ship them (one row per
+/// reading, a device column with MAC addresses, epoch seconds with a
+/// fraction, booleans, quoted text): each device publishes as itself and
+/// gets its own shadow with every numeric and boolean field.
+#[test]
+fn replay_of_a_multi_device_file_reaches_each_devices_shadow() {
+    let dir = TempDir::new("replay-devices");
+    let t0 = (now_ms() - 10 * 60_000) as f64 / 1000.0;
+    let mut text = String::from(
+        "\"ts\",\"device\",\"co\",\"humidity\",\"light\",\"motion\",\"temp\",\"note\"\n",
+    );
+    let devices = [
+        "b8:27:eb:bf:9d:51",
+        "00:0f:00:70:91:0a",
+        "1c:bf:ce:15:ec:4d",
+    ];
+    for i in 0..30 {
+        let device = devices[i % 3];
+        let t = t0 + i as f64 * 1.3371;
+        let light = if i % 2 == 0 { "true" } else { "false" };
+        text.push_str(&format!(
+            "{t:.7},{device},0.00{i:02},{}.5,{light},false,{}.25,\"ok, {i}\"\n",
+            50 + i,
+            20 + i
+        ));
+    }
+    text.push_str(&format!("{t0},,1,1,true,true,1,\n"));
+    let csv = dir.0.join("sensors.csv");
+    std::fs::write(&csv, text).expect("write csv");
+    let weir = Weir::start(&dir.0.join("weir"));
+    let watcher = Mqtt::connect(weir.addr, "watcher-devices");
+    watcher.subscribe("$aws/events/presence/connected/+");
+    let out = Command::new(weir_bin())
+        .arg("replay")
+        .arg(&csv)
+        .args([
+            "--device-column",
+            "device",
+            "--all-columns",
+            "--type",
+            "env",
+        ])
+        .args(["--speed", "max", "--host"])
+        .arg(weir.addr.to_string())
+        .output()
+        .expect("run weir replay");
+    let summary = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{summary}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        summary.contains("31 read, 30 published, 30 acknowledged"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("3 devices on dt/env/<device>/telemetry"),
+        "{summary}"
+    );
+    assert!(summary.contains("1 × unusable device id"), "{summary}");
+    // The last reading of each device: rows 27, 28, 29.
+    for (k, device) in devices.iter().enumerate() {
+        let i = 27 + k;
+        let start = Instant::now();
+        let doc = loop {
+            let got = weir.cli(&["shadow", "get", device]);
+            let doc: Value = serde_json::from_slice(&got.stdout).unwrap_or_default();
+            if doc["version"] == 10 {
+                break doc;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "shadow of {device}: {doc}\n{}",
+                weir.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let reported = &doc["state"]["reported"];
+        assert_eq!(reported["humidity"], 50.5 + i as f64, "{doc}");
+        assert_eq!(reported["temp"], 20.25 + i as f64, "{doc}");
+        assert_eq!(reported["light"], i % 2 == 0, "{doc}");
+        assert_eq!(reported["motion"], false, "{doc}");
+        assert!(
+            reported.get("note").is_none(),
+            "text is not a reading: {doc}"
+        );
+        assert!(reported.get("device").is_none(), "{doc}");
+        assert_eq!(doc["device_type"], "env");
+    }
+    // Each device connected as itself.
+    let mut connected: Vec<String> = watcher
+        .collect(Duration::from_millis(500))
+        .into_iter()
+        .map(|(_, event)| event["clientId"].as_str().unwrap_or_default().to_string())
+        .collect();
+    connected.sort();
+    let mut expected = devices.map(String::from).to_vec();
+    expected.sort();
+    assert_eq!(connected, expected);
+    watcher.disconnect();
+    weir.stop();
+}

@@ -363,7 +363,12 @@ async fn nab(args: &NabArgs) -> Result<Value> {
         let path = args.data.join(file);
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        let series = replay::parse_csv(&text, None)?;
+        let device = file.trim_end_matches(".csv").to_string();
+        let layout = replay::Layout {
+            device: device.clone(),
+            ..replay::Layout::default()
+        };
+        let series = replay::parse_csv(&text, &layout)?;
         let window_ms = if args.window == "auto" {
             12 * median_interval(&series.rows)
         } else {
@@ -372,16 +377,11 @@ async fn nab(args: &NabArgs) -> Result<Value> {
         let mut overrides = vec![format!("window-trend.window_size={window_ms}ms")];
         overrides.extend(args.common.set.iter().cloned());
         let pipeline = Pipeline::start(&rules, &overrides).await?;
-        let device = file.trim_end_matches(".csv").to_string();
-        let topic = format!("dt/nab/{device}/telemetry");
-        let sent = replay::send(
-            &series,
-            &pipeline.addr(),
-            &format!("nab-{device}"),
-            &topic,
-            Speed::Max,
-        )
-        .await?;
+        let target = replay::Target {
+            client_id: format!("nab-{device}"),
+            topic: format!("dt/nab/{device}/telemetry"),
+        };
+        let sent = replay::send(&series, &pipeline.addr(), &[target], Speed::Max).await?;
         pipeline
             .settle(sent.published, Duration::from_secs(300))
             .await;

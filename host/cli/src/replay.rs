@@ -1,18 +1,30 @@
-//! `weir replay <csv> --device <id>`: publish a recorded series over MQTT
-//! with its own timestamps as the device clock.
+//! `weir replay <csv>`: publish recorded sensor data over MQTT with its own
+//! timestamps as the device clock.
 //!
 //! The CSV has a header line; the first column is the timestamp (NAB's
-//! `2013-12-02 21:15:00`, read as UTC; RFC 3339; or epoch milliseconds —
-//! plain numbers below 1e11 are epoch seconds), and `--column` names the
-//! value column (default `value` when there is one, else the second
-//! column). Each row becomes `{"ts": <ms>, "<column>": <value>}` on
+//! `2013-12-02 21:15:00`, read as UTC; RFC 3339; epoch milliseconds; or
+//! epoch seconds, with a fraction or without: plain numbers below 1e11).
+//! Fields may be quoted (RFC 4180). Which columns become the reading:
+//!
+//! - by default the `value` column when there is one, else the second;
+//! - `--column NAME`, once or more: those columns;
+//! - `--all-columns`: every column but the timestamp and the device's.
+//!
+//! A cell is a number or a boolean (`true`/`false`); an empty cell, and
+//! text that is neither, is left out of the reading (a row left with no
+//! value is skipped and counted).
+//! Each row becomes `{"ts": <ms>, "<column>": <value>, …}` on
 //! `dt/<type>/<device>/telemetry`, QoS 1, sent when `(ts − first ts) /
 //! speed` has passed since the start (`--speed max`: as fast as the broker
-//! acknowledges). Rows that cannot be read are skipped and counted by
-//! reason; the summary at the end lists them.
+//! acknowledges). The device is `--device`, or with `--device-column` the
+//! row's cell: then each device publishes on a connection of its own, as
+//! itself (client id = device id), as a fleet does. Rows that cannot be
+//! read are skipped and counted by reason; the summary at the end lists
+//! them.
 
 use anyhow::{bail, Context, Result};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -24,8 +36,11 @@ pub struct ReplayArgs {
     /// CSV file: a header line, the timestamp first, then value column(s).
     pub csv: PathBuf,
     /// Device id (the topic's third level).
-    #[arg(long)]
-    pub device: String,
+    #[arg(long, required_unless_present = "device_column")]
+    pub device: Option<String>,
+    /// Column holding each row's device id (several devices, one connection each).
+    #[arg(long, conflicts_with_all = ["device", "client_id"])]
+    pub device_column: Option<String>,
     /// Device type (the topic's second level).
     #[arg(long = "type", default_value = "replay")]
     pub device_type: String,
@@ -35,9 +50,12 @@ pub struct ReplayArgs {
     /// MQTT broker address.
     #[arg(long, default_value = "127.0.0.1:1883")]
     pub host: String,
-    /// Value column (default: `value`, else the second column).
-    #[arg(long)]
-    pub column: Option<String>,
+    /// Value column; give it again for more (default: `value`, else the second column).
+    #[arg(long = "column")]
+    pub columns: Vec<String>,
+    /// Every column but the timestamp and the device column.
+    #[arg(long, conflicts_with = "columns")]
+    pub all_columns: bool,
     /// MQTT client id (default `replay-<device>`).
     #[arg(long)]
     pub client_id: Option<String>,
@@ -73,14 +91,39 @@ pub fn parse_speed(s: &str) -> Result<Speed, String> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
     pub ts: i64,
-    pub value: f64,
+    /// Index into [`Series::devices`].
+    pub device: usize,
+    /// Values by index into [`Series::columns`].
+    pub fields: Vec<(usize, Value)>,
+}
+
+/// Which columns make the reading.
+#[derive(Debug, Clone, Default)]
+pub enum Columns {
+    /// `value` when there is one, else the second column.
+    #[default]
+    Default,
+    Named(Vec<String>),
+    /// All but the timestamp and the device column.
+    All,
+}
+
+/// How to read a CSV file.
+#[derive(Debug, Clone, Default)]
+pub struct Layout {
+    pub columns: Columns,
+    /// The column naming each row's device; `None`: every row is `device`.
+    pub device_column: Option<String>,
+    pub device: String,
 }
 
 /// A parsed CSV series.
 #[derive(Debug, Clone, Default)]
 pub struct Series {
-    /// The value column's name (the JSON field).
-    pub column: String,
+    /// The value columns' names (the JSON fields).
+    pub columns: Vec<String>,
+    /// The devices, in order of first appearance.
+    pub devices: Vec<String>,
     pub rows: Vec<Row>,
     /// Data rows seen (header excluded, blank lines ignored).
     pub total: u64,
@@ -98,6 +141,10 @@ pub fn parse_timestamp(cell: &str) -> Option<i64> {
             n
         });
     }
+    // Epoch seconds with a fraction (`1594512094.3859746`).
+    if let Ok(secs) = s.parse::<f64>() {
+        return (secs.is_finite() && secs.abs() < 1e11).then(|| (secs * 1000.0).round() as i64);
+    }
     if let Some(ms) = weir_runtime::clock::parse_rfc3339_ms(s) {
         return Some(ms);
     }
@@ -105,48 +152,135 @@ pub fn parse_timestamp(cell: &str) -> Option<i64> {
     weir_runtime::clock::parse_rfc3339_ms(&format!("{s}Z"))
 }
 
+/// The fields of one CSV line: split on commas outside double quotes, a
+/// quoted field's `""` read as `"`.
+pub fn split_csv(line: &str) -> Vec<String> {
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => fields.push(std::mem::take(&mut field)),
+            (c, _) => field.push(c),
+        }
+    }
+    fields.push(field);
+    fields
+}
+
+/// A cell as a reading value, or why it is not one (`None`: empty).
+fn cell_value(cell: &str) -> Result<Option<Value>, &'static str> {
+    let s = cell.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    if s.eq_ignore_ascii_case("true") || s.eq_ignore_ascii_case("false") {
+        return Ok(Some(Value::Bool(s.eq_ignore_ascii_case("true"))));
+    }
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(Some(serde_json::json!(v))),
+        _ => Err("value is not a finite number or a boolean"),
+    }
+}
+
+/// Is `id` usable as a topic level and client id?
+fn valid_device(id: &str) -> bool {
+    !id.is_empty() && !id.contains(['/', '+', '#', '\0'])
+}
+
 /// Parse CSV text (see the module docs).
-pub fn parse_csv(text: &str, column: Option<&str>) -> Result<Series> {
+pub fn parse_csv(text: &str, layout: &Layout) -> Result<Series> {
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header: Vec<String> = lines
-        .next()
-        .context("the CSV is empty (it needs a header line)")?
-        .split(',')
-        .map(|c| c.trim().trim_matches('"').to_string())
-        .collect();
-    let index = match column {
-        Some(name) => header
+    let header: Vec<String> = split_csv(
+        lines
+            .next()
+            .context("the CSV is empty (it needs a header line)")?,
+    )
+    .into_iter()
+    .map(|c| c.trim().to_string())
+    .collect();
+    let find = |name: &str| {
+        header
             .iter()
             .position(|h| h == name)
-            .with_context(|| format!("no column {name:?} in the header {header:?}"))?,
-        None => match header.iter().position(|h| h == "value") {
-            Some(i) if i > 0 => i,
-            _ if header.len() >= 2 => 1,
+            .with_context(|| format!("no column {name:?} in the header {header:?}"))
+    };
+    let device_index = layout.device_column.as_deref().map(find).transpose()?;
+    let indexes: Vec<usize> = match &layout.columns {
+        Columns::Named(names) => names.iter().map(|n| find(n)).collect::<Result<_>>()?,
+        Columns::All => (1..header.len())
+            .filter(|i| Some(*i) != device_index)
+            .collect(),
+        Columns::Default => match header.iter().position(|h| h == "value") {
+            Some(i) if i > 0 => vec![i],
+            _ if header.len() >= 2 => vec![1],
             _ => bail!("the header {header:?} has no value column"),
         },
     };
-    if index == 0 {
+    if indexes.is_empty() {
+        bail!("the header {header:?} has no value column");
+    }
+    if indexes.contains(&0) {
         bail!("the first column is the timestamp; pick another --column");
     }
+    if device_index.is_some_and(|d| indexes.contains(&d)) {
+        bail!("the device column cannot also be a value column");
+    }
     let mut series = Series {
-        column: header[index].clone(),
+        columns: indexes.iter().map(|&i| header[i].clone()).collect(),
         ..Series::default()
     };
+    if device_index.is_none() {
+        series.devices.push(layout.device.clone());
+    }
+    let mut device_ids: std::collections::HashMap<String, usize> = Default::default();
     for line in lines {
         series.total += 1;
-        let cells: Vec<&str> = line.split(',').collect();
+        let cells = split_csv(line);
         let skip = |s: &mut Series, why: &str| *s.skipped.entry(why.to_string()).or_default() += 1;
         let Some(ts) = cells.first().and_then(|c| parse_timestamp(c)) else {
             skip(&mut series, "unreadable timestamp");
             continue;
         };
-        let Some(cell) = cells.get(index) else {
-            skip(&mut series, "missing value column");
-            continue;
+        let device = match device_index {
+            None => 0,
+            Some(d) => {
+                let id = cells.get(d).map(|c| c.trim()).unwrap_or_default();
+                if !valid_device(id) {
+                    skip(&mut series, "unusable device id (empty, or with / + #)");
+                    continue;
+                }
+                *device_ids.entry(id.to_string()).or_insert_with(|| {
+                    series.devices.push(id.to_string());
+                    series.devices.len() - 1
+                })
+            }
         };
-        match cell.trim().trim_matches('"').parse::<f64>() {
-            Ok(v) if v.is_finite() => series.rows.push(Row { ts, value: v }),
-            _ => skip(&mut series, "value is not a finite number"),
+        let mut fields = Vec::with_capacity(indexes.len());
+        let mut first_problem = None;
+        for (field, &i) in indexes.iter().enumerate() {
+            match cells.get(i).map(|c| cell_value(c)) {
+                Some(Ok(Some(v))) => fields.push((field, v)),
+                Some(Ok(None)) => {
+                    first_problem.get_or_insert("empty value");
+                }
+                Some(Err(why)) => {
+                    first_problem.get_or_insert(why);
+                }
+                None => {
+                    first_problem.get_or_insert("missing value column");
+                }
+            }
+        }
+        match (fields.is_empty(), first_problem) {
+            (true, why) => skip(&mut series, why.unwrap_or("no value")),
+            (false, _) => series.rows.push(Row { ts, device, fields }),
         }
     }
     Ok(series)
@@ -175,11 +309,13 @@ pub fn rfc3339(ms: i64) -> String {
 }
 
 /// The JSON document of one row.
-pub fn payload(column: &str, row: &Row) -> String {
+pub fn payload(columns: &[String], row: &Row) -> String {
     let mut doc = serde_json::Map::new();
     doc.insert("ts".into(), row.ts.into());
-    doc.insert(column.into(), serde_json::json!(row.value));
-    serde_json::Value::Object(doc).to_string()
+    for (i, v) in &row.fields {
+        doc.insert(columns[*i].clone(), v.clone());
+    }
+    Value::Object(doc).to_string()
 }
 
 /// When row `ts` is due, relative to the start of the replay.
@@ -281,30 +417,44 @@ impl Conn {
     }
 }
 
-/// Publish `series` on `topic`, paced by `speed`, and wait until the broker
-/// has acknowledged every message.
+/// Where each device's rows go: its connection and topic.
+pub struct Target {
+    pub client_id: String,
+    pub topic: String,
+}
+
+/// Publish `series`, each device's rows on its target, paced by `speed`,
+/// and wait until the broker has acknowledged every message.
 pub async fn send(
     series: &Series,
     host: &str,
-    client_id: &str,
-    topic: &str,
+    targets: &[Target],
     speed: Speed,
 ) -> Result<Summary> {
-    let conn = Conn::connect(host, client_id).await?;
+    let mut conns = Vec::with_capacity(targets.len());
+    for t in targets {
+        conns.push(Conn::connect(host, &t.client_id).await?);
+    }
     let started = Instant::now();
     let first = series.rows.first().map_or(0, |r| r.ts);
+    let mut published = vec![0u64; conns.len()];
     for row in &series.rows {
         let at = started + due(first, row.ts, speed);
         let now = Instant::now();
         if at > now {
             tokio::time::sleep(at - now).await;
         }
-        conn.publish(topic, payload(&series.column, row)).await?;
+        let (conn, target) = (&conns[row.device], &targets[row.device]);
+        conn.publish(&target.topic, payload(&series.columns, row))
+            .await?;
+        published[row.device] += 1;
     }
-    let published = series.rows.len() as u64;
-    let acknowledged = conn.finish(published).await;
+    let mut acknowledged = 0;
+    for (conn, n) in conns.into_iter().zip(&published) {
+        acknowledged += conn.finish(*n).await;
+    }
     Ok(Summary {
-        published,
+        published: published.iter().sum(),
         acknowledged,
         elapsed: started.elapsed(),
     })
@@ -314,7 +464,19 @@ pub async fn send(
 pub async fn run(args: ReplayArgs) -> Result<()> {
     let text = std::fs::read_to_string(&args.csv)
         .with_context(|| format!("cannot read {}", args.csv.display()))?;
-    let series = parse_csv(&text, args.column.as_deref())?;
+    let layout = Layout {
+        columns: match (args.all_columns, args.columns.is_empty()) {
+            (true, _) => Columns::All,
+            (false, true) => Columns::Default,
+            (false, false) => Columns::Named(args.columns.clone()),
+        },
+        device_column: args.device_column.clone(),
+        device: args.device.clone().unwrap_or_default(),
+    };
+    if layout.device_column.is_none() && !valid_device(&layout.device) {
+        bail!("--device {:?} cannot be a topic level", layout.device);
+    }
+    let series = parse_csv(&text, &layout)?;
     if series.rows.is_empty() {
         bail!(
             "{}: no readable rows ({} rows, skipped {:?})",
@@ -323,13 +485,21 @@ pub async fn run(args: ReplayArgs) -> Result<()> {
             series.skipped
         );
     }
-    let topic = format!("dt/{}/{}/telemetry", args.device_type, args.device);
-    let client_id = args
-        .client_id
-        .clone()
-        .unwrap_or_else(|| format!("replay-{}", args.device));
-    let summary = send(&series, &args.host, &client_id, &topic, args.speed).await?;
-    print_summary(&args, &series, &topic, &summary);
+    let targets: Vec<Target> = series
+        .devices
+        .iter()
+        .map(|device| Target {
+            // With a device column each device publishes as itself.
+            client_id: match (&args.client_id, &layout.device_column) {
+                (Some(id), None) => id.clone(),
+                (None, None) => format!("replay-{device}"),
+                (_, Some(_)) => device.clone(),
+            },
+            topic: format!("dt/{}/{device}/telemetry", args.device_type),
+        })
+        .collect();
+    let summary = send(&series, &args.host, &targets, args.speed).await?;
+    print_summary(&args, &series, &targets, &summary);
     if summary.acknowledged < summary.published {
         bail!(
             "{} of {} messages were not acknowledged",
@@ -340,13 +510,21 @@ pub async fn run(args: ReplayArgs) -> Result<()> {
     Ok(())
 }
 
-fn print_summary(args: &ReplayArgs, series: &Series, topic: &str, s: &Summary) {
+fn print_summary(args: &ReplayArgs, series: &Series, targets: &[Target], s: &Summary) {
     let rfc = |ms: Option<i64>| ms.map(rfc3339).unwrap_or_else(|| "-".into());
     let secs = s.elapsed.as_secs_f64();
+    let to = match targets {
+        [one] => one.topic.clone(),
+        many => format!(
+            "{} devices on dt/{}/<device>/telemetry",
+            many.len(),
+            args.device_type
+        ),
+    };
     println!(
-        "replayed {} → {topic} (column {:?}, speed {:?})",
+        "replayed {} → {to} (columns {:?}, speed {:?})",
         args.csv.display(),
-        series.column,
+        series.columns,
         args.speed
     );
     println!(
@@ -395,32 +573,48 @@ mod tests {
         assert_eq!(parse_timestamp("1386018900000"), Some(1_386_018_900_000));
         assert_eq!(parse_timestamp("1386018900"), Some(1_386_018_900_000));
         assert_eq!(parse_timestamp("yesterday"), None);
+        assert_eq!(
+            parse_timestamp("1594512094.3859746"),
+            Some(1_594_512_094_386)
+        );
+    }
+
+    fn layout(columns: Columns) -> Layout {
+        Layout {
+            columns,
+            device_column: None,
+            device: "d".into(),
+        }
     }
 
     #[test]
     fn csv_rows_and_skips() {
         let text = "timestamp,value\n2013-12-02 21:15:00,73.5\n\nbad,1\n2013-12-02 21:20:00,\n2013-12-02 21:25:00,NaN\n2013-12-02 21:30:00,74\n2013-12-02 21:35:00\n";
-        let s = parse_csv(text, None).unwrap();
-        assert_eq!(s.column, "value");
+        let s = parse_csv(text, &layout(Columns::Default)).unwrap();
+        assert_eq!(s.columns, ["value"]);
         assert_eq!(s.total, 6);
+        let value = |v: f64| vec![(0, serde_json::json!(v))];
         assert_eq!(
             s.rows,
             vec![
                 Row {
                     ts: 1_386_018_900_000,
-                    value: 73.5
+                    device: 0,
+                    fields: value(73.5)
                 },
                 Row {
                     ts: 1_386_019_800_000,
-                    value: 74.0
+                    device: 0,
+                    fields: value(74.0)
                 }
             ]
         );
         assert_eq!(s.skipped["unreadable timestamp"], 1);
-        assert_eq!(s.skipped["value is not a finite number"], 2);
+        assert_eq!(s.skipped["value is not a finite number or a boolean"], 1);
+        assert_eq!(s.skipped["empty value"], 1);
         assert_eq!(s.skipped["missing value column"], 1);
         assert_eq!(
-            payload(&s.column, &s.rows[1]),
+            payload(&s.columns, &s.rows[1]),
             r#"{"ts":1386019800000,"value":74.0}"#
         );
     }
@@ -428,12 +622,53 @@ mod tests {
     #[test]
     fn columns() {
         let text = "time,temp,hum\n1386018900000,1,2\n";
-        assert_eq!(parse_csv(text, None).unwrap().column, "temp");
-        let s = parse_csv(text, Some("hum")).unwrap();
-        assert_eq!((s.column.as_str(), s.rows[0].value), ("hum", 2.0));
-        assert!(parse_csv(text, Some("nope")).is_err());
-        assert!(parse_csv(text, Some("time")).is_err());
-        assert!(parse_csv("", None).is_err());
+        let parse = |c| parse_csv(text, &layout(c));
+        assert_eq!(parse(Columns::Default).unwrap().columns, ["temp"]);
+        let s = parse(Columns::Named(vec!["hum".into()])).unwrap();
+        assert_eq!(s.columns, ["hum"]);
+        assert_eq!(s.rows[0].fields, vec![(0, serde_json::json!(2.0))]);
+        assert!(parse(Columns::Named(vec!["nope".into()])).is_err());
+        assert!(parse(Columns::Named(vec!["time".into()])).is_err());
+        assert!(parse_csv("", &layout(Columns::Default)).is_err());
+    }
+
+    /// A multi-sensor file as public IoT datasets ship them: a device
+    /// column, epoch seconds with a fraction, booleans, quoted cells.
+    #[test]
+    fn devices_and_all_columns() {
+        let text = concat!(
+            "\"ts\",\"device\",\"co\",\"humidity\",\"light\",\"motion\",\"note\"\n",
+            "1594512094.3859746,b8:27:eb:bf:9d:51,0.0049,51.0,false,false,\"ok, fine\"\n",
+            "1594512094.7355676,00:0f:00:70:91:0a,0.0028,76.0,true,false,\n",
+            "1594512098.0,b8:27:eb:bf:9d:51,,50.9,FALSE,true,x\n",
+            "1594512099.0,,0.1,1,true,true,\n",
+            "1594512100.0,a/b,0.1,1,true,true,\n",
+        );
+        let s = parse_csv(
+            text,
+            &Layout {
+                columns: Columns::All,
+                device_column: Some("device".into()),
+                device: String::new(),
+            },
+        )
+        .unwrap();
+        assert_eq!(s.columns, ["co", "humidity", "light", "motion", "note"]);
+        assert_eq!(s.devices, ["b8:27:eb:bf:9d:51", "00:0f:00:70:91:0a"]);
+        assert_eq!(s.rows.len(), 3);
+        assert_eq!(s.rows[0].ts, 1_594_512_094_386);
+        assert_eq!(
+            payload(&s.columns, &s.rows[0]),
+            r#"{"ts":1594512094386,"co":0.0049,"humidity":51.0,"light":false,"motion":false}"#
+        );
+        assert_eq!(s.rows[1].device, 1);
+        // An empty cell is left out; text is left out (and the row kept).
+        assert_eq!(
+            payload(&s.columns, &s.rows[2]),
+            r#"{"ts":1594512098000,"humidity":50.9,"light":false,"motion":true}"#
+        );
+        assert_eq!(s.skipped["unusable device id (empty, or with / + #)"], 2);
+        assert_eq!(split_csv(r#"a,"b ""q"", c",d"#), ["a", r#"b "q", c"#, "d"]);
     }
 
     #[test]
