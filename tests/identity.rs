@@ -788,27 +788,27 @@ fn fleet_provisioning_by_claim_with_the_aws_device_sdk() {
 
 /// AWS's Device Shadow service through the AWS IoT Device SDK v2's own
 /// shadow client (the request-response `IotShadowClientV2` of AWS's
-/// current shadow sample), as a thing over mTLS: get, update, delta,
-/// version conflict, named shadows and delete, each answered as AWS does.
+/// current shadow samples), as a thing over mTLS, on the SDK's MQTT 3.1.1
+/// connection and on its MQTT 5 client: get, update, delta, version
+/// conflict, named shadows and delete, each answered as AWS does.
 #[test]
 fn device_shadow_service_with_the_aws_device_sdk() {
     let dir = TempDir::new("shadow-sdk");
     let (weir, tls_port) = start_with_identity(&dir, "");
     let certs = dir.0.join("certs");
     let certs_arg = certs.display().to_string();
-    let created = weir.cli(&[
-        "things", "create", "lamp-7", "--type", "lamp", "--out", &certs_arg,
-    ]);
-    assert!(
-        created.status.success(),
-        "{}",
-        String::from_utf8_lossy(&created.stderr)
-    );
-    let creds = Creds::of(&certs, "lamp-7");
-    let path = |p: &Path| p.display().to_string();
-    let r = py(
-        "shadow_device.py",
-        &[
+    for (thing, mqtt5) in [("lamp-7", false), ("lamp-8", true)] {
+        let created = weir.cli(&[
+            "things", "create", thing, "--type", "lamp", "--out", &certs_arg,
+        ]);
+        assert!(
+            created.status.success(),
+            "{}",
+            String::from_utf8_lossy(&created.stderr)
+        );
+        let creds = Creds::of(&certs, thing);
+        let path = |p: &Path| p.display().to_string();
+        let mut args = vec![
             "--port".into(),
             tls_port.to_string(),
             "--ca".into(),
@@ -818,43 +818,54 @@ fn device_shadow_service_with_the_aws_device_sdk() {
             "--key".into(),
             path(&creds.key),
             "--thing".into(),
-            "lamp-7".into(),
-        ],
-    );
-    let log = weir.log();
-    let desired = serde_json::json!({"color": "red", "brightness": 70});
-    assert_eq!(r["get_before"]["code"], 404, "{r}\n{log}");
-    assert_eq!(r["update_desired"]["version"], 1, "{r}");
-    assert_eq!(r["update_desired"]["desired"], desired, "{r}");
-    assert_eq!(r["delta"]["version"], 1, "{r}");
-    assert_eq!(r["delta"]["state"], desired, "{r}");
-    assert_eq!(r["update_reported"]["version"], 2, "{r}");
-    assert_eq!(r["get"]["version"], 2, "{r}");
-    assert_eq!(r["get"]["desired"], desired, "{r}");
-    assert_eq!(r["get"]["reported"], desired, "{r}");
-    assert!(r["get"]["delta"].is_null(), "in sync: no delta; {r}");
-    assert_eq!(r["stale_version"]["code"], 409, "{r}");
-    assert_eq!(r["stale_version"]["message"], "Version conflict", "{r}");
-    assert_eq!(r["named_update_version"], 1, "{r}");
-    assert_eq!(r["named_get"]["desired"]["interval"], 30, "{r}");
-    assert_eq!(r["delete_version"], 2, "{r}");
-    assert_eq!(r["get_after_delete"]["code"], 404, "{r}");
-    // The named shadow is kept under `<thing>/<shadow>` (stored at the
-    // next checkpoint).
-    let start = Instant::now();
-    loop {
-        let named = weir.cli(&["shadow", "get", "lamp-7/config"]);
-        let doc: Value = serde_json::from_slice(&named.stdout).unwrap_or_default();
-        if doc["state"]["desired"]["interval"] == 30 {
-            break;
+            thing.into(),
+        ];
+        if mqtt5 {
+            args.push("--mqtt5".into());
         }
+        let r = py("shadow_device.py", &args);
+        let log = weir.log();
+        let desired = serde_json::json!({"color": "red", "brightness": 70});
+        assert_eq!(r["get_before"]["code"], 404, "{thing}: {r}\n{log}");
+        assert_eq!(r["update_desired"]["version"], 1, "{thing}: {r}");
+        assert_eq!(r["update_desired"]["desired"], desired, "{thing}: {r}");
+        assert_eq!(r["delta"]["version"], 1, "{thing}: {r}");
+        assert_eq!(r["delta"]["state"], desired, "{thing}: {r}");
+        assert_eq!(r["update_reported"]["version"], 2, "{thing}: {r}");
+        assert_eq!(r["get"]["version"], 2, "{thing}: {r}");
+        assert_eq!(r["get"]["desired"], desired, "{thing}: {r}");
+        assert_eq!(r["get"]["reported"], desired, "{thing}: {r}");
         assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "no named shadow: {}\n{}",
-            String::from_utf8_lossy(&named.stderr),
-            weir.log()
+            r["get"]["delta"].is_null(),
+            "in sync: no delta; {thing}: {r}"
         );
-        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(r["stale_version"]["code"], 409, "{thing}: {r}");
+        assert_eq!(
+            r["stale_version"]["message"], "Version conflict",
+            "{thing}: {r}"
+        );
+        assert_eq!(r["named_update_version"], 1, "{thing}: {r}");
+        assert_eq!(r["named_get"]["desired"]["interval"], 30, "{thing}: {r}");
+        assert_eq!(r["delete_version"], 2, "{thing}: {r}");
+        assert_eq!(r["get_after_delete"]["code"], 404, "{thing}: {r}");
+        // The named shadow is kept under `<thing>/<shadow>` (stored at the
+        // next checkpoint).
+        let key = format!("{thing}/config");
+        let start = Instant::now();
+        loop {
+            let named = weir.cli(&["shadow", "get", &key]);
+            let doc: Value = serde_json::from_slice(&named.stdout).unwrap_or_default();
+            if doc["state"]["desired"]["interval"] == 30 {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "no named shadow {key}: {}\n{}",
+                String::from_utf8_lossy(&named.stderr),
+                weir.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
     weir.stop();
 }

@@ -2,7 +2,10 @@
 for Python (awsiotsdk), with its request-response shadow client
 (IotShadowClientV2, as AWS's current shadow sample uses it), pointed at Weir.
 
-Usage: shadow_device.py --port P --ca ca.pem --cert c.pem --key k.pem --thing T
+Usage: shadow_device.py --port P --ca ca.pem --cert c.pem --key k.pem --thing T [--mqtt5]
+
+With --mqtt5 the SDK's MQTT 5 client carries the requests (AWS's
+shadow_mqtt5 sample); without, its MQTT 3.1.1 connection.
 
 Over mTLS as thing T, it:
 1. gets the shadow before there is one (rejected, 404);
@@ -22,11 +25,12 @@ import json
 import queue
 import sys
 
-from awscrt import mqtt, mqtt_request_response
+from awscrt import mqtt_request_response
 from awsiot import (
     ServiceStreamOptions,
     V2ServiceException,
     iotshadow,
+    mqtt5_client_builder,
     mqtt_connection_builder,
 )
 
@@ -39,6 +43,7 @@ parser.add_argument("--ca", required=True)
 parser.add_argument("--cert", required=True)
 parser.add_argument("--key", required=True)
 parser.add_argument("--thing", required=True)
+parser.add_argument("--mqtt5", action="store_true")
 args = parser.parse_args()
 thing = args.thing
 
@@ -55,17 +60,34 @@ def rejected(future):
     return None
 
 
-conn = mqtt_connection_builder.mtls_from_path(
-    endpoint=args.endpoint,
-    port=args.port,
-    cert_filepath=args.cert,
-    pri_key_filepath=args.key,
-    ca_filepath=args.ca,
-    client_id=thing,
-    clean_session=True,
-    keep_alive_secs=30,
-)
-conn.connect().result(TIMEOUT)
+if args.mqtt5:
+    connected = queue.Queue()
+    conn = mqtt5_client_builder.mtls_from_path(
+        endpoint=args.endpoint,
+        port=args.port,
+        cert_filepath=args.cert,
+        pri_key_filepath=args.key,
+        ca_filepath=args.ca,
+        client_id=thing,
+        on_lifecycle_connection_success=lambda data: connected.put(True),
+        on_lifecycle_connection_failure=lambda data: connected.put(data.exception),
+    )
+    conn.start()
+    up = connected.get(timeout=TIMEOUT)
+    if up is not True:
+        sys.exit(f"MQTT 5 connection failed: {up}")
+else:
+    conn = mqtt_connection_builder.mtls_from_path(
+        endpoint=args.endpoint,
+        port=args.port,
+        cert_filepath=args.cert,
+        pri_key_filepath=args.key,
+        ca_filepath=args.ca,
+        client_id=thing,
+        clean_session=True,
+        keep_alive_secs=30,
+    )
+    conn.connect().result(TIMEOUT)
 shadow = iotshadow.IotShadowClientV2(
     conn,
     mqtt_request_response.ClientOptions(
@@ -148,5 +170,8 @@ out["get_after_delete"] = rejected(
 )
 
 del stream
-conn.disconnect().result(TIMEOUT)
+if args.mqtt5:
+    conn.stop()
+else:
+    conn.disconnect().result(TIMEOUT)
 print(json.dumps(out))
