@@ -649,17 +649,62 @@ fn paho_mqtt_devices_and_consoles_work() {
     }
     let dir = TempDir::new("paho");
     let weir = Weir::start(&dir.0);
+    paho_device_and_console(&weir, weir.addr.port(), "paho-dev", "tcp");
+    weir.stop();
+}
+
+/// MQTT over WebSockets (`ws_listen`), with paho's WebSocket transport as
+/// a browser dashboard uses it: the same alert, lifecycle events and shadow
+/// as over TCP.
+#[test]
+fn paho_mqtt_over_websockets() {
+    if !have_paho() {
+        return;
+    }
+    let dir = TempDir::new("paho-ws");
+    let weir = Weir::start_with_rules(
+        &dir.0,
+        &support::repo_root().join("rules"),
+        "ws_listen = \"127.0.0.1:0\"\n",
+    );
+    let ws: std::net::SocketAddr = weir.status()["ws_listen"]
+        .as_str()
+        .expect("ws_listen in status")
+        .parse()
+        .expect("ws address");
+    paho_device_and_console(&weir, ws.port(), "paho-ws", "websockets");
+    // A client that speaks MQTT without the WebSocket handshake is refused
+    // and counted; the listener goes on serving.
+    {
+        use std::io::{Read, Write};
+        let mut raw = std::net::TcpStream::connect(ws).expect("connect");
+        raw.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        raw.write_all(b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x1e\x00\x00")
+            .expect("write");
+        let mut rest = Vec::new();
+        let _ = raw.read_to_end(&mut rest);
+    }
+    weir.wait_counter("refused.websocket", 1);
+    paho_device_and_console(&weir, ws.port(), "paho-ws-2", "websockets");
+    weir.stop();
+}
+
+/// Run tests/clients/paho_device.py against `port`: a quiet series and a
+/// spike raise the zscore alert; the console sees it and the device's
+/// lifecycle event; the shadow holds the spike.
+fn paho_device_and_console(weir: &Weir, port: u16, device: &str, transport: &str) {
     let script = support::repo_root().join("tests/clients/paho_device.py");
     let out = Command::new("python3")
         .arg(&script)
-        .arg(weir.addr.port().to_string())
-        .arg("paho-dev")
+        .arg(port.to_string())
+        .arg(device)
+        .arg(transport)
         .output()
         .expect("run the paho client");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "paho client failed: {}\n{stdout}\nlog:\n{}",
+        "paho client ({transport}) failed: {}\n{stdout}\nlog:\n{}",
         String::from_utf8_lossy(&out.stderr),
         weir.log()
     );
@@ -671,16 +716,15 @@ fn paho_mqtt_devices_and_consoles_work() {
         .iter()
         .find(|m| m["payload"]["kind"] == "zscore")
         .expect("an alert");
-    assert_eq!(alert["topic"], "weir/alerts/paho-dev");
+    assert_eq!(alert["topic"], format!("weir/alerts/{device}"));
     assert_eq!(alert["payload"]["value"], 35.0);
     let connected = got
         .iter()
-        .find(|m| m["topic"] == "$aws/events/presence/connected/paho-dev")
+        .find(|m| m["topic"] == format!("$aws/events/presence/connected/{device}"))
         .expect("a connected event over a $aws subscription");
-    assert_eq!(connected["payload"]["clientId"], "paho-dev");
-    let s = wait_shadow_version(&weir, "paho-dev", 26);
+    assert_eq!(connected["payload"]["clientId"], device);
+    let s = wait_shadow_version(weir, device, 26);
     assert_eq!(s["state"]["reported"]["temperature"], 35.0);
-    weir.stop();
 }
 
 /// A client that sends SUBSCRIBE right behind CONNECT, in one write, and

@@ -1,6 +1,9 @@
 """A device and an operator console written with paho-mqtt, as a user would.
 
-Usage: paho_device.py <port> <device-id>
+Usage: paho_device.py <port> <device-id> [tcp|websockets]
+
+With `websockets` both clients use paho's WebSocket transport
+(ws://127.0.0.1:<port>/mqtt), as a browser dashboard does.
 
 Subscribes (QoS 1) to the device's alerts and to its lifecycle events,
 connects the device, publishes 25 quiet readings and one spike with QoS 1
@@ -16,14 +19,22 @@ import paho.mqtt.client as mqtt
 
 port = int(sys.argv[1])
 device = sys.argv[2]
+transport = sys.argv[3] if len(sys.argv) > 3 else "tcp"
 received = []
+
+
+def client(client_id):
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, transport=transport)
+    if transport == "websockets":
+        c.ws_set_options(path="/mqtt")
+    return c
 
 
 def on_message(_client, _userdata, msg):
     received.append({"topic": msg.topic, "payload": json.loads(msg.payload)})
 
 
-console = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"console-{device}")
+console = client(f"console-{device}")
 console.on_message = on_message
 console.connect("127.0.0.1", port, keepalive=30)
 console.loop_start()
@@ -32,7 +43,7 @@ for topic in (f"weir/alerts/{device}", f"$aws/events/presence/+/{device}"):
     assert result == mqtt.MQTT_ERR_SUCCESS, result
 time.sleep(0.5)
 
-dev = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device)
+dev = client(device)
 dev.connect("127.0.0.1", port, keepalive=30)
 dev.loop_start()
 topic = f"dt/thermostat/{device}/telemetry"

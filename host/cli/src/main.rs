@@ -75,6 +75,9 @@ enum Command {
         /// mTLS listen address (overrides `identity.tls_listen`; needs `weir ca init`).
         #[arg(long)]
         tls_listen: Option<SocketAddr>,
+        /// MQTT over WebSockets listen address (`ws://<addr>/mqtt`; overrides `ws_listen`).
+        #[arg(long)]
+        ws_listen: Option<SocketAddr>,
     },
     /// Counters and state of the running instance.
     Status {
@@ -233,10 +236,14 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             data_dir,
             rules,
             tls_listen,
+            ws_listen,
         } => {
             let mut config = load_config(config.as_deref())?;
             if let Some(l) = listen {
                 config.listen = l;
+            }
+            if ws_listen.is_some() {
+                config.ws_listen = ws_listen;
             }
             if let Some(d) = data_dir {
                 config.data_dir = d;

@@ -33,6 +33,9 @@ pub enum ConfigError {
 pub struct Config {
     /// MQTT (TCP) listener for devices.
     pub listen: SocketAddr,
+    /// MQTT over WebSockets (`ws://<addr>/mqtt`, for browsers and
+    /// dashboards); off unless set.
+    pub ws_listen: Option<SocketAddr>,
     /// Where state, journals, the compile cache and the admin socket live.
     pub data_dir: PathBuf,
     /// Rule files (`*.toml`) and plugin declarations (`plugins.toml`), watched
@@ -60,6 +63,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            ws_listen: None,
             data_dir: PathBuf::from("weir-data"),
             rules_dir: PathBuf::from("rules"),
             engine: EngineConfig::default(),

@@ -216,6 +216,23 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
         .map_err(|e| ServerError::Io(e.to_string()))?;
     tracing::info!(listen = %local, data_dir = %config.data_dir.display(), "weir is serving MQTT");
     let listener_task = tokio::spawn(listener::serve(listener, shared.clone(), stop_rx.clone()));
+    let mut ws_local = None;
+    let mut ws_task = None;
+    if let Some(addr) = config.ws_listen {
+        let ws_listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| ServerError::Io(format!("cannot listen (WebSocket) on {addr}: {e}")))?;
+        let bound = ws_listener
+            .local_addr()
+            .map_err(|e| ServerError::Io(e.to_string()))?;
+        tracing::info!(ws_listen = %bound, "weir is serving MQTT over WebSockets on ws://{bound}/mqtt");
+        ws_local = Some(bound);
+        ws_task = Some(tokio::spawn(listener::websocket::serve(
+            ws_listener,
+            shared.clone(),
+            stop_rx.clone(),
+        )));
+    }
     let mut tls_local = None;
     let mut tls_task = None;
     if let Some(service) = &identity {
@@ -249,6 +266,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
     let status_sinks = sinks.clone();
     let listen_text = local.to_string();
     let tls_text = tls_local.map(|a| a.to_string());
+    let ws_text = ws_local.map(|a| a.to_string());
     let status_sessions = shared.sessions.clone();
     let answerer = Arc::new(Answerer {
         kv: kv.clone(),
@@ -258,6 +276,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
             json!({
                 "listen": listen_text,
                 "tls_listen": tls_text,
+                "ws_listen": ws_text,
                 "sessions_parked": status_sessions.parked(),
                 "generation": g.number,
                 "rules": g.rules.rules.iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
@@ -308,6 +327,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
         stop_tx,
         tasks: [
             Some(listener_task),
+            ws_task,
             tls_task,
             Some(admin_task),
             Some(flusher),

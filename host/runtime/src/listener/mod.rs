@@ -1,5 +1,6 @@
 //! The device-facing side, owned by the host: accepts MQTT 3.1.1 and 5
-//! connections on a plain TCP listener and an mTLS listener, knows each
+//! connections on a plain TCP listener, an mTLS listener and (when
+//! configured) a WebSocket listener, knows each
 //! client's identity, applies the topic policy, holds persistent sessions,
 //! publishes lifecycle events, stamps every message on arrival, and feeds
 //! the engine and the embedded broker's router.
@@ -12,6 +13,7 @@ pub mod policy;
 pub mod presence;
 pub mod session;
 pub mod tls;
+pub mod websocket;
 
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
