@@ -198,12 +198,32 @@ fn load_config(path: Option<&std::path::Path>) -> Result<Config> {
 }
 
 fn init_logging() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .finish()
+        .with(tracing_subscriber::filter::filter_fn(|m| {
+            !is_router_disconnect_noise(m)
+        }))
         .init();
+}
+
+/// rumqttd 0.20's router is told once per packet a connection sends and
+/// drains them all at the first telling; when the last packet was the
+/// DISCONNECT, every later telling finds the connection gone and logs
+/// `ERROR no-connection id N is already gone` (three sites in
+/// `router/routing.rs`). Nothing is lost: the messages were routed. A
+/// device that publishes and disconnects at once (mosquitto_pub, every
+/// one-shot client) would print one for nearly every run, so those sites
+/// are not logged.
+fn is_router_disconnect_noise(m: &tracing::Metadata<'_>) -> bool {
+    *m.level() == tracing::Level::ERROR
+        && m.target() == "rumqttd::router::routing"
+        && matches!(m.line(), Some(416 | 436 | 539))
 }
 
 fn main() -> ExitCode {
