@@ -395,19 +395,38 @@ fn rules_read_the_shadow_with_get_thing_shadow() {
         "sql = \"SELECT get_thing_shadow(topic(2), 'arn:aws:iam::123456789012:role/weir').state.reported.temperature AS last FROM 'ask/+'\"\n[[actions]]\nplugin = \"echo\"\ndevice = \"${topic(2)}\"\n",
     )
     .unwrap();
+    // A named shadow, set through the shadow service, read by name.
+    std::fs::write(
+        rules.join("ask-named.toml"),
+        "sql = \"SELECT get_thing_shadow(topic(2), 'cfg', 'arn:aws:iam::123456789012:role/weir').state.desired.mode AS mode FROM 'ask-named/+'\"\n[[actions]]\nplugin = \"echo\"\ndevice = \"named-${topic(2)}\"\n",
+    )
+    .unwrap();
     let weir = Weir::start_with_rules(&dir.0, &rules, "");
     let device = Mqtt::connect(weir.addr, "dev-q");
     device.publish(
         "dt/thermostat/dev-q/telemetry",
         reading(now_ms(), 23.25, 40.0),
     );
+    device.publish(
+        "$aws/things/dev-q/shadow/name/cfg/update",
+        r#"{"state":{"desired":{"mode":"eco"}}}"#,
+    );
     wait_shadow_version(&weir, "dev-q", 1);
+    wait_shadow_version(&weir, "dev-q/cfg", 1);
     let watcher = Mqtt::connect(weir.addr, "watcher-q");
     watcher.subscribe("echo/#");
     device.publish("ask/dev-q", "{}");
+    device.publish("ask-named/dev-q", "{}");
     let got = watcher.collect(Duration::from_secs(3));
-    assert_eq!(got.len(), 1, "{got:?}");
-    assert_eq!(got[0].1["last"], 23.25, "{got:?}");
+    assert_eq!(got.len(), 2, "{got:?}");
+    let answer = |topic: &str| {
+        got.iter()
+            .find(|(t, _)| t == topic)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("nothing on {topic}: {got:?}"))
+    };
+    assert_eq!(answer("echo/dev-q")["last"], 23.25, "{got:?}");
+    assert_eq!(answer("echo/named-dev-q")["mode"], "eco", "{got:?}");
     device.disconnect();
     watcher.disconnect();
     weir.stop();
