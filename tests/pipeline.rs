@@ -868,3 +868,23 @@ fn the_device_shadow_service_answers_on_aws_topics() {
     app.disconnect();
     weir.stop();
 }
+
+/// The example rule directories a user runs as they are (`weir run --rules
+/// examples/…`) load: every rule and plugin declaration is accepted, so a
+/// plugin that gains an import cannot leave an example behind.
+#[test]
+fn example_rule_directories_load() {
+    for (example, plugins) in [("seed-pipeline", 3), ("aws-rules", 2)] {
+        let dir = TempDir::new(&format!("example-{example}"));
+        let rules = support::repo_root().join("examples").join(example);
+        let weir = Weir::start_with_rules(&dir.0, &rules, "");
+        let status = weir.status();
+        let loaded = status["plugins"].as_array().map_or(0, Vec::len);
+        assert_eq!(loaded, plugins, "{example}: {status}\n{}", weir.log());
+        assert!(
+            status["rules"].as_array().is_some_and(|r| !r.is_empty()),
+            "{example}: {status}"
+        );
+        weir.stop();
+    }
+}
