@@ -60,15 +60,19 @@ def rejected(future):
     return None
 
 
+# The same mTLS settings for either client, as AWS's samples pass them.
+tls = dict(
+    endpoint=args.endpoint,
+    port=args.port,
+    cert_filepath=args.cert,
+    pri_key_filepath=args.key,
+    ca_filepath=args.ca,
+    client_id=thing,
+)
 if args.mqtt5:
     connected = queue.Queue()
     conn = mqtt5_client_builder.mtls_from_path(
-        endpoint=args.endpoint,
-        port=args.port,
-        cert_filepath=args.cert,
-        pri_key_filepath=args.key,
-        ca_filepath=args.ca,
-        client_id=thing,
+        **tls,
         on_lifecycle_connection_success=lambda data: connected.put(True),
         on_lifecycle_connection_failure=lambda data: connected.put(data.exception),
     )
@@ -77,16 +81,7 @@ if args.mqtt5:
     if up is not True:
         sys.exit(f"MQTT 5 connection failed: {up}")
 else:
-    conn = mqtt_connection_builder.mtls_from_path(
-        endpoint=args.endpoint,
-        port=args.port,
-        cert_filepath=args.cert,
-        pri_key_filepath=args.key,
-        ca_filepath=args.ca,
-        client_id=thing,
-        clean_session=True,
-        keep_alive_secs=30,
-    )
+    conn = mqtt_connection_builder.mtls_from_path(**tls, clean_session=True, keep_alive_secs=30)
     conn.connect().result(TIMEOUT)
 shadow = iotshadow.IotShadowClientV2(
     conn,

@@ -219,12 +219,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
     let mut ws_local = None;
     let mut ws_task = None;
     if let Some(addr) = config.ws_listen {
-        let ws_listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| ServerError::Io(format!("cannot listen (WebSocket) on {addr}: {e}")))?;
-        let bound = ws_listener
-            .local_addr()
-            .map_err(|e| ServerError::Io(e.to_string()))?;
+        let (ws_listener, bound) = bind(addr, "WebSocket").await?;
         tracing::info!(ws_listen = %bound, "weir is serving MQTT over WebSockets on ws://{bound}/mqtt");
         ws_local = Some(bound);
         ws_task = Some(tokio::spawn(listener::websocket::serve(
@@ -239,13 +234,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
         let tls_config = service
             .tls_config()
             .map_err(|e| ServerError::Io(format!("identity: {e}")))?;
-        let addr = config.identity.tls_listen;
-        let tls_listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| ServerError::Io(format!("cannot listen (mTLS) on {addr}: {e}")))?;
-        let bound = tls_listener
-            .local_addr()
-            .map_err(|e| ServerError::Io(e.to_string()))?;
+        let (tls_listener, bound) = bind(config.identity.tls_listen, "mTLS").await?;
         tracing::info!(tls_listen = %bound, "weir is serving MQTT over mTLS");
         tls_local = Some(bound);
         tls_task = Some(tokio::spawn(listener::tls::serve(
@@ -375,6 +364,20 @@ impl Running {
         let _ = std::fs::remove_file(&self.socket_path);
         tracing::info!("stopped");
     }
+}
+
+/// Bind a listener of kind `what` on `addr`, and the address it got.
+async fn bind(
+    addr: std::net::SocketAddr,
+    what: &str,
+) -> Result<(TcpListener, std::net::SocketAddr), ServerError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| ServerError::Io(format!("cannot listen ({what}) on {addr}: {e}")))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| ServerError::Io(e.to_string()))?;
+    Ok((listener, bound))
 }
 
 fn flush(kv: &KvStore, journals: &Journals) {
