@@ -151,8 +151,9 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ShadowCommand {
-    /// Print a device's shadow document.
+    /// Print a device's shadow document (desired and reported state).
     Get {
+        /// Device (thing) id, or `<thing>/<shadow>` for a named shadow.
         device: String,
         #[command(flatten)]
         dir: DataDirArg,
