@@ -288,7 +288,6 @@ fn update(
         return Err((413, "The payload exceeds the maximum size allowed"));
     }
     let version = doc.version + 1;
-    after.store(doc, version, now);
 
     let mut answers = Vec::with_capacity(3);
     let mut accepted = json!({
@@ -330,6 +329,7 @@ fn update(
             });
         }
     }
+    after.store(doc, version, now);
     Ok(answers)
 }
 
@@ -402,20 +402,18 @@ impl View {
 
     /// Write this state into `doc` (through its stored form, so reported
     /// fields keep the representation the telemetry merge uses).
-    fn store(&self, doc: &mut ShadowDoc, version: u64, now: i64) {
-        let mut state = self.state_rest.clone();
-        state.insert("reported".into(), Value::Object(self.reported.clone()));
+    fn store(self, doc: &mut ShadowDoc, version: u64, now: i64) {
+        let mut state = self.state_rest;
+        state.insert("reported".into(), Value::Object(self.reported));
         if !self.desired.is_empty() {
-            state.insert("desired".into(), Value::Object(self.desired.clone()));
+            state.insert("desired".into(), Value::Object(self.desired));
         }
-        let mut metadata = self.metadata_rest.clone();
-        let reported_meta = self.reported_meta.clone();
-        metadata.insert("reported".into(), Value::Object(reported_meta));
+        let mut metadata = self.metadata_rest;
+        metadata.insert("reported".into(), Value::Object(self.reported_meta));
         if !self.desired_meta.is_empty() {
-            let desired_meta = self.desired_meta.clone();
-            metadata.insert("desired".into(), Value::Object(desired_meta));
+            metadata.insert("desired".into(), Value::Object(self.desired_meta));
         }
-        let mut whole = self.rest.clone();
+        let mut whole = self.rest;
         whole.insert("state".into(), Value::Object(state));
         whole.insert("metadata".into(), Value::Object(metadata));
         whole.insert("version".into(), version.into());
