@@ -284,14 +284,15 @@ pub(crate) fn node_reads_payload(n: &Node) -> bool {
 /// Whether `n` reads the payload, counting what `reads` counts.
 pub(crate) fn node_reads(n: &Node, reads: Reads) -> bool {
     use Node::*;
-    let node_reads_payload = |n: &Node| node_reads(n, reads);
+    // Every sub-expression is read the same way.
+    let reads_in = |n: &Node| node_reads(n, reads);
     match n {
         Star | Path(_) => true,
         // A variable's own expression is counted where it is assigned.
         Lit(_) | Var(_) | Topic | TopicLevel(_) | ClientId | Timestamp | TraceId | Principal
         | SourceIp => false,
-        MqttProperty(b) | UserProperties(b) => node_reads_payload(b),
-        Get(b, _) | TopicDyn(b) | Cast(b, _) | Neg(b) | Not(b) => node_reads_payload(b),
+        MqttProperty(b) | UserProperties(b) => reads_in(b),
+        Get(b, _) | TopicDyn(b) | Cast(b, _) | Neg(b) | Not(b) => reads_in(b),
         Index(a, b)
         | And(a, b)
         | Or(a, b)
@@ -300,28 +301,26 @@ pub(crate) fn node_reads(n: &Node, reads: Reads) -> bool {
         | Cmp(_, a, b)
         | In(a, b)
         | Contains(a, b)
-        | Arith(_, a, b) => node_reads_payload(a) || node_reads_payload(b),
+        | Arith(_, a, b) => reads_in(a) || reads_in(b),
         Call(Func::Encode, args, _) if reads == Reads::Json => match args.split_first() {
-            Some((Star, rest)) => rest.iter().any(node_reads_payload),
-            _ => args.iter().any(node_reads_payload),
+            Some((Star, rest)) => rest.iter().any(reads_in),
+            _ => args.iter().any(reads_in),
         },
         Call(_, args, _) | Shadow(args) | Array(args) | ParseTime { args, .. } => {
-            args.iter().any(node_reads_payload)
+            args.iter().any(reads_in)
         }
-        Object(fields) => fields.iter().any(|(_, v)| node_reads_payload(v)),
+        Object(fields) => fields.iter().any(|(_, v)| reads_in(v)),
         Case {
             operand,
             whens,
             else_,
         } => {
-            operand.as_deref().is_some_and(node_reads_payload)
-                || whens
-                    .iter()
-                    .any(|(w, t)| node_reads_payload(w) || node_reads_payload(t))
-                || else_.as_deref().is_some_and(node_reads_payload)
+            operand.as_deref().is_some_and(reads_in)
+                || whens.iter().any(|(w, t)| reads_in(w) || reads_in(t))
+                || else_.as_deref().is_some_and(reads_in)
         }
         // A sub-select reads the payload through its FROM.
-        Sub(q) => q.from.as_ref().is_some_and(node_reads_payload),
+        Sub(q) => q.from.as_ref().is_some_and(reads_in),
     }
 }
 
