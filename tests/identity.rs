@@ -94,18 +94,7 @@ fn start_with_identity(dir: &TempDir, extra: &str) -> (Weir, u16) {
         templates
     );
     // The shipped rules, plus one that echoes who published on `…/who`.
-    let rules = dir.0.join("rules");
-    std::fs::create_dir_all(&rules).expect("rules dir");
-    for entry in std::fs::read_dir(repo_root().join("rules")).expect("rules") {
-        let p = entry.expect("entry").path();
-        if p.extension().is_some_and(|x| x == "toml") {
-            std::fs::copy(&p, rules.join(p.file_name().expect("name"))).expect("copy rule");
-        }
-    }
-    let mut decls = std::fs::read_to_string(rules.join("plugins.toml")).expect("plugins.toml");
-    decls.push('\n');
-    decls.push_str(support::ECHO_PLUGIN);
-    std::fs::write(rules.join("plugins.toml"), decls).expect("plugins.toml");
+    let rules = support::echo_rules(&dir.0, true);
     std::fs::write(
         rules.join("who.toml"),
         "sql = \"SELECT principal() AS principal, sourceip() AS ip, clientid() AS client FROM 'dt/+/+/who'\"\n[[actions]]\nplugin = \"echo\"\ndevice = \"${topic(3)}\"\n",

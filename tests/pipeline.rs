@@ -7,7 +7,7 @@ mod support;
 use serde_json::Value;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::{now_ms, reading, Mqtt, TempDir, Weir, ECHO_PLUGIN};
+use support::{now_ms, reading, Mqtt, TempDir, Weir};
 
 /// Whether paho-mqtt (Python) is installed; CI must have it. Says SKIPPED
 /// when it is not.
@@ -378,18 +378,7 @@ fn mosquitto_clients_publish_and_subscribe() {
 #[test]
 fn rules_read_the_shadow_with_get_thing_shadow() {
     let dir = TempDir::new("thing-shadow");
-    let rules = dir.0.join("rules");
-    std::fs::create_dir_all(&rules).unwrap();
-    for entry in std::fs::read_dir(support::repo_root().join("rules")).unwrap() {
-        let p = entry.unwrap().path();
-        if p.extension().is_some_and(|x| x == "toml") {
-            std::fs::copy(&p, rules.join(p.file_name().unwrap())).unwrap();
-        }
-    }
-    let mut decls = std::fs::read_to_string(rules.join("plugins.toml")).unwrap();
-    decls.push('\n');
-    decls.push_str(ECHO_PLUGIN);
-    std::fs::write(rules.join("plugins.toml"), decls).unwrap();
+    let rules = support::echo_rules(&dir.0, true);
     std::fs::write(
         rules.join("ask.toml"),
         "sql = \"SELECT get_thing_shadow(topic(2), 'arn:aws:iam::123456789012:role/weir').state.reported.temperature AS last FROM 'ask/+'\"\n[[actions]]\nplugin = \"echo\"\ndevice = \"${topic(2)}\"\n",
@@ -437,9 +426,7 @@ fn rules_read_the_shadow_with_get_thing_shadow() {
 #[test]
 fn set_variables_reach_where_output_and_templates() {
     let dir = TempDir::new("set-variables");
-    let rules = dir.0.join("rules");
-    std::fs::create_dir_all(&rules).unwrap();
-    std::fs::write(rules.join("plugins.toml"), ECHO_PLUGIN).unwrap();
+    let rules = support::echo_rules(&dir.0, false);
     std::fs::write(
         rules.join("celsius.toml"),
         r#"sql = """
@@ -521,9 +508,7 @@ fn republish_actions_publish_and_feed_the_rules() {
 #[test]
 fn basic_ingest_invokes_the_named_rule_only() {
     let dir = TempDir::new("basic-ingest");
-    let rules = dir.0.join("rules");
-    std::fs::create_dir_all(&rules).unwrap();
-    std::fs::write(rules.join("plugins.toml"), ECHO_PLUGIN).unwrap();
+    let rules = support::echo_rules(&dir.0, false);
     std::fs::write(
         rules.join("BuildingManager.toml"),
         "sql = \"SELECT topic() AS t, topic(3) AS floor, light FROM 'unrelated/topic'\"\n[[actions]]\nplugin = \"echo\"\ndevice = \"${topic(4)}\"\n",
@@ -572,9 +557,7 @@ fn mqtt5_properties_reach_the_rules() {
         return;
     }
     let dir = TempDir::new("mqtt5-properties");
-    let rules = dir.0.join("rules");
-    std::fs::create_dir_all(&rules).unwrap();
-    std::fs::write(rules.join("plugins.toml"), ECHO_PLUGIN).unwrap();
+    let rules = support::echo_rules(&dir.0, false);
     std::fs::write(
         rules.join("props.toml"),
         r#"sql = """

@@ -22,6 +22,28 @@ pub fn weir_bin() -> PathBuf {
 pub const ECHO_PLUGIN: &str =
     "[echo]\ncomponent = \"builtin:echo\"\ngrants = { publish = [\"echo/+\"] }\n";
 
+/// A rules directory `<dir>/rules` whose `plugins.toml` declares the echo
+/// plugin, after the shipped rules and their declarations when `shipped`;
+/// a test writes its own rules into it.
+pub fn echo_rules(dir: &Path, shipped: bool) -> PathBuf {
+    let rules = dir.join("rules");
+    std::fs::create_dir_all(&rules).expect("rules dir");
+    let mut decls = String::new();
+    if shipped {
+        for entry in std::fs::read_dir(repo_root().join("rules")).expect("shipped rules") {
+            let p = entry.expect("entry").path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                std::fs::copy(&p, rules.join(p.file_name().expect("name"))).expect("copy rule");
+            }
+        }
+        decls = std::fs::read_to_string(rules.join("plugins.toml")).expect("plugins.toml");
+        decls.push('\n');
+    }
+    decls.push_str(ECHO_PLUGIN);
+    std::fs::write(rules.join("plugins.toml"), decls).expect("plugins.toml");
+    rules
+}
+
 /// The repository: two levels above this package, which cargo names at run
 /// time (so a test binary reused from a build in another checkout still
 /// reads this checkout's files), else where the test was compiled.
