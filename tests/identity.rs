@@ -7,62 +7,11 @@
 mod support;
 
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::{repo_root, weir_bin, TempDir, Weir};
-
-/// `weir <args> --data-dir <dir>`, which must succeed; stdout.
-fn weir_ok(data_dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(weir_bin())
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .output()
-        .expect("run weir");
-    assert!(
-        out.status.success(),
-        "weir {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Run a Python client from tests/clients; its last stdout line as JSON.
-fn py(script: &str, args: &[String]) -> Value {
-    let out = Command::new("python3")
-        .arg(repo_root().join("tests/clients").join(script))
-        .args(args)
-        .output()
-        .expect("python3");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let last = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(last).unwrap_or_else(|_| {
-        panic!(
-            "{script} {args:?}: no JSON result (exit {:?})\nstdout: {stdout}\nstderr: {}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
-
-/// A device's credentials on disk.
-struct Creds {
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-impl Creds {
-    fn of(dir: &Path, name: &str) -> Creds {
-        Creds {
-            ca: dir.join("ca.pem"),
-            cert: dir.join(format!("{name}.cert.pem")),
-            key: dir.join(format!("{name}.key.pem")),
-        }
-    }
-}
+use support::fleet::{py, start_with_identity, weir_ok, Creds};
+use support::{TempDir, Weir};
 
 /// Arguments for tls_device.py.
 fn device(action: &str, port: u16, creds: &Creds, client_id: &str, extra: &[&str]) -> Value {
@@ -81,32 +30,6 @@ fn device(action: &str, port: u16, creds: &Creds, client_id: &str, extra: &[&str
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
     py("tls_device.py", &args)
-}
-
-/// Start weir with a fleet CA and the mTLS listener on an ephemeral port.
-fn start_with_identity(dir: &TempDir, extra: &str) -> (Weir, u16) {
-    let data = dir.0.join("data");
-    weir_ok(&data, &["ca", "init"]);
-    let templates = dir.0.join("provisioning");
-    std::fs::create_dir_all(&templates).expect("templates dir");
-    let config = format!(
-        "[identity]\ntls_listen = \"127.0.0.1:0\"\ntemplates_dir = {:?}\n{extra}",
-        templates
-    );
-    // The shipped rules, plus one that echoes who published on `…/who`.
-    let rules = support::echo_rules(&dir.0, true);
-    std::fs::write(
-        rules.join("who.toml"),
-        "sql = \"SELECT principal() AS principal, sourceip() AS ip, clientid() AS client FROM 'dt/+/+/who'\"\n[[actions]]\nplugin = \"echo\"\ndevice = \"${topic(3)}\"\n",
-    )
-    .expect("who.toml");
-    let weir = Weir::start_with_rules(&dir.0, &rules, &config);
-    let tls = weir.status()["tls_listen"]
-        .as_str()
-        .expect("tls_listen in status")
-        .parse::<std::net::SocketAddr>()
-        .expect("tls address");
-    (weir, tls.port())
 }
 
 /// CONNACK "not authorized" as paho reports it: 3.1.1's return code 5 is

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod fleet;
+
 use rumqttc::{Client, Connection, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
 use std::net::SocketAddr;

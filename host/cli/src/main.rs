@@ -9,6 +9,7 @@ mod bench;
 mod connect_bench;
 mod eval;
 mod identity_cmd;
+mod jobs_cmd;
 mod plugin_cmd;
 mod replay;
 mod rng;
@@ -141,6 +142,11 @@ enum Command {
     Certs {
         #[command(subcommand)]
         command: identity_cmd::CertsCommand,
+    },
+    /// AWS IoT Jobs: send remote operations to things and track them.
+    Jobs {
+        #[command(subcommand)]
+        command: jobs_cmd::JobsCommand,
     },
     /// The Parquet archive (Athena DDL).
     Archive {
@@ -338,6 +344,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Archive { command } => archive_cmd::run(command),
         Command::Ca { command } => identity_cmd::ca(command),
         Command::Things { command } => identity_cmd::things(command).await,
+        Command::Jobs { command } => jobs_cmd::jobs(command).await,
         Command::Certs { command } => identity_cmd::certs(command).await,
     }
 }

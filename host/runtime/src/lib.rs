@@ -23,6 +23,7 @@ pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod identity;
+pub mod jobs;
 pub mod listener;
 pub mod metrics;
 pub mod plugin;

@@ -201,6 +201,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
         tracing::info!(dir = %identity_dir.display(), "no fleet CA (run `weir ca init` for the mTLS listener)");
         None
     };
+    let jobs = Arc::new(crate::jobs::JobsService::open(kv.clone(), identity.clone()));
     let shared = Arc::new(Shared::new(
         broker.clone(),
         engine.clone(),
@@ -208,6 +209,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
         presence.clone(),
         config.broker.clone(),
         identity.clone(),
+        jobs.clone(),
     ));
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -277,6 +279,21 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
         reloader: Some(reloader.clone()),
         engine: Some((current.clone(), config.workers())),
         ts: sinks.ts_store(),
+        jobs: Some(crate::admin::JobsAccess {
+            service: jobs.clone(),
+            publish: {
+                let presence = presence.clone();
+                let handle = tokio::runtime::Handle::current();
+                Arc::new(move |notices: Vec<crate::jobs::Notice>| {
+                    let presence = presence.clone();
+                    handle.spawn(async move {
+                        for n in notices {
+                            presence.emit(n.topic, n.doc).await;
+                        }
+                    });
+                })
+            },
+        }),
         identity: identity.clone().map(|service| {
             let kicker = shared.clone();
             crate::admin::IdentityAccess {
@@ -307,6 +324,26 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
         }
     });
 
+    // Jobs: executions in progress whose step timer ran out time out.
+    let timer_jobs = jobs.clone();
+    let timer_presence = presence.clone();
+    let mut timer_stop = stop_rx.clone();
+    let job_timers = tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {
+                    let jobs = timer_jobs.clone();
+                    let notices = tokio::task::spawn_blocking(move || jobs.expire(crate::clock::now_ms())).await.unwrap_or_default();
+                    for n in notices {
+                        timer_presence.emit(n.topic, n.doc).await;
+                    }
+                }
+                _ = timer_stop.changed() => break,
+            }
+        }
+    });
+
     Ok(Running {
         local_addr: local,
         engine,
@@ -320,6 +357,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
             tls_task,
             Some(admin_task),
             Some(flusher),
+            Some(job_timers),
         ]
         .into_iter()
         .flatten()

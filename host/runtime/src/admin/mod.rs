@@ -66,6 +66,17 @@ pub enum Request {
     Identity {
         op: crate::identity::Op,
     },
+    /// A Jobs operation (`weir jobs …`).
+    Jobs {
+        op: crate::jobs::JobOp,
+    },
+}
+
+/// The Jobs service, and how its notices reach devices and rules (a
+/// running instance publishes them; offline there is no one to tell).
+pub struct JobsAccess {
+    pub service: Arc<crate::jobs::JobsService>,
+    pub publish: Arc<dyn Fn(Vec<crate::jobs::Notice>) + Send + Sync>,
 }
 
 /// The registry, and how to close the connections of a certificate.
@@ -86,6 +97,7 @@ pub struct Answerer {
     pub ts: Option<Arc<weir_storage::timeseries::TsStore>>,
     /// The fleet registry, when identity is set up.
     pub identity: Option<IdentityAccess>,
+    pub jobs: Option<JobsAccess>,
 }
 
 impl Answerer {
@@ -157,6 +169,14 @@ impl Answerer {
                     }
                 }
                 Ok(result)
+            }
+            Request::Jobs { op } => {
+                let access = self.jobs.as_ref().ok_or("no jobs service here")?;
+                let (answer, notices) = access.service.apply(op, crate::clock::now_ms())?;
+                if !notices.is_empty() {
+                    (access.publish)(notices);
+                }
+                Ok(answer)
             }
             Request::Reload => match &self.reloader {
                 Some(r) => serde_json::to_value(r.reload()).map_err(|e| e.to_string()),
@@ -280,7 +300,9 @@ pub fn query_offline(data_dir: &Path, request: &Request) -> Result<Value, AdminE
     };
     let identity_dir = data_dir.join("identity");
     let identity = match request {
-        Request::Identity { .. } if crate::identity::IdentityService::exists(&identity_dir) => {
+        Request::Identity { .. } | Request::Jobs { .. }
+            if crate::identity::IdentityService::exists(&identity_dir) =>
+        {
             let service = crate::identity::IdentityService::open(
                 &identity_dir,
                 crate::identity::IdentityConfig::default(),
@@ -293,14 +315,35 @@ pub fn query_offline(data_dir: &Path, request: &Request) -> Result<Value, AdminE
         }
         _ => None,
     };
+    let kv = Arc::new(kv);
+    let jobs = match request {
+        Request::Jobs { .. } => Some(JobsAccess {
+            service: Arc::new(crate::jobs::JobsService::open(
+                kv.clone(),
+                identity.as_ref().map(|i| i.service.clone()),
+            )),
+            // Devices learn of a job made offline when they ask
+            // (GetPendingJobExecutions, StartNextPendingJobExecution).
+            publish: Arc::new(|_| {}),
+        }),
+        _ => None,
+    };
     let answerer = Answerer {
-        kv: Arc::new(kv),
+        kv,
         metrics: None,
         extra_status: None,
         reloader: None,
         engine: None,
         ts,
         identity,
+        jobs,
     };
-    answerer.answer(request).map_err(AdminError::Failed)
+    let answer = answerer.answer(request);
+    if let Request::Jobs { .. } = request {
+        answerer
+            .kv
+            .flush()
+            .map_err(|e| AdminError::Failed(e.to_string()))?;
+    }
+    answer.map_err(AdminError::Failed)
 }

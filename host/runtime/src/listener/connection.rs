@@ -11,6 +11,7 @@ use super::session::{Queued, Session};
 use super::{policy, Shared};
 use crate::engine::{Ingest, Publisher};
 use crate::identity::{provisioning, Principal};
+use crate::jobs;
 use bytes::{Bytes, BytesMut};
 use rumqttd::protocol::{
     ConnAck, ConnectReturnCode, Packet, PubAck, PubAckReason, SubAck, SubscribeReasonCode,
@@ -456,6 +457,29 @@ pub async fn handle<S>(
                                     }
                                     if let Some((event_topic, doc)) = outcome.event {
                                         shared.presence.emit(event_topic, doc).await;
+                                    }
+                                    continue;
+                                }
+                            }
+                            if topic.starts_with("$aws/things/") && jobs::device_api::is_request(topic) {
+                                let (jobs, t, body) = (shared.jobs.clone(), topic.to_string(), publish.payload.clone());
+                                let handled = tokio::task::spawn_blocking(move || jobs.handle(&t, &body, crate::clock::now_ms())).await.ok().flatten();
+                                if let Some(handled) = handled {
+                                    let (reply_topic, body) = handled.reply;
+                                    shared.metrics.count("jobs.requests", 1);
+                                    if reply_topic.ends_with("/rejected") {
+                                        shared.metrics.count("jobs.rejected", 1);
+                                    }
+                                    let meta = packets::meta(&publish);
+                                    if meta.qos > 0 {
+                                        to_device.push(Packet::PubAck(PubAck { pkid: meta.pkid, reason: PubAckReason::Success }, None));
+                                    }
+                                    // To the requester whether or not it subscribed,
+                                    // and to no one else, as AWS's Jobs answers.
+                                    let reply = packets::build(&Bytes::from(reply_topic), &Bytes::from(body), false, Meta { qos: 0, pkid: 0, dup: false });
+                                    to_device.push(Packet::Publish(reply, None));
+                                    for notice in handled.notices {
+                                        shared.presence.emit(notice.topic, notice.doc).await;
                                     }
                                     continue;
                                 }

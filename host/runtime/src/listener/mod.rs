@@ -68,6 +68,8 @@ pub struct Shared {
     pub sessions: Arc<Sessions>,
     /// The fleet CA and registry, when identity is set up (`weir ca init`).
     pub identity: Option<Arc<IdentityService>>,
+    /// The Jobs service, answering devices' `$aws/things/<thing>/jobs/…`.
+    pub jobs: Arc<crate::jobs::JobsService>,
     /// Live connection per client id.
     live: Mutex<HashMap<String, Live>>,
 }
@@ -80,6 +82,7 @@ impl Shared {
         presence: Arc<Presence>,
         config: BrokerConfig,
         identity: Option<Arc<IdentityService>>,
+        jobs: Arc<crate::jobs::JobsService>,
     ) -> Shared {
         let sessions = Sessions::new(
             session::SessionLimits {
@@ -95,6 +98,7 @@ impl Shared {
             config,
             sessions,
             identity,
+            jobs,
             live: Mutex::new(HashMap::new()),
         }
     }

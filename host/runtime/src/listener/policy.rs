@@ -1,7 +1,7 @@
 //! What a device may publish. Topics under `$weir/` and AWS's reserved
 //! event topics are the host's alone, so a device cannot forge an alert or
 //! a lifecycle event, and neither can it forge the host's answers to
-//! fleet-provisioning or Device Shadow service requests. Per-thing policies (TLS devices) are in
+//! fleet-provisioning, Device Shadow or Jobs service requests. Per-thing policies (TLS devices) are in
 //! `weir_identity::policy`, applied on top of this.
 
 /// Why a publish was refused, or `None` when it is allowed.
@@ -37,6 +37,19 @@ pub fn refuse_publish(topic: &str) -> Option<&'static str> {
     {
         return Some("Device Shadow service answers are the service's to send");
     }
+    if topic.starts_with("$aws/things/")
+        && topic.contains("/jobs/")
+        && [
+            "/accepted",
+            "/rejected",
+            "/jobs/notify",
+            "/jobs/notify-next",
+        ]
+        .iter()
+        .any(|answer| topic.ends_with(answer))
+    {
+        return Some("Jobs service answers and notifications are the service's to send");
+    }
     None
 }
 
@@ -58,6 +71,16 @@ mod tests {
             "$aws/things/d/shadow/get/rejected",
             "$aws/things/d/shadow/update/delta",
             "$aws/things/d/shadow/name/n/update/documents",
+        ] {
+            assert!(refuse_publish(answer).is_some(), "{answer}");
+        }
+        assert!(refuse_publish("$aws/things/d/jobs/start-next").is_none());
+        assert!(refuse_publish("$aws/things/d/jobs/j1/update").is_none());
+        for answer in [
+            "$aws/things/d/jobs/get/accepted",
+            "$aws/things/d/jobs/j1/update/rejected",
+            "$aws/things/d/jobs/notify",
+            "$aws/things/d/jobs/notify-next",
         ] {
             assert!(refuse_publish(answer).is_some(), "{answer}");
         }

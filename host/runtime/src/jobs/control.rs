@@ -1,0 +1,476 @@
+//! The operator's side of Jobs (`weir jobs …`, through the admin socket or
+//! on the data directory offline): create, list, describe, cancel, and
+//! the executions of a job or a thing.
+
+use super::model::{is_valid_job_id, ExecStatus, Execution, Job, JobStatus};
+use super::{JobsService, Locked, Notice};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// AWS's limit on a job document.
+pub const MAX_DOCUMENT_BYTES: usize = 32 * 1024;
+
+/// One operator request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum JobOp {
+    /// Queue `document` for every target thing (and every member of
+    /// `thing_group`, resolved now).
+    Create {
+        job_id: String,
+        #[serde(default)]
+        targets: Vec<String>,
+        thing_group: Option<String>,
+        document: Value,
+        description: Option<String>,
+    },
+    List,
+    /// The job, with how many of its things are in each status.
+    Describe {
+        job_id: String,
+    },
+    /// The executions of a job, or of a thing.
+    Executions {
+        job_id: Option<String>,
+        thing: Option<String>,
+    },
+    /// Cancel a job: its queued executions are canceled; with `force`,
+    /// those in progress too.
+    Cancel {
+        job_id: String,
+        #[serde(default)]
+        force: bool,
+    },
+}
+
+impl JobsService {
+    /// Carry out `op`; the answer for the operator and the notices to
+    /// publish.
+    pub fn apply(&self, op: &JobOp, now_ms: i64) -> Result<(Value, Vec<Notice>), String> {
+        let mut l = self.lock(now_ms);
+        let answer = match op {
+            JobOp::Create {
+                job_id,
+                targets,
+                thing_group,
+                document,
+                description,
+            } => create(
+                &mut l,
+                job_id,
+                targets,
+                thing_group.as_deref(),
+                document,
+                description,
+            )?,
+            JobOp::List => json!(l
+                .jobs()
+                .iter()
+                .map(|j| json!({
+                    "jobId": j.job_id,
+                    "status": j.status,
+                    "targets": j.targets.len(),
+                    "createdAt": j.created_at,
+                    "lastUpdatedAt": j.last_updated_at,
+                    "completedAt": j.completed_at,
+                }))
+                .collect::<Vec<_>>()),
+            JobOp::Describe { job_id } => {
+                let job = known(&l, job_id)?;
+                let mut v = serde_json::to_value(&job).map_err(|e| e.to_string())?;
+                if let Some(obj) = v.as_object_mut() {
+                    obj.remove("remaining");
+                    obj.insert("targetSelection".into(), json!("SNAPSHOT"));
+                    obj.insert("jobProcessDetails".into(), l.process_details(&job));
+                }
+                v
+            }
+            JobOp::Executions { job_id, thing } => {
+                executions(&l, job_id.as_deref(), thing.as_deref())?
+            }
+            JobOp::Cancel { job_id, force } => cancel(&mut l, job_id, *force)?,
+        };
+        Ok((answer, std::mem::take(&mut l.notices)))
+    }
+}
+
+fn known(l: &Locked<'_>, job_id: &str) -> Result<Job, String> {
+    l.job(job_id).ok_or_else(|| format!("no job {job_id:?}"))
+}
+
+/// The things a job is for: the named ones and the group's members, each
+/// once, checked against the registry when there is one.
+fn resolve_targets(
+    l: &Locked<'_>,
+    targets: &[String],
+    group: Option<&str>,
+) -> Result<Vec<String>, String> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for t in targets {
+        if !weir_identity::registry::is_valid_thing_name(t) {
+            return Err(format!(
+                "{t:?} is not a thing name (1-128 of a-z A-Z 0-9 : _ -)"
+            ));
+        }
+        if let Some(identity) = l.identity() {
+            match identity.registry.thing(t) {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    return Err(format!(
+                        "no thing {t:?} in the registry (`weir things list`)"
+                    ))
+                }
+                Err(e) => return Err(format!("registry: {e}")),
+            }
+        }
+        if seen.insert(t.clone()) {
+            out.push(t.clone());
+        }
+    }
+    if let Some(group) = group {
+        let identity = l.identity().ok_or(
+            "thing groups need the fleet registry: run `weir ca init` and create things first",
+        )?;
+        let things = identity
+            .registry
+            .things()
+            .map_err(|e| format!("registry: {e}"))?;
+        let members: Vec<String> = things
+            .into_iter()
+            .filter(|t| t.groups.iter().any(|g| g == group))
+            .map(|t| t.name)
+            .collect();
+        if members.is_empty() {
+            return Err(format!("thing group {group:?} has no things"));
+        }
+        for m in members {
+            if seen.insert(m.clone()) {
+                out.push(m);
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err("a job needs targets: --targets <thing,…> or --thing-group <group>".into());
+    }
+    Ok(out)
+}
+
+fn create(
+    l: &mut Locked<'_>,
+    job_id: &str,
+    targets: &[String],
+    group: Option<&str>,
+    document: &Value,
+    description: &Option<String>,
+) -> Result<Value, String> {
+    if !is_valid_job_id(job_id) {
+        return Err(format!(
+            "{job_id:?} is not a job id (1-64 of a-z A-Z 0-9 _ -)"
+        ));
+    }
+    if !document.is_object() {
+        return Err("the job document must be a JSON object".into());
+    }
+    let size = document.to_string().len();
+    if size > MAX_DOCUMENT_BYTES {
+        return Err(format!(
+            "the job document is {size} bytes; the limit is {MAX_DOCUMENT_BYTES}"
+        ));
+    }
+    if l.job(job_id).is_some() {
+        return Err(format!("a job {job_id:?} already exists"));
+    }
+    let targets = resolve_targets(l, targets, group)?;
+    let job = Job {
+        job_id: job_id.to_string(),
+        description: description.clone(),
+        document: document.clone(),
+        targets: targets.clone(),
+        status: JobStatus::InProgress,
+        created_at: l.now,
+        last_updated_at: l.now,
+        completed_at: None,
+        remaining: targets.len(),
+    };
+    // The job first: the notify-next of each thing carries its document.
+    l.save_job(&job);
+    for thing in &targets {
+        let before = l.thing(thing);
+        let mut after = before.clone();
+        // A job id is never reused, but an execution left by a job whose
+        // record was lost must not be duplicated.
+        after.executions.retain(|e| e.job_id != job_id);
+        after.executions.push(Execution {
+            job_id: job_id.to_string(),
+            status: ExecStatus::Queued,
+            status_details: BTreeMap::new(),
+            queued_at: l.now,
+            started_at: None,
+            last_updated_at: l.now,
+            version_number: 1,
+            execution_number: 1,
+            step_deadline: None,
+        });
+        l.save_thing(thing, &before, &after);
+    }
+    tracing::info!(job_id, targets = targets.len(), "job created");
+    Ok(json!({
+        "jobId": job_id,
+        "status": job.status,
+        "targets": targets,
+        "createdAt": job.created_at,
+    }))
+}
+
+fn executions(l: &Locked<'_>, job_id: Option<&str>, thing: Option<&str>) -> Result<Value, String> {
+    match (job_id, thing) {
+        (Some(job_id), Some(thing)) => {
+            let job = known(l, job_id)?;
+            let things = l.thing(thing);
+            let exec = things
+                .find(job_id)
+                .ok_or_else(|| format!("thing {thing:?} has no execution of job {job_id:?}"))?;
+            Ok(exec.data(thing, Some(&job.document)))
+        }
+        (Some(job_id), None) => {
+            let job = known(l, job_id)?;
+            Ok(json!(job
+                .targets
+                .iter()
+                .filter_map(|t| l.thing(t).find(job_id).map(|e| e.data(t, None)))
+                .collect::<Vec<_>>()))
+        }
+        (None, Some(thing)) => Ok(json!(l
+            .thing(thing)
+            .executions
+            .iter()
+            .map(|e| e.data(thing, None))
+            .collect::<Vec<_>>())),
+        (None, None) => Err("name a job, a thing, or both".into()),
+    }
+}
+
+fn cancel(l: &mut Locked<'_>, job_id: &str, force: bool) -> Result<Value, String> {
+    let mut job = known(l, job_id)?;
+    if job.status != JobStatus::InProgress {
+        return Err(format!(
+            "job {job_id:?} is already {}",
+            serde_json::to_value(job.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        ));
+    }
+    job.status = JobStatus::Canceled;
+    job.last_updated_at = l.now;
+    l.save_job(&job);
+    let mut canceled = 0;
+    let mut left_running = 0;
+    for thing in &job.targets {
+        let before = l.thing(thing);
+        let mut after = before.clone();
+        let now = l.now;
+        let Some(exec) = after.find_mut(job_id) else {
+            continue;
+        };
+        match exec.status {
+            ExecStatus::Queued => {}
+            ExecStatus::InProgress if force => {}
+            ExecStatus::InProgress => {
+                left_running += 1;
+                continue;
+            }
+            _ => continue,
+        }
+        exec.status = ExecStatus::Canceled;
+        exec.step_deadline = None;
+        exec.last_updated_at = now;
+        exec.version_number += 1;
+        let exec = exec.clone();
+        l.save_thing(thing, &before, &after);
+        l.finished(thing, &exec);
+        canceled += 1;
+    }
+    // `finished` kept the job's count of executions still running.
+    let job = known(l, job_id)?;
+    let details = l.process_details(&job);
+    l.notices
+        .push(super::notify::job_event(&job, "canceled", details, l.now));
+    tracing::info!(job_id, canceled, left_running, force, "job canceled");
+    Ok(json!({
+        "jobId": job_id,
+        "status": job.status,
+        "executionsCanceled": canceled,
+        "executionsLeftInProgress": left_running,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests_support::service;
+    use super::*;
+
+    const T0: i64 = 1_764_300_000_000;
+
+    fn create_op(id: &str, targets: &[&str]) -> JobOp {
+        JobOp::Create {
+            job_id: id.into(),
+            targets: targets.iter().map(|t| t.to_string()).collect(),
+            thing_group: None,
+            document: json!({"operation": "update", "url": "https://example.com/fw.bin"}),
+            description: Some("firmware 2.1".into()),
+        }
+    }
+
+    #[test]
+    fn create_checks_before_writing() {
+        let (s, _dir) = service();
+        let err = |op: JobOp| s.apply(&op, T0).expect_err("refused");
+        assert!(err(create_op("bad/id", &["t1"])).contains("not a job id"));
+        assert!(err(create_op("j1", &[])).contains("needs targets"));
+        assert!(err(create_op("j1", &["bad thing"])).contains("not a thing name"));
+        let JobOp::Create {
+            job_id, targets, ..
+        } = create_op("j1", &["t1"])
+        else {
+            unreachable!()
+        };
+        let array = JobOp::Create {
+            job_id: job_id.clone(),
+            targets: targets.clone(),
+            thing_group: None,
+            document: json!([1]),
+            description: None,
+        };
+        assert!(err(array).contains("JSON object"));
+        let big = JobOp::Create {
+            job_id,
+            targets,
+            thing_group: None,
+            document: json!({"blob": "x".repeat(MAX_DOCUMENT_BYTES)}),
+            description: None,
+        };
+        assert!(err(big).contains("limit"));
+        let group = JobOp::Create {
+            job_id: "j1".into(),
+            targets: vec![],
+            thing_group: Some("floor-1".into()),
+            document: json!({}),
+            description: None,
+        };
+        assert!(err(group).contains("registry"));
+        // Nothing was stored by the refusals.
+        assert_eq!(s.apply(&JobOp::List, T0).expect("list").0, json!([]));
+        s.apply(&create_op("j1", &["t1", "t1", "t2"]), T0)
+            .expect("created");
+        assert!(err(create_op("j1", &["t3"])).contains("already exists"));
+        let (described, _) = s
+            .apply(
+                &JobOp::Describe {
+                    job_id: "j1".into(),
+                },
+                T0,
+            )
+            .expect("described");
+        assert_eq!(described["targets"], json!(["t1", "t2"]));
+        assert_eq!(described["jobProcessDetails"]["numberOfQueuedThings"], 2);
+        assert_eq!(described["description"], "firmware 2.1");
+    }
+
+    #[test]
+    fn cancel_leaves_running_executions_unless_forced() {
+        let (s, _dir) = service();
+        s.apply(&create_op("j1", &["t1", "t2"]), T0)
+            .expect("created");
+        s.handle("$aws/things/t1/jobs/start-next", b"", T0)
+            .expect("started");
+        let (answer, notices) = s
+            .apply(
+                &JobOp::Cancel {
+                    job_id: "j1".into(),
+                    force: false,
+                },
+                T0,
+            )
+            .expect("canceled");
+        assert_eq!(answer["executionsCanceled"], 1);
+        assert_eq!(answer["executionsLeftInProgress"], 1);
+        let topics: Vec<&str> = notices.iter().map(|n| n.topic.as_str()).collect();
+        assert!(
+            topics.contains(&"$aws/events/jobExecution/j1/canceled"),
+            "{topics:?}"
+        );
+        assert!(
+            topics.contains(&"$aws/things/t2/jobs/notify-next"),
+            "{topics:?}"
+        );
+        assert!(
+            topics.contains(&"$aws/events/job/j1/canceled"),
+            "{topics:?}"
+        );
+        let (execs, _) = s
+            .apply(
+                &JobOp::Executions {
+                    job_id: Some("j1".into()),
+                    thing: None,
+                },
+                T0,
+            )
+            .expect("executions");
+        assert_eq!(execs[0]["status"], "IN_PROGRESS");
+        assert_eq!(execs[1]["status"], "CANCELED");
+        // The device still finishes the one it started; the job stays canceled.
+        s.handle(
+            "$aws/things/t1/jobs/j1/update",
+            br#"{"status":"SUCCEEDED"}"#,
+            T0,
+        )
+        .expect("updated");
+        let (described, _) = s
+            .apply(
+                &JobOp::Describe {
+                    job_id: "j1".into(),
+                },
+                T0,
+            )
+            .expect("described");
+        assert_eq!(described["status"], "CANCELED");
+        assert_eq!(described["jobProcessDetails"]["numberOfSucceededThings"], 1);
+        assert!(s
+            .apply(
+                &JobOp::Cancel {
+                    job_id: "j1".into(),
+                    force: true
+                },
+                T0
+            )
+            .expect_err("twice")
+            .contains("already CANCELED"));
+
+        s.apply(&create_op("j2", &["t1"]), T0).expect("created");
+        s.handle("$aws/things/t1/jobs/start-next", b"", T0)
+            .expect("started");
+        let (answer, _) = s
+            .apply(
+                &JobOp::Cancel {
+                    job_id: "j2".into(),
+                    force: true,
+                },
+                T0,
+            )
+            .expect("canceled");
+        assert_eq!(answer["executionsCanceled"], 1);
+        let (execs, _) = s
+            .apply(
+                &JobOp::Executions {
+                    job_id: None,
+                    thing: Some("t1".into()),
+                },
+                T0,
+            )
+            .expect("executions");
+        assert_eq!(execs[1]["status"], "CANCELED");
+    }
+}
