@@ -70,7 +70,7 @@ impl JobsService {
                 .map(|j| json!({
                     "jobId": j.job_id,
                     "status": j.status,
-                    "targets": j.targets.len(),
+                    "targets": j.target_count,
                     "createdAt": j.created_at,
                     "lastUpdatedAt": j.last_updated_at,
                     "completedAt": j.completed_at,
@@ -80,9 +80,14 @@ impl JobsService {
                 let job = known(&l, job_id)?;
                 let mut v = serde_json::to_value(&job).map_err(|e| e.to_string())?;
                 if let Some(obj) = v.as_object_mut() {
+                    let targets = l.targets(job_id);
                     obj.remove("remaining");
                     obj.insert("targetSelection".into(), json!("SNAPSHOT"));
-                    obj.insert("jobProcessDetails".into(), l.process_details(&job));
+                    obj.insert(
+                        "jobProcessDetails".into(),
+                        l.process_details(&job, &targets),
+                    );
+                    obj.insert("targets".into(), json!(targets));
                 }
                 v
             }
@@ -187,7 +192,8 @@ fn create(
         job_id: job_id.to_string(),
         description: description.clone(),
         document: document.clone(),
-        targets: targets.clone(),
+        target_count: targets.len(),
+        thing_group: group.map(str::to_string),
         status: JobStatus::InProgress,
         created_at: l.now,
         last_updated_at: l.now,
@@ -195,6 +201,7 @@ fn create(
         remaining: targets.len(),
     };
     // The job first: the notify-next of each thing carries its document.
+    l.save_targets(job_id, &targets);
     l.save_job(&job);
     for thing in &targets {
         let before = l.thing(thing);
@@ -213,7 +220,7 @@ fn create(
             execution_number: 1,
             step_deadline: None,
         });
-        l.save_thing(thing, &before, &after);
+        l.save_thing(thing, &before, &mut after);
     }
     tracing::info!(job_id, targets = targets.len(), "job created");
     Ok(json!({
@@ -235,9 +242,9 @@ fn executions(l: &Locked<'_>, job_id: Option<&str>, thing: Option<&str>) -> Resu
             Ok(exec.data(thing, Some(&job.document)))
         }
         (Some(job_id), None) => {
-            let job = known(l, job_id)?;
-            Ok(json!(job
-                .targets
+            known(l, job_id)?;
+            Ok(json!(l
+                .targets(job_id)
                 .iter()
                 .filter_map(|t| l.thing(t).find(job_id).map(|e| e.data(t, None)))
                 .collect::<Vec<_>>()))
@@ -268,7 +275,8 @@ fn cancel(l: &mut Locked<'_>, job_id: &str, force: bool) -> Result<Value, String
     l.save_job(&job);
     let mut canceled = 0;
     let mut left_running = 0;
-    for thing in &job.targets {
+    let targets = l.targets(job_id);
+    for thing in &targets {
         let before = l.thing(thing);
         let mut after = before.clone();
         let now = l.now;
@@ -289,15 +297,15 @@ fn cancel(l: &mut Locked<'_>, job_id: &str, force: bool) -> Result<Value, String
         exec.last_updated_at = now;
         exec.version_number += 1;
         let exec = exec.clone();
-        l.save_thing(thing, &before, &after);
+        l.save_thing(thing, &before, &mut after);
         l.finished(thing, &exec);
         canceled += 1;
     }
     // `finished` kept the job's count of executions still running.
     let job = known(l, job_id)?;
-    let details = l.process_details(&job);
-    l.notices
-        .push(super::notify::job_event(&job, "canceled", details, l.now));
+    let details = l.process_details(&job, &targets);
+    let event = super::notify::job_event(&job, "canceled", details, &targets, l.now);
+    l.notices.push(event);
     tracing::info!(job_id, canceled, left_running, force, "job canceled");
     Ok(json!({
         "jobId": job_id,
@@ -377,6 +385,51 @@ mod tests {
         assert_eq!(described["targets"], json!(["t1", "t2"]));
         assert_eq!(described["jobProcessDetails"]["numberOfQueuedThings"], 2);
         assert_eq!(described["description"], "firmware 2.1");
+    }
+
+    #[test]
+    fn thing_groups_resolve_through_the_registry() {
+        let (s, _dir) = super::super::tests_support::service_with_registry(&[
+            ("p1", &["floor-1"]),
+            ("p2", &["floor-1", "pumps"]),
+            ("p3", &["floor-2"]),
+        ]);
+        let op = |targets: &[&str], group: Option<&str>| JobOp::Create {
+            job_id: "j1".into(),
+            targets: targets.iter().map(|t| t.to_string()).collect(),
+            thing_group: group.map(str::to_string),
+            document: json!({"operation": "reboot"}),
+            description: None,
+        };
+        let refused = s.apply(&op(&["p9"], None), T0).expect_err("unknown thing");
+        assert!(
+            refused.contains("no thing \"p9\" in the registry"),
+            "{refused}"
+        );
+        let refused = s
+            .apply(&op(&[], Some("floor-9")), T0)
+            .expect_err("empty group");
+        assert!(refused.contains("has no things"), "{refused}");
+        let (made, notices) = s
+            .apply(&op(&["p3", "p2"], Some("floor-1")), T0)
+            .expect("created");
+        assert_eq!(made["targets"], json!(["p3", "p2", "p1"]));
+        let next: Vec<&str> = notices
+            .iter()
+            .filter(|n| n.topic.ends_with("/notify-next"))
+            .map(|n| n.topic.as_str())
+            .collect();
+        assert_eq!(next.len(), 3, "{next:?}");
+        let (described, _) = s
+            .apply(
+                &JobOp::Describe {
+                    job_id: "j1".into(),
+                },
+                T0,
+            )
+            .expect("described");
+        assert_eq!(described["thingGroup"], "floor-1");
+        assert_eq!(described["targetCount"], 3);
     }
 
     #[test]

@@ -235,7 +235,7 @@ fn start_next(l: &mut Locked<'_>, thing: &str, r: &Map<String, Value>) -> Result
     }
     let exec = exec.clone();
     if changed {
-        l.save_thing(thing, &before, &after);
+        l.save_thing(thing, &before, &mut after);
     }
     let document = l.job(&exec.job_id).map(|j| j.document);
     Ok(json!({"execution": exec.data(thing, document.as_ref())}))
@@ -344,7 +344,7 @@ fn update(
     exec.last_updated_at = now;
     exec.version_number += 1;
     let exec = exec.clone();
-    l.save_thing(thing, &before, &after);
+    l.save_thing(thing, &before, &mut after);
     if status.is_terminal() {
         l.finished(thing, &exec);
     }

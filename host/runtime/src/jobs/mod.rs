@@ -15,7 +15,8 @@
 //!   subscribers and rules.
 //!
 //! State lives in the host's key-value store: one record per job
-//! (`$jobs`), one per thing with all its executions (`$job-executions`),
+//! (`$jobs`) and its target list (`$job-targets`), one per thing with its
+//! executions (`$job-executions`: the pending ones and the last 100 done),
 //! and the step timers of executions in progress (`$job-timers`). One lock
 //! serializes changes; jobs are control traffic, not telemetry.
 
@@ -28,12 +29,14 @@ use crate::identity::IdentityService;
 use crate::store::KvStore;
 use model::{ExecStatus, Execution, Job, JobStatus, ThingJobs};
 use serde_json::Value;
-use std::collections::BTreeSet;
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use control::JobOp;
 
 const JOBS: &str = "$jobs";
+const TARGETS: &str = "$job-targets";
 const THINGS: &str = "$job-executions";
 const TIMERS: &str = "$job-timers";
 
@@ -71,6 +74,9 @@ pub(crate) struct Locked<'a> {
     /// Epoch seconds of this change.
     pub now: i64,
     pub notices: Vec<Notice>,
+    /// Jobs read during this change: a job made for 100,000 things is
+    /// read once, not once per thing.
+    jobs: RefCell<HashMap<String, Option<Job>>>,
 }
 
 impl JobsService {
@@ -105,6 +111,7 @@ impl JobsService {
             timers: self.timers.lock().unwrap_or_else(|p| p.into_inner()),
             now: now_ms.div_euclid(1000),
             notices: Vec::new(),
+            jobs: RefCell::new(HashMap::new()),
         }
     }
 
@@ -134,7 +141,7 @@ impl JobsService {
             exec.version_number += 1;
             let exec = exec.clone();
             tracing::info!(thing = %due.thing, job_id = %due.job_id, "job execution timed out (step timer)");
-            l.save_thing(&due.thing, &before, &things);
+            l.save_thing(&due.thing, &before, &mut things);
             l.finished(&due.thing, &exec);
         }
         l.notices
@@ -147,14 +154,20 @@ impl Locked<'_> {
     }
 
     pub fn job(&self, job_id: &str) -> Option<Job> {
-        let bytes = self.kv().get(JOBS, job_id).ok().flatten()?;
-        match serde_json::from_slice(&bytes) {
-            Ok(job) => Some(job),
-            Err(e) => {
-                tracing::error!(job_id, error = %e, "unreadable job record; treating the job as absent");
-                None
-            }
+        if let Some(job) = self.jobs.borrow().get(job_id) {
+            return job.clone();
         }
+        let job = self.kv().get(JOBS, job_id).ok().flatten().and_then(|bytes| {
+            serde_json::from_slice(&bytes)
+                .map_err(|e| {
+                    tracing::error!(job_id, error = %e, "unreadable job record; treating the job as absent");
+                })
+                .ok()
+        });
+        self.jobs
+            .borrow_mut()
+            .insert(job_id.to_string(), job.clone());
+        job
     }
 
     pub fn jobs(&self) -> Vec<Job> {
@@ -166,6 +179,26 @@ impl Locked<'_> {
         match serde_json::to_vec(job) {
             Ok(bytes) => self.kv().set(JOBS, &job.job_id, bytes),
             Err(e) => tracing::error!(job_id = %job.job_id, error = %e, "cannot encode a job"),
+        }
+        self.jobs
+            .borrow_mut()
+            .insert(job.job_id.clone(), Some(job.clone()));
+    }
+
+    /// The things a job was made for.
+    pub fn targets(&self, job_id: &str) -> Vec<String> {
+        self.kv()
+            .get(TARGETS, job_id)
+            .ok()
+            .flatten()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn save_targets(&self, job_id: &str, targets: &[String]) {
+        match serde_json::to_vec(targets) {
+            Ok(bytes) => self.kv().set(TARGETS, job_id, bytes),
+            Err(e) => tracing::error!(job_id, error = %e, "cannot encode a job's targets"),
         }
     }
 
@@ -182,8 +215,9 @@ impl Locked<'_> {
     /// Store a thing's executions and tell it what changed since `before`
     /// (`notify` when its pending list gained or lost a job, `notify-next`
     /// when its next job is another), and keep its step timers.
-    pub fn save_thing(&mut self, thing: &str, before: &ThingJobs, after: &ThingJobs) {
-        match serde_json::to_vec(after) {
+    pub fn save_thing(&mut self, thing: &str, before: &ThingJobs, after: &mut ThingJobs) {
+        after.trim_history();
+        match serde_json::to_vec(&*after) {
             Ok(bytes) => self.kv().set(THINGS, thing, bytes),
             Err(e) => tracing::error!(thing, error = %e, "cannot encode job executions"),
         }
@@ -232,16 +266,22 @@ impl Locked<'_> {
         if job.remaining == 0 && job.status == JobStatus::InProgress {
             job.status = JobStatus::Completed;
             job.completed_at = Some(self.now);
-            let details = self.process_details(&job);
-            self.notices
-                .push(notify::job_event(&job, "completed", details, self.now));
+            let targets = self.targets(&job.job_id);
+            let details = self.process_details(&job, &targets);
+            self.notices.push(notify::job_event(
+                &job,
+                "completed",
+                details,
+                &targets,
+                self.now,
+            ));
         }
         self.save_job(&job);
     }
 
     /// AWS's jobProcessDetails: how many of the job's things are in each
     /// status.
-    pub fn process_details(&self, job: &Job) -> Value {
+    pub fn process_details(&self, job: &Job, targets: &[String]) -> Value {
         let mut counts = std::collections::BTreeMap::<&'static str, u64>::new();
         for status in [
             ExecStatus::Queued,
@@ -255,7 +295,7 @@ impl Locked<'_> {
         ] {
             counts.insert(notify::count_field(status), 0);
         }
-        for thing in &job.targets {
+        for thing in targets {
             if let Some(e) = self.thing(thing).find(&job.job_id) {
                 *counts.entry(notify::count_field(e.status)).or_default() += 1;
             }
@@ -287,5 +327,31 @@ pub(crate) mod tests_support {
         let dir = std::env::temp_dir().join(format!("weir-jobs-{}", uuid::Uuid::new_v4()));
         let kv = KvStore::open(&dir.join("state.redb")).expect("open store");
         (JobsService::open(Arc::new(kv), None), Dir(dir))
+    }
+
+    /// The same with a fleet registry holding `things` (name, groups).
+    pub fn service_with_registry(things: &[(&str, &[&str])]) -> (JobsService, Dir) {
+        let dir = std::env::temp_dir().join(format!("weir-jobs-{}", uuid::Uuid::new_v4()));
+        let identity_dir = dir.join("identity");
+        weir_identity::FleetCa::init(&identity_dir, "test fleet", &[]).expect("CA");
+        let identity = IdentityService::open(&identity_dir, Default::default()).expect("identity");
+        for (name, groups) in things {
+            identity
+                .registry
+                .put_thing(&weir_identity::registry::Thing {
+                    name: name.to_string(),
+                    thing_type: None,
+                    attributes: Default::default(),
+                    groups: groups.iter().map(|g| g.to_string()).collect(),
+                    created_at_ms: 0,
+                    version: 1,
+                })
+                .expect("thing");
+        }
+        let kv = KvStore::open(&dir.join("state.redb")).expect("open store");
+        (
+            JobsService::open(Arc::new(kv), Some(Arc::new(identity))),
+            Dir(dir),
+        )
     }
 }

@@ -72,9 +72,12 @@ pub struct Job {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     pub document: Value,
-    /// The things it was created for (a thing group is resolved to its
-    /// members when the job is made: AWS's SNAPSHOT target selection).
-    pub targets: Vec<String>,
+    /// How many things it was created for (the list is kept apart, so
+    /// that reading a job does not read 100,000 names). A thing group is
+    /// resolved to its members when the job is made (AWS's SNAPSHOT).
+    pub target_count: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thing_group: Option<String>,
     pub status: JobStatus,
     pub created_at: i64,
     pub last_updated_at: i64,
@@ -110,7 +113,32 @@ pub struct ThingJobs {
     pub executions: Vec<Execution>,
 }
 
+/// Done executions a thing keeps (the oldest go first); pending ones are
+/// always kept.
+pub const DONE_KEPT_PER_THING: usize = 100;
+
 impl ThingJobs {
+    /// Forget the oldest done executions beyond [`DONE_KEPT_PER_THING`].
+    pub fn trim_history(&mut self) {
+        let done = self
+            .executions
+            .iter()
+            .filter(|e| e.status.is_terminal())
+            .count();
+        let mut excess = done.saturating_sub(DONE_KEPT_PER_THING);
+        if excess == 0 {
+            return;
+        }
+        self.executions.retain(|e| {
+            if excess > 0 && e.status.is_terminal() {
+                excess -= 1;
+                false
+            } else {
+                true
+            }
+        });
+    }
+
     pub fn find(&self, job_id: &str) -> Option<&Execution> {
         self.executions.iter().find(|e| e.job_id == job_id)
     }
@@ -221,6 +249,22 @@ mod tests {
         assert_eq!(t.next().map(|e| e.job_id.as_str()), Some("b"));
         t.executions.push(exec("d", ExecStatus::InProgress));
         assert_eq!(t.next().map(|e| e.job_id.as_str()), Some("d"));
+    }
+
+    #[test]
+    fn history_keeps_pending_and_the_latest_done() {
+        let mut t = ThingJobs::default();
+        t.executions.push(exec("old", ExecStatus::Succeeded));
+        t.executions.push(exec("pending", ExecStatus::Queued));
+        for i in 0..DONE_KEPT_PER_THING {
+            t.executions
+                .push(exec(&format!("d{i}"), ExecStatus::Failed));
+        }
+        t.trim_history();
+        assert_eq!(t.executions.len(), DONE_KEPT_PER_THING + 1);
+        assert!(t.find("old").is_none());
+        assert!(t.find("pending").is_some());
+        assert!(t.find("d0").is_some());
     }
 
     #[test]

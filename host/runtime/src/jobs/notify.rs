@@ -113,8 +113,18 @@ pub fn execution_event(thing: &str, exec: &Execution, now: i64) -> Notice {
     }
 }
 
+/// Target lists longer than this are left out of job events (`targetCount`
+/// is always there).
+const MAX_EVENT_TARGETS: usize = 1000;
+
 /// `$aws/events/job/<job>/<operation>` (`completed`, `canceled`).
-pub fn job_event(job: &Job, operation: &str, process_details: Value, now: i64) -> Notice {
+pub fn job_event(
+    job: &Job,
+    operation: &str,
+    process_details: Value,
+    targets: &[String],
+    now: i64,
+) -> Notice {
     let mut doc = json!({
         "eventType": "JOB",
         "eventId": uuid::Uuid::new_v4().to_string(),
@@ -123,7 +133,7 @@ pub fn job_event(job: &Job, operation: &str, process_details: Value, now: i64) -
         "jobId": job.job_id,
         "status": job.status,
         "targetSelection": "SNAPSHOT",
-        "targets": job.targets.iter().map(|t| thing_arn(t)).collect::<Vec<_>>(),
+        "targetCount": job.target_count,
         "createdAt": job.created_at,
         "lastUpdatedAt": job.last_updated_at,
         "jobProcessDetails": process_details,
@@ -134,6 +144,10 @@ pub fn job_event(job: &Job, operation: &str, process_details: Value, now: i64) -
         }
         if let Some(c) = job.completed_at {
             obj.insert("completedAt".into(), json!(c));
+        }
+        if targets.len() <= MAX_EVENT_TARGETS {
+            let arns: Vec<String> = targets.iter().map(|t| thing_arn(t)).collect();
+            obj.insert("targets".into(), json!(arns));
         }
     }
     Notice {
