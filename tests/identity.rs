@@ -718,23 +718,7 @@ fn device_shadow_service_with_the_aws_device_sdk() {
             "{}",
             String::from_utf8_lossy(&created.stderr)
         );
-        let creds = Creds::of(&certs, thing);
-        let path = |p: &Path| p.display().to_string();
-        let mut args = vec![
-            "--port".into(),
-            tls_port.to_string(),
-            "--ca".into(),
-            path(&creds.ca),
-            "--cert".into(),
-            path(&creds.cert),
-            "--key".into(),
-            path(&creds.key),
-            "--thing".into(),
-            thing.into(),
-        ];
-        if mqtt5 {
-            args.push("--mqtt5".into());
-        }
+        let args = Creds::of(&certs, thing).sdk_args(tls_port, thing, mqtt5);
         let r = py("shadow_device.py", &args);
         let log = weir.log();
         let desired = serde_json::json!({"color": "red", "brightness": 70});

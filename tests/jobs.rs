@@ -54,29 +54,15 @@ fn jobs_with_the_aws_device_sdk() {
             "--data-dir".into(),
             data.display().to_string(),
         ];
-        let creds = Creds::of(&certs, thing);
-        let path = |p: &std::path::Path| p.display().to_string();
-        let mut args = vec![
-            "--port".into(),
-            tls_port.to_string(),
-            "--ca".into(),
-            path(&creds.ca),
-            "--cert".into(),
-            path(&creds.cert),
-            "--key".into(),
-            path(&creds.key),
-            "--thing".into(),
-            thing.into(),
+        let mut args = Creds::of(&certs, thing).sdk_args(tls_port, thing, mqtt5);
+        args.extend([
             "--first".into(),
             first.clone(),
             "--second".into(),
             second.clone(),
             "--create-cmd".into(),
             serde_json::to_string(&create_second).expect("argv"),
-        ];
-        if mqtt5 {
-            args.push("--mqtt5".into());
-        }
+        ]);
         let r = py("jobs_device.py", &args);
         let ctx = || format!("{thing}: {r}\n{}", weir.log());
         assert_eq!(

@@ -25,111 +25,32 @@ step times out.
 
 import argparse
 import json
-import queue
 import subprocess
 import sys
 
-from awscrt import mqtt_request_response
-from awsiot import (
-    ServiceStreamOptions,
-    V2ServiceException,
-    iotjobs,
-    mqtt5_client_builder,
-    mqtt_connection_builder,
-)
+from awsiot import ServiceStreamOptions, iotjobs
 
-TIMEOUT = 20
+from sdk_device import TIMEOUT, add_args, client_options, close, connect, open_stream, rejected
 
 parser = argparse.ArgumentParser()
-parser.add_argument("--endpoint", default="localhost")
-parser.add_argument("--port", type=int, required=True)
-parser.add_argument("--ca", required=True)
-parser.add_argument("--cert", required=True)
-parser.add_argument("--key", required=True)
-parser.add_argument("--thing", required=True)
+add_args(parser)
 parser.add_argument("--create-cmd", required=True)
 parser.add_argument("--first", default="fw-1")
 parser.add_argument("--second", default="fw-2")
-parser.add_argument("--mqtt5", action="store_true")
 args = parser.parse_args()
 thing = args.thing
 
-
-def rejected(future):
-    """The modeled error of a rejected request."""
-    try:
-        future.result(TIMEOUT)
-    except V2ServiceException as e:
-        err = e.modeled_error
-        if err is None:
-            raise
-        state = err.execution_state
-        return {
-            "code": err.code,
-            "message": err.message,
-            "state": None
-            if state is None
-            else {"status": state.status, "version": state.version_number},
-        }
-    return None
-
-
-tls = dict(
-    endpoint=args.endpoint,
-    port=args.port,
-    cert_filepath=args.cert,
-    pri_key_filepath=args.key,
-    ca_filepath=args.ca,
-    client_id=thing,
-)
-if args.mqtt5:
-    connected = queue.Queue()
-    conn = mqtt5_client_builder.mtls_from_path(
-        **tls,
-        on_lifecycle_connection_success=lambda data: connected.put(True),
-        on_lifecycle_connection_failure=lambda data: connected.put(data.exception),
-    )
-    conn.start()
-    up = connected.get(timeout=TIMEOUT)
-    if up is not True:
-        sys.exit(f"MQTT 5 connection failed: {up}")
-else:
-    conn = mqtt_connection_builder.mtls_from_path(**tls, clean_session=True, keep_alive_secs=30)
-    conn.connect().result(TIMEOUT)
-jobs = iotjobs.IotJobsClientV2(
-    conn,
-    mqtt_request_response.ClientOptions(
-        max_request_response_subscriptions=6,
-        max_streaming_subscriptions=2,
-        operation_timeout_in_seconds=TIMEOUT,
-    ),
-)
-
-
-def open_stream(create, request):
-    events = queue.Queue()
-    subscribed = queue.Queue()
-    stream = create(
-        request,
-        ServiceStreamOptions(
-            incoming_event_listener=lambda event: events.put(event),
-            subscription_status_listener=lambda status: subscribed.put(status.type),
-        ),
-    )
-    stream.open()
-    status = subscribed.get(timeout=TIMEOUT)
-    if status != mqtt_request_response.SubscriptionStatusEventType.SUBSCRIPTION_ESTABLISHED:
-        sys.exit(f"stream not subscribed: {status}")
-    return stream, events
-
-
+conn = connect(args)
+jobs = iotjobs.IotJobsClientV2(conn, client_options())
 next_stream, next_events = open_stream(
     jobs.create_next_job_execution_changed_stream,
     iotjobs.NextJobExecutionChangedSubscriptionRequest(thing_name=thing),
+    ServiceStreamOptions,
 )
 changed_stream, changed_events = open_stream(
     jobs.create_job_executions_changed_stream,
     iotjobs.JobExecutionsChangedSubscriptionRequest(thing_name=thing),
+    ServiceStreamOptions,
 )
 
 
@@ -236,8 +157,5 @@ out["missing"] = rejected(
 out["pending_after"] = pending()
 
 del next_stream, changed_stream
-if args.mqtt5:
-    conn.stop()
-else:
-    conn.disconnect().result(TIMEOUT)
+close(conn, args)
 print(json.dumps(out))

@@ -22,89 +22,23 @@ step times out.
 
 import argparse
 import json
-import queue
-import sys
 
-from awscrt import mqtt_request_response
-from awsiot import (
-    ServiceStreamOptions,
-    V2ServiceException,
-    iotshadow,
-    mqtt5_client_builder,
-    mqtt_connection_builder,
-)
+from awsiot import ServiceStreamOptions, iotshadow
 
-TIMEOUT = 20
+from sdk_device import TIMEOUT, add_args, client_options, close, connect, open_stream, rejected
 
 parser = argparse.ArgumentParser()
-parser.add_argument("--endpoint", default="localhost")
-parser.add_argument("--port", type=int, required=True)
-parser.add_argument("--ca", required=True)
-parser.add_argument("--cert", required=True)
-parser.add_argument("--key", required=True)
-parser.add_argument("--thing", required=True)
-parser.add_argument("--mqtt5", action="store_true")
+add_args(parser)
 args = parser.parse_args()
 thing = args.thing
 
-
-def rejected(future):
-    """The modeled error of a rejected request, as {code, message}."""
-    try:
-        future.result(TIMEOUT)
-    except V2ServiceException as e:
-        err = e.modeled_error
-        if err is None:
-            raise
-        return {"code": err.code, "message": err.message}
-    return None
-
-
-# The same mTLS settings for either client, as AWS's samples pass them.
-tls = dict(
-    endpoint=args.endpoint,
-    port=args.port,
-    cert_filepath=args.cert,
-    pri_key_filepath=args.key,
-    ca_filepath=args.ca,
-    client_id=thing,
-)
-if args.mqtt5:
-    connected = queue.Queue()
-    conn = mqtt5_client_builder.mtls_from_path(
-        **tls,
-        on_lifecycle_connection_success=lambda data: connected.put(True),
-        on_lifecycle_connection_failure=lambda data: connected.put(data.exception),
-    )
-    conn.start()
-    up = connected.get(timeout=TIMEOUT)
-    if up is not True:
-        sys.exit(f"MQTT 5 connection failed: {up}")
-else:
-    conn = mqtt_connection_builder.mtls_from_path(**tls, clean_session=True, keep_alive_secs=30)
-    conn.connect().result(TIMEOUT)
-shadow = iotshadow.IotShadowClientV2(
-    conn,
-    mqtt_request_response.ClientOptions(
-        max_request_response_subscriptions=6,
-        max_streaming_subscriptions=2,
-        operation_timeout_in_seconds=TIMEOUT,
-    ),
-)
-
-deltas = queue.Queue()
-subscribed = queue.Queue()
-stream = shadow.create_shadow_delta_updated_stream(
+conn = connect(args)
+shadow = iotshadow.IotShadowClientV2(conn, client_options())
+stream, deltas = open_stream(
+    shadow.create_shadow_delta_updated_stream,
     iotshadow.ShadowDeltaUpdatedSubscriptionRequest(thing_name=thing),
-    ServiceStreamOptions(
-        incoming_event_listener=lambda event: deltas.put(event),
-        subscription_status_listener=lambda status: subscribed.put(status.type),
-    ),
+    ServiceStreamOptions,
 )
-stream.open()
-status = subscribed.get(timeout=TIMEOUT)
-if status != mqtt_request_response.SubscriptionStatusEventType.SUBSCRIPTION_ESTABLISHED:
-    sys.exit(f"delta stream not subscribed: {status}")
 
 out = {}
 out["get_before"] = rejected(shadow.get_shadow(iotshadow.GetShadowRequest(thing_name=thing)))
@@ -165,8 +99,5 @@ out["get_after_delete"] = rejected(
 )
 
 del stream
-if args.mqtt5:
-    conn.stop()
-else:
-    conn.disconnect().result(TIMEOUT)
+close(conn, args)
 print(json.dumps(out))

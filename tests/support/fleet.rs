@@ -57,6 +57,28 @@ impl Creds {
             key: dir.join(format!("{name}.key.pem")),
         }
     }
+
+    /// The arguments of the Device SDK clients (`sdk_device.add_args`) for
+    /// `thing` on the mTLS port, over MQTT 5 when `mqtt5`.
+    pub fn sdk_args(&self, port: u16, thing: &str, mqtt5: bool) -> Vec<String> {
+        let path = |p: &Path| p.display().to_string();
+        let mut args = vec![
+            "--port".into(),
+            port.to_string(),
+            "--ca".into(),
+            path(&self.ca),
+            "--cert".into(),
+            path(&self.cert),
+            "--key".into(),
+            path(&self.key),
+            "--thing".into(),
+            thing.into(),
+        ];
+        if mqtt5 {
+            args.push("--mqtt5".into());
+        }
+        args
+    }
 }
 
 /// Start weir with a fleet CA and the mTLS listener on an ephemeral port.

@@ -6,6 +6,8 @@
 //!   timestamps, back-pressure.
 //! - [`identity`]: the fleet CA and registry in the running host: who a
 //!   TLS client is, operator registry operations, fleet provisioning.
+//! - [`jobs`]: AWS IoT Jobs: jobs made by the operator, the devices' Jobs
+//!   MQTT API, notifications, step timers and job events.
 //! - [`broker`]: the embedded rumqttd router, reached through in-process links.
 //! - [`rules`]: rule files, checked and compiled into a dispatch trie.
 //! - [`engine`]: worker threads that evaluate rules and batch messages to plugins.

@@ -317,18 +317,41 @@ fn cancel(l: &mut Locked<'_>, job_id: &str, force: bool) -> Result<Value, String
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests_support::service;
+    use super::super::tests_support::{create_op as op, describe, ok, service, T0};
     use super::*;
 
-    const T0: i64 = 1_764_300_000_000;
-
     fn create_op(id: &str, targets: &[&str]) -> JobOp {
+        let doc = json!({"operation": "update", "url": "https://example.com/fw.bin"});
+        let JobOp::Create {
+            job_id,
+            targets,
+            thing_group,
+            document,
+            ..
+        } = op(id, targets, None, doc)
+        else {
+            unreachable!("a create request")
+        };
         JobOp::Create {
-            job_id: id.into(),
-            targets: targets.iter().map(|t| t.to_string()).collect(),
-            thing_group: None,
-            document: json!({"operation": "update", "url": "https://example.com/fw.bin"}),
+            job_id,
+            targets,
+            thing_group,
+            document,
             description: Some("firmware 2.1".into()),
+        }
+    }
+
+    fn cancel(id: &str, force: bool) -> JobOp {
+        JobOp::Cancel {
+            job_id: id.into(),
+            force,
+        }
+    }
+
+    fn executions(job: Option<&str>, thing: Option<&str>) -> JobOp {
+        JobOp::Executions {
+            job_id: job.map(str::to_string),
+            thing: thing.map(str::to_string),
         }
     }
 
@@ -339,49 +362,15 @@ mod tests {
         assert!(err(create_op("bad/id", &["t1"])).contains("not a job id"));
         assert!(err(create_op("j1", &[])).contains("needs targets"));
         assert!(err(create_op("j1", &["bad thing"])).contains("not a thing name"));
-        let JobOp::Create {
-            job_id, targets, ..
-        } = create_op("j1", &["t1"])
-        else {
-            unreachable!()
-        };
-        let array = JobOp::Create {
-            job_id: job_id.clone(),
-            targets: targets.clone(),
-            thing_group: None,
-            document: json!([1]),
-            description: None,
-        };
-        assert!(err(array).contains("JSON object"));
-        let big = JobOp::Create {
-            job_id,
-            targets,
-            thing_group: None,
-            document: json!({"blob": "x".repeat(MAX_DOCUMENT_BYTES)}),
-            description: None,
-        };
-        assert!(err(big).contains("limit"));
-        let group = JobOp::Create {
-            job_id: "j1".into(),
-            targets: vec![],
-            thing_group: Some("floor-1".into()),
-            document: json!({}),
-            description: None,
-        };
-        assert!(err(group).contains("registry"));
+        assert!(err(op("j1", &["t1"], None, json!([1]))).contains("JSON object"));
+        let big = json!({"blob": "x".repeat(MAX_DOCUMENT_BYTES)});
+        assert!(err(op("j1", &["t1"], None, big)).contains("limit"));
+        assert!(err(op("j1", &[], Some("floor-1"), json!({}))).contains("registry"));
         // Nothing was stored by the refusals.
-        assert_eq!(s.apply(&JobOp::List, T0).expect("list").0, json!([]));
-        s.apply(&create_op("j1", &["t1", "t1", "t2"]), T0)
-            .expect("created");
+        assert_eq!(ok(&s, JobOp::List), json!([]));
+        ok(&s, create_op("j1", &["t1", "t1", "t2"]));
         assert!(err(create_op("j1", &["t3"])).contains("already exists"));
-        let (described, _) = s
-            .apply(
-                &JobOp::Describe {
-                    job_id: "j1".into(),
-                },
-                T0,
-            )
-            .expect("described");
+        let described = describe(&s, "j1");
         assert_eq!(described["targets"], json!(["t1", "t2"]));
         assert_eq!(described["jobProcessDetails"]["numberOfQueuedThings"], 2);
         assert_eq!(described["description"], "firmware 2.1");
@@ -394,40 +383,28 @@ mod tests {
             ("p2", &["floor-1", "pumps"]),
             ("p3", &["floor-2"]),
         ]);
-        let op = |targets: &[&str], group: Option<&str>| JobOp::Create {
-            job_id: "j1".into(),
-            targets: targets.iter().map(|t| t.to_string()).collect(),
-            thing_group: group.map(str::to_string),
-            document: json!({"operation": "reboot"}),
-            description: None,
-        };
-        let refused = s.apply(&op(&["p9"], None), T0).expect_err("unknown thing");
+        let doc = || json!({"operation": "reboot"});
+        let refused = s
+            .apply(&op("j1", &["p9"], None, doc()), T0)
+            .expect_err("unknown thing");
         assert!(
             refused.contains("no thing \"p9\" in the registry"),
             "{refused}"
         );
         let refused = s
-            .apply(&op(&[], Some("floor-9")), T0)
+            .apply(&op("j1", &[], Some("floor-9"), doc()), T0)
             .expect_err("empty group");
         assert!(refused.contains("has no things"), "{refused}");
         let (made, notices) = s
-            .apply(&op(&["p3", "p2"], Some("floor-1")), T0)
+            .apply(&op("j1", &["p3", "p2"], Some("floor-1"), doc()), T0)
             .expect("created");
         assert_eq!(made["targets"], json!(["p3", "p2", "p1"]));
-        let next: Vec<&str> = notices
+        let next = notices
             .iter()
             .filter(|n| n.topic.ends_with("/notify-next"))
-            .map(|n| n.topic.as_str())
-            .collect();
-        assert_eq!(next.len(), 3, "{next:?}");
-        let (described, _) = s
-            .apply(
-                &JobOp::Describe {
-                    job_id: "j1".into(),
-                },
-                T0,
-            )
-            .expect("described");
+            .count();
+        assert_eq!(next, 3, "{notices:?}");
+        let described = describe(&s, "j1");
         assert_eq!(described["thingGroup"], "floor-1");
         assert_eq!(described["targetCount"], 3);
     }
@@ -435,43 +412,21 @@ mod tests {
     #[test]
     fn cancel_leaves_running_executions_unless_forced() {
         let (s, _dir) = service();
-        s.apply(&create_op("j1", &["t1", "t2"]), T0)
-            .expect("created");
+        ok(&s, create_op("j1", &["t1", "t2"]));
         s.handle("$aws/things/t1/jobs/start-next", b"", T0)
             .expect("started");
-        let (answer, notices) = s
-            .apply(
-                &JobOp::Cancel {
-                    job_id: "j1".into(),
-                    force: false,
-                },
-                T0,
-            )
-            .expect("canceled");
+        let (answer, notices) = s.apply(&cancel("j1", false), T0).expect("canceled");
         assert_eq!(answer["executionsCanceled"], 1);
         assert_eq!(answer["executionsLeftInProgress"], 1);
         let topics: Vec<&str> = notices.iter().map(|n| n.topic.as_str()).collect();
-        assert!(
-            topics.contains(&"$aws/events/jobExecution/j1/canceled"),
-            "{topics:?}"
-        );
-        assert!(
-            topics.contains(&"$aws/things/t2/jobs/notify-next"),
-            "{topics:?}"
-        );
-        assert!(
-            topics.contains(&"$aws/events/job/j1/canceled"),
-            "{topics:?}"
-        );
-        let (execs, _) = s
-            .apply(
-                &JobOp::Executions {
-                    job_id: Some("j1".into()),
-                    thing: None,
-                },
-                T0,
-            )
-            .expect("executions");
+        for topic in [
+            "$aws/events/jobExecution/j1/canceled",
+            "$aws/things/t2/jobs/notify-next",
+            "$aws/events/job/j1/canceled",
+        ] {
+            assert!(topics.contains(&topic), "{topic} in {topics:?}");
+        }
+        let execs = ok(&s, executions(Some("j1"), None));
         assert_eq!(execs[0]["status"], "IN_PROGRESS");
         assert_eq!(execs[1]["status"], "CANCELED");
         // The device still finishes the one it started; the job stays canceled.
@@ -481,49 +436,20 @@ mod tests {
             T0,
         )
         .expect("updated");
-        let (described, _) = s
-            .apply(
-                &JobOp::Describe {
-                    job_id: "j1".into(),
-                },
-                T0,
-            )
-            .expect("described");
+        let described = describe(&s, "j1");
         assert_eq!(described["status"], "CANCELED");
         assert_eq!(described["jobProcessDetails"]["numberOfSucceededThings"], 1);
-        assert!(s
-            .apply(
-                &JobOp::Cancel {
-                    job_id: "j1".into(),
-                    force: true
-                },
-                T0
-            )
-            .expect_err("twice")
-            .contains("already CANCELED"));
+        let twice = s.apply(&cancel("j1", true), T0).expect_err("twice");
+        assert!(twice.contains("already CANCELED"), "{twice}");
 
-        s.apply(&create_op("j2", &["t1"]), T0).expect("created");
+        ok(&s, create_op("j2", &["t1"]));
         s.handle("$aws/things/t1/jobs/start-next", b"", T0)
             .expect("started");
-        let (answer, _) = s
-            .apply(
-                &JobOp::Cancel {
-                    job_id: "j2".into(),
-                    force: true,
-                },
-                T0,
-            )
-            .expect("canceled");
-        assert_eq!(answer["executionsCanceled"], 1);
-        let (execs, _) = s
-            .apply(
-                &JobOp::Executions {
-                    job_id: None,
-                    thing: Some("t1".into()),
-                },
-                T0,
-            )
-            .expect("executions");
+        assert_eq!(ok(&s, cancel("j2", true))["executionsCanceled"], 1);
+        let execs = ok(&s, executions(None, Some("t1")));
         assert_eq!(execs[1]["status"], "CANCELED");
+        let one = ok(&s, executions(Some("j2"), Some("t1")));
+        assert_eq!(one["jobDocument"]["operation"], "update");
+        assert!(s.apply(&executions(None, None), T0).is_err());
     }
 }

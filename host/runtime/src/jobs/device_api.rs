@@ -362,11 +362,8 @@ fn update(
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests_support::service;
-    use super::super::JobOp;
+    use super::super::tests_support::{create_op, service, T0};
     use super::*;
-
-    const T0: i64 = 1_764_300_000_000;
 
     fn ask(s: &JobsService, topic: &str, body: Value) -> (String, Value) {
         let h = s
@@ -377,13 +374,7 @@ mod tests {
     }
 
     fn create(s: &JobsService, id: &str, targets: &[&str]) -> Vec<Notice> {
-        let op = JobOp::Create {
-            job_id: id.into(),
-            targets: targets.iter().map(|t| t.to_string()).collect(),
-            thing_group: None,
-            document: json!({"operation": "reboot", "job": id}),
-            description: None,
-        };
+        let op = create_op(id, targets, None, json!({"operation": "reboot", "job": id}));
         s.apply(&op, T0).expect("created").1
     }
 

@@ -313,6 +313,45 @@ impl Locked<'_> {
 pub(crate) mod tests_support {
     use super::*;
 
+    /// A moment all tests use (ms).
+    pub const T0: i64 = 1_764_300_000_000;
+
+    /// An execution queued at second 5, at version 1.
+    pub fn exec(job: &str, status: ExecStatus) -> Execution {
+        Execution {
+            job_id: job.into(),
+            status,
+            status_details: Default::default(),
+            queued_at: 5,
+            started_at: None,
+            last_updated_at: 5,
+            version_number: 1,
+            execution_number: 1,
+            step_deadline: None,
+        }
+    }
+
+    /// A create request.
+    pub fn create_op(id: &str, targets: &[&str], group: Option<&str>, document: Value) -> JobOp {
+        JobOp::Create {
+            job_id: id.into(),
+            targets: targets.iter().map(|t| t.to_string()).collect(),
+            thing_group: group.map(str::to_string),
+            document,
+            description: None,
+        }
+    }
+
+    /// Carry out `op` at T0, which must succeed; the answer.
+    pub fn ok(s: &JobsService, op: JobOp) -> Value {
+        s.apply(&op, T0).expect("operation done").0
+    }
+
+    /// `weir jobs describe <id>`.
+    pub fn describe(s: &JobsService, id: &str) -> Value {
+        ok(s, JobOp::Describe { job_id: id.into() })
+    }
+
     /// A directory removed when the test ends.
     pub struct Dir(std::path::PathBuf);
 

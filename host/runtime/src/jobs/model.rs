@@ -225,20 +225,7 @@ pub fn is_valid_job_id(id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn exec(job: &str, status: ExecStatus) -> Execution {
-        Execution {
-            job_id: job.into(),
-            status,
-            status_details: BTreeMap::new(),
-            queued_at: 1,
-            started_at: None,
-            last_updated_at: 1,
-            version_number: 1,
-            execution_number: 1,
-            step_deadline: None,
-        }
-    }
+    use crate::jobs::tests_support::exec;
 
     #[test]
     fn next_prefers_in_progress_then_oldest_queued() {

@@ -159,21 +159,7 @@ pub fn job_event(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
-
-    fn exec(job: &str, status: ExecStatus) -> Execution {
-        Execution {
-            job_id: job.into(),
-            status,
-            status_details: BTreeMap::new(),
-            queued_at: 5,
-            started_at: None,
-            last_updated_at: 5,
-            version_number: 1,
-            execution_number: 1,
-            step_deadline: None,
-        }
-    }
+    use crate::jobs::tests_support::exec;
 
     fn things(execs: &[(&str, ExecStatus)]) -> ThingJobs {
         ThingJobs {
