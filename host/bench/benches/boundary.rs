@@ -234,7 +234,9 @@ fn boundary(c: &mut Criterion) {
         let name = ["zscore", "shadow", "alerts", "echo", "ticker"][i % 5];
         let grants = match name {
             "zscore" => "grants = { keyvalue = [\"zscore\"], publish = [\"$weir/alerts/+\"] }",
-            "shadow" => "grants = { keyvalue = [\"shadow\"] }",
+            "shadow" => {
+                "grants = { keyvalue = [\"shadow\"], publish = [\"$aws/things/+/shadow/#\"] }"
+            }
             "alerts" => "grants = { publish = [\"weir/alerts/+\"], journal = [\"alerts\"] }",
             "echo" => "grants = { publish = [\"echo/+\"] }",
             _ => "grants = { publish = [\"ticker/+\"] }",

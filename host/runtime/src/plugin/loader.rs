@@ -101,6 +101,67 @@ pub(crate) fn is_always(import: &str) -> bool {
     })
 }
 
+/// Every import of a component must be always available or granted by
+/// its declaration: the first that is not, as the operator should read it.
+pub fn check_grants(imports: &[String], grants: &Grants) -> Result<(), String> {
+    for import in imports {
+        if is_always(import) {
+            continue;
+        }
+        let granted = match grant_for(import) {
+            Some("keyvalue") => !grants.keyvalue.is_empty(),
+            Some("publish") => !grants.publish.is_empty(),
+            Some("journal") => !grants.journal.is_empty(),
+            Some("timeseries") => grants.timeseries,
+            Some("archive") => grants.archive,
+            Some("notify") => !grants.notify.is_empty(),
+            Some("stream") => !grants.stream.is_empty(),
+            _ => {
+                return Err(format!(
+                    "imports {import}, which this host does not provide"
+                ))
+            }
+        };
+        if !granted {
+            let grant = grant_for(import).unwrap_or("?");
+            return Err(match grant {
+                "timeseries" | "archive" => format!("imports {import}, but its declaration does not grant `{grant}` (add grants.{grant} = true in plugins.toml)"),
+                _ => format!("imports {import}, but its declaration grants no `{grant}` (add grants.{grant} = [...] in plugins.toml)"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The names a component imports, read from its binary without compiling
+/// it (what `weir rules check` needs to check grants quickly).
+pub fn component_imports(bytes: &[u8]) -> Result<Vec<String>, String> {
+    use wasmparser::{Encoding, Parser, Payload};
+    let mut imports = Vec::new();
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.map_err(|e| format!("not a valid component: {e}"))? {
+            Payload::Version { encoding, .. } => {
+                if depth == 0 && encoding != Encoding::Component {
+                    return Err(
+                        "a core Wasm module, not a component (build for wasm32-wasip2)".into(),
+                    );
+                }
+                depth += 1;
+            }
+            Payload::ComponentImportSection(reader) if depth == 1 => {
+                for import in reader {
+                    let import = import.map_err(|e| format!("not a valid component: {e}"))?;
+                    imports.push(import.name.name.to_string());
+                }
+            }
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(imports)
+}
+
 pub fn surface(component: &Component, rt: &PluginRuntime) -> Surface {
     let ty = component.component_type();
     Surface {
@@ -190,36 +251,7 @@ pub fn load(
 
     // Refuse, at load, any import that is neither always available nor granted.
     let grants = &decl.grants;
-    for import in &surface.imports {
-        if is_always(import) {
-            continue;
-        }
-        let granted = match grant_for(import) {
-            Some("keyvalue") => !grants.keyvalue.is_empty(),
-            Some("publish") => !grants.publish.is_empty(),
-            Some("journal") => !grants.journal.is_empty(),
-            Some("timeseries") => grants.timeseries,
-            Some("archive") => grants.archive,
-            Some("notify") => !grants.notify.is_empty(),
-            Some("stream") => !grants.stream.is_empty(),
-            _ => {
-                return Err(PluginError::load(
-                    name,
-                    format!("imports {import}, which this host does not provide"),
-                ))
-            }
-        };
-        if !granted {
-            let grant = grant_for(import).unwrap_or("?");
-            return Err(PluginError::load(
-                name,
-                match grant {
-                    "timeseries" | "archive" => format!("imports {import}, but its declaration does not grant `{grant}` (add grants.{grant} = true in plugins.toml)"),
-                    _ => format!("imports {import}, but its declaration grants no `{grant}` (add grants.{grant} = [...] in plugins.toml)"),
-                },
-            ));
-        }
-    }
+    check_grants(&surface.imports, grants).map_err(|e| PluginError::load(name, e))?;
 
     // Notify targets and streams must exist in this host's configuration.
     rt.services
@@ -299,6 +331,37 @@ mod tests {
     use super::*;
     use crate::plugin::capabilities::HostServices;
     use crate::plugin::manifest::PluginDecls;
+
+    #[test]
+    fn imports_are_read_without_compiling_and_checked_against_grants() {
+        let bytes = weir_bundled_plugins::get("shadow").expect("shipped shadow");
+        let imports = component_imports(bytes).expect("a component");
+        assert!(
+            imports
+                .iter()
+                .any(|i| i.starts_with("weir:plugin/publish@0.1.")),
+            "{imports:?}"
+        );
+        assert!(
+            imports
+                .iter()
+                .any(|i| i.starts_with("wasi:keyvalue/store@")),
+            "{imports:?}"
+        );
+        let mut grants = Grants {
+            keyvalue: vec!["shadow".into()],
+            ..Grants::default()
+        };
+        let refused = check_grants(&imports, &grants).expect_err("publish not granted");
+        assert!(refused.contains("grants no `publish`"), "{refused}");
+        grants.publish = vec!["$aws/things/+/shadow/#".into()];
+        assert_eq!(check_grants(&imports, &grants), Ok(()));
+        let unknown = check_grants(&["acme:secret/vault@1.0.0".to_string()], &grants);
+        assert!(unknown.expect_err("unknown").contains("does not provide"));
+        let core = component_imports(b"\0asm\x01\0\0\0").expect_err("core module");
+        assert!(core.contains("not a component"), "{core}");
+        assert!(component_imports(b"nope").is_err());
+    }
 
     /// Rewrite every `weir:plugin/…@0.1.2` name in a component to another
     /// 0.1 patch (same length, so the binary stays valid).

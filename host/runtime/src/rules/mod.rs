@@ -603,13 +603,21 @@ pub fn check_plugin_components(path: &Path, text: &str, base_dir: &Path) -> Vec<
     let spans: BTreeMap<String, DeclSpans> = toml::from_str(text).unwrap_or_default();
     let mut problems = Vec::new();
     for (name, decl) in &decls.decls {
-        if let Err(e) = crate::plugin::loader::component_bytes(name, decl, base_dir) {
-            let span = spans
-                .get(name)
-                .and_then(|s| s.component.as_ref())
-                .map(|c| c.span());
+        let span = spans
+            .get(name)
+            .and_then(|s| s.component.as_ref())
+            .map(|c| c.span());
+        let checked = crate::plugin::loader::component_bytes(name, decl, base_dir)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                // What `weir run` refuses at load: an import not granted.
+                crate::plugin::loader::component_imports(&bytes)
+                    .and_then(|imports| crate::plugin::loader::check_grants(&imports, &decl.grants))
+                    .map_err(|e| format!("plugin {name}: {e}"))
+            });
+        if let Err(e) = checked {
             problems.push(match span {
-                Some(span) => diag::at(path, text, span, e.to_string()),
+                Some(span) => diag::at(path, text, span, e),
                 None => diag::whole_file(path, e),
             });
         }
