@@ -319,62 +319,77 @@ fn mosquitto_clients_publish_and_subscribe() {
         return;
     }
     let dir = TempDir::new("mosquitto");
-    let weir = Weir::start(&dir.0);
+    // Four workers, so a device whose readings were spread over them
+    // (as by client id, for one-shot clients) would split its state.
+    let weir = Weir::start_with_rules(
+        &dir.0,
+        &support::repo_root().join("rules"),
+        "[engine]\nworkers = 4\n",
+    );
     let port = weir.addr.port().to_string();
-    let sub = Command::new("mosquitto_sub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-t",
-            "weir/alerts/#",
-            "-v",
-            "-C",
-            "1",
-            "-W",
-            "20",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("mosquitto_sub");
-    std::thread::sleep(Duration::from_millis(300));
-    let publish = |payload: &str| {
-        let ok = Command::new("mosquitto_pub")
+    // As the user does it: `-i <device>` (a device publishing as
+    // itself), and no `-i` at all (a made-up client id per run).
+    for (device, client_id) in [("mosq-dev", Some("mosq-dev")), ("anon-dev", None)] {
+        let sub = Command::new("mosquitto_sub")
             .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-t",
+                &format!("weir/alerts/{device}"),
+                "-v",
+                "-C",
+                "1",
+                "-W",
+                "20",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("mosquitto_sub");
+        std::thread::sleep(Duration::from_millis(300));
+        let topic = format!("dt/thermostat/{device}/telemetry");
+        let publish = |payload: &str| {
+            let mut cmd = Command::new("mosquitto_pub");
+            cmd.args([
                 "-h",
                 "127.0.0.1",
                 "-p",
                 &port,
                 "-q",
                 "1",
-                "-i",
-                "mosq-dev",
                 "-t",
-                "dt/thermostat/mosq-dev/telemetry",
+                &topic,
                 "-m",
                 payload,
-            ])
-            .status()
-            .expect("mosquitto_pub");
-        assert!(ok.success());
-    };
-    for (i, t) in quiet_series(25).iter().enumerate() {
-        publish(&reading(1_764_300_000_000 + i as i64 * 10_000, *t, 40.1));
+            ]);
+            if let Some(id) = client_id {
+                cmd.args(["-i", id]);
+            }
+            assert!(cmd.status().expect("mosquitto_pub").success());
+        };
+        for (i, t) in quiet_series(25).iter().enumerate() {
+            publish(&reading(1_764_300_000_000 + i as i64 * 10_000, *t, 40.1));
+        }
+        wait_shadow_version(&weir, device, 25);
+        publish(&reading(1_764_300_250_000, 35.0, 40.1));
+        let out = sub.wait_with_output().expect("mosquitto_sub output");
+        let line = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            line.starts_with(&format!("weir/alerts/{device} ")),
+            "{device}: {line}\n{}",
+            weir.log()
+        );
+        let alert: Value = serde_json::from_str(line.split_once(' ').map(|x| x.1).unwrap_or(""))
+            .expect("alert json");
+        assert_eq!(alert["metric"], "temperature");
+        assert_eq!(alert["device_time"], 1_764_300_250_000i64);
+        let last = wait_shadow_version(&weir, device, 26);
+        assert_eq!(last["state"]["reported"]["temperature"], 35.0, "{last}");
     }
-    wait_shadow_version(&weir, "mosq-dev", 25);
-    publish(&reading(1_764_300_250_000, 35.0, 40.1));
-    let out = sub.wait_with_output().expect("mosquitto_sub output");
-    let line = String::from_utf8_lossy(&out.stdout);
-    assert!(line.starts_with("weir/alerts/mosq-dev "), "{line}");
-    let alert: Value =
-        serde_json::from_str(line.split_once(' ').map(|x| x.1).unwrap_or("")).expect("alert json");
-    assert_eq!(alert["metric"], "temperature");
-    assert_eq!(alert["device_time"], 1_764_300_250_000i64);
     weir.stop();
 }
 
-/// `get_thing_shadow()` in a rule is answered from Weir's own shadow store.
 #[test]
 fn rules_read_the_shadow_with_get_thing_shadow() {
     let dir = TempDir::new("thing-shadow");

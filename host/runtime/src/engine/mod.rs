@@ -67,13 +67,18 @@ impl EngineHandle {
     }
 }
 
-/// The device a message is about, which picks its worker: the thing of
-/// AWS's per-thing topics (`$aws/things/<thing>/…`: a shadow request for a
-/// thing meets that thing's own readings), the client of a lifecycle event
-/// (`$aws/events/presence/<event>/<clientId>`), else the publisher's
-/// client id, which is the thing name for a device publishing as itself
-/// (AWS's convention, and what thing policies check). The host's own
-/// messages spread by topic.
+/// The device a message is about, which picks its worker:
+///
+/// - the thing of AWS's per-thing topics (`$aws/things/<thing>/…`: a
+///   shadow request for a thing meets that thing's own readings);
+/// - the client of a lifecycle event (`$aws/events/presence/<event>/<clientId>`);
+/// - the publisher's client id when it is one of the topic's levels: a
+///   device publishing as itself (AWS's convention, and what thing
+///   policies check), whose every topic then meets its `$aws/things/…`;
+/// - else the topic: one device's readings stay together whoever sends
+///   them (a gateway for its children, `mosquitto_pub` with a made-up
+///   client id, a backend), and a gateway's children spread over the
+///   workers. The host's own messages spread by topic too.
 pub fn partition_key<'a>(topic: &'a str, client_id: &'a str) -> &'a str {
     if let Some(rest) = topic.strip_prefix("$aws/things/") {
         if let Some((thing, _)) = rest.split_once('/') {
@@ -85,10 +90,13 @@ pub fn partition_key<'a>(topic: &'a str, client_id: &'a str) -> &'a str {
             return client;
         }
     }
-    if client_id == ingest::HOST_CLIENT_ID {
-        return topic;
+    if client_id != ingest::HOST_CLIENT_ID
+        && !client_id.is_empty()
+        && topic.split('/').any(|level| level == client_id)
+    {
+        return client_id;
     }
-    client_id
+    topic
 }
 
 #[cfg(test)]
@@ -103,10 +111,29 @@ mod tests {
             partition_key("$aws/things/lamp-1/shadow/update", "console-app"),
             partition_key("$aws/things/lamp-1/shadow/name/cfg/get", "lamp-1"),
             partition_key("$aws/events/presence/connected/lamp-1", "weir"),
-            partition_key("$aws/rules/r/dt/x", "lamp-1"),
+            partition_key("lamp-1/dt/x", "lamp-1"),
         ];
         assert!(device.iter().all(|k| *k == "lamp-1"), "{device:?}");
         assert_eq!(partition_key("$weir/x/y", "weir"), "$weir/x/y");
-        assert_eq!(partition_key("$aws/things/lamp-1", "c"), "c");
+        assert_eq!(
+            partition_key("$aws/things/lamp-1", "c"),
+            "$aws/things/lamp-1"
+        );
+        // Readings sent by another client (a gateway, `mosquitto_pub`
+        // without -i, a backend) stay together by topic, whoever sends them.
+        let other = [
+            partition_key("dt/lamp/lamp-2/telemetry", "mosq-AbC123"),
+            partition_key("dt/lamp/lamp-2/telemetry", "gateway-7"),
+            partition_key("dt/lamp/lamp-2/telemetry", ""),
+        ];
+        assert!(
+            other.iter().all(|k| *k == "dt/lamp/lamp-2/telemetry"),
+            "{other:?}"
+        );
+        // A client id that is only part of a level is not the device.
+        assert_eq!(
+            partition_key("dt/lamp/lamp-10/telemetry", "lamp-1"),
+            "dt/lamp/lamp-10/telemetry"
+        );
     }
 }

@@ -1,8 +1,34 @@
 //! What a device may publish. Topics under `$weir/` and AWS's reserved
 //! event topics are the host's alone, so a device cannot forge an alert or
 //! a lifecycle event, and neither can it forge the host's answers to
-//! fleet-provisioning, Device Shadow or Jobs service requests. Per-thing policies (TLS devices) are in
-//! `weir_identity::policy`, applied on top of this.
+//! fleet-provisioning, Device Shadow or Jobs service requests. Per-thing
+//! policies (TLS devices) are in `weir_identity::policy`, applied on top of
+//! this.
+
+/// What the AWS services on `$aws/things/<thing>/…` send: the service's
+/// topic level, its answer topics' endings, and why a device may not.
+const SERVICE_ANSWERS: [(&str, &[&str], &str); 2] = [
+    (
+        "/shadow/",
+        &[
+            "/accepted",
+            "/rejected",
+            "/update/delta",
+            "/update/documents",
+        ],
+        "Device Shadow service answers are the service's to send",
+    ),
+    (
+        "/jobs/",
+        &[
+            "/accepted",
+            "/rejected",
+            "/jobs/notify",
+            "/jobs/notify-next",
+        ],
+        "Jobs service answers and notifications are the service's to send",
+    ),
+];
 
 /// Why a publish was refused, or `None` when it is allowed.
 pub fn refuse_publish(topic: &str) -> Option<&'static str> {
@@ -24,31 +50,12 @@ pub fn refuse_publish(topic: &str) -> Option<&'static str> {
     {
         return Some("provisioning answers are the host's to send");
     }
-    if topic.starts_with("$aws/things/")
-        && topic.contains("/shadow/")
-        && [
-            "/accepted",
-            "/rejected",
-            "/update/delta",
-            "/update/documents",
-        ]
-        .iter()
-        .any(|answer| topic.ends_with(answer))
-    {
-        return Some("Device Shadow service answers are the service's to send");
-    }
-    if topic.starts_with("$aws/things/")
-        && topic.contains("/jobs/")
-        && [
-            "/accepted",
-            "/rejected",
-            "/jobs/notify",
-            "/jobs/notify-next",
-        ]
-        .iter()
-        .any(|answer| topic.ends_with(answer))
-    {
-        return Some("Jobs service answers and notifications are the service's to send");
+    if topic.starts_with("$aws/things/") {
+        for (service, answers, why) in SERVICE_ANSWERS {
+            if topic.contains(service) && answers.iter().any(|a| topic.ends_with(a)) {
+                return Some(why);
+            }
+        }
     }
     None
 }
