@@ -829,8 +829,10 @@ fn the_device_shadow_service_answers_on_aws_topics() {
     assert_eq!(rejected["code"], 404, "{rejected}");
     assert_eq!(rejected["message"], "No shadow exists with name: 'lamp-1'");
 
-    // Telemetry makes the shadow; an app then sets desired state.
-    app.publish("dt/lamp/lamp-1/telemetry", r#"{"on":false,"level":10}"#);
+    // Telemetry from the lamp, publishing as itself, makes the shadow; an
+    // app then sets desired state.
+    let lamp = Mqtt::connect(weir.addr, "lamp-1");
+    lamp.publish("dt/lamp/lamp-1/telemetry", r#"{"on":false,"level":10}"#);
     wait_shadow_version(&weir, "lamp-1", 1);
     app.publish(
         "$aws/things/lamp-1/shadow/update",
