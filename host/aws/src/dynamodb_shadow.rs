@@ -229,29 +229,49 @@ impl ShadowTable {
         }
     }
 
-    /// [`put`](Self::put) each item, [`PUT_CONCURRENCY`] at a time; results in
-    /// input order.
+    /// [`put`](Self::put) each item, [`PUT_CONCURRENCY`] devices at a time;
+    /// results in input order. One device's items are written one after
+    /// another, in input order: the version condition then decides, on
+    /// DynamoDB and on emulators whose conditional writes are not atomic
+    /// under concurrent requests alike.
     pub async fn put_many(
         &self,
         items: Vec<ShadowItem>,
     ) -> Vec<(ShadowItem, Result<PutOutcome, AwsError>)> {
+        let n = items.len();
+        let mut per_device: Vec<Vec<(usize, ShadowItem)>> = Vec::new();
+        let mut slot: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        for (i, item) in items.into_iter().enumerate() {
+            let k = *slot.entry(item.device.clone()).or_insert_with(|| {
+                per_device.push(Vec::new());
+                per_device.len() - 1
+            });
+            per_device[k].push((i, item));
+        }
         let sem = Arc::new(tokio::sync::Semaphore::new(PUT_CONCURRENCY));
         let mut tasks = tokio::task::JoinSet::new();
-        let n = items.len();
-        for (i, item) in items.into_iter().enumerate() {
+        for device_items in per_device {
             let this = self.clone();
             let sem = sem.clone();
             tasks.spawn(async move {
                 let _permit = sem.acquire_owned().await;
-                let r = this.put(&item).await;
-                (i, item, r)
+                let mut done = Vec::with_capacity(device_items.len());
+                for (i, item) in device_items {
+                    let r = this.put(&item).await;
+                    done.push((i, item, r));
+                }
+                done
             });
         }
         let mut out: Vec<Option<(ShadowItem, Result<PutOutcome, AwsError>)>> =
             (0..n).map(|_| None).collect();
         while let Some(joined) = tasks.join_next().await {
             match joined {
-                Ok((i, item, r)) => out[i] = Some((item, r)),
+                Ok(done) => {
+                    for (i, item, r) in done {
+                        out[i] = Some((item, r));
+                    }
+                }
                 // A panicking put is a bug; surface it rather than lose the item silently.
                 Err(e) => std::panic::resume_unwind(e.into_panic()),
             }

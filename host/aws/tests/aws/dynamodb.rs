@@ -49,8 +49,10 @@ async fn never_goes_back(endpoint: &str) {
     assert_eq!(table.get("dev-1").await, Ok(Some(v3)));
     assert_eq!(table.get("nobody").await, Ok(None));
 
-    // Concurrent puts of out-of-order versions: the highest always wins and
-    // is always reported Written (nothing newer exists).
+    // Out-of-order versions in one call, many devices at once: the highest
+    // always wins and is always reported Written (nothing newer exists).
+    // (Moto's conditional writes are not atomic under concurrent requests;
+    // put_many writes one device's items one after another.)
     let mut many = Vec::new();
     for d in 0..20 {
         for v in [3u64, 1, 2] {
