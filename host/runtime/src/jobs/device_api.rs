@@ -76,6 +76,17 @@ struct Rejection {
     state: Option<Value>,
 }
 
+impl Rejection {
+    /// With the execution's state, as AWS sends for `VersionMismatch` and
+    /// `InvalidStateTransition`.
+    fn with_state(self, exec: &Execution) -> Rejection {
+        Rejection {
+            state: Some(exec.state()),
+            ..self
+        }
+    }
+}
+
 fn reject(code: &'static str, message: impl Into<String>) -> Rejection {
     Rejection {
         code,
@@ -304,30 +315,26 @@ fn update(
     check_execution_number(r, exec, thing, job)?;
     if let Some(expected) = r.get("expectedVersion") {
         if expected.as_u64() != Some(exec.version_number) {
-            return Err(Rejection {
-                state: Some(exec.state()),
-                ..reject(
-                    "VersionMismatch",
-                    format!(
-                        "expected version {expected}, the execution is at version {}",
-                        exec.version_number
-                    ),
-                )
-            });
+            return Err(reject(
+                "VersionMismatch",
+                format!(
+                    "expected version {expected}, the execution is at version {}",
+                    exec.version_number
+                ),
+            )
+            .with_state(exec));
         }
     }
     if exec.status.is_terminal() {
-        return Err(Rejection {
-            state: Some(exec.state()),
-            ..reject(
-                "InvalidStateTransition",
-                format!(
-                    "the job execution is already {} and cannot change to {}",
-                    exec.status.as_str(),
-                    status.as_str()
-                ),
-            )
-        });
+        return Err(reject(
+            "InvalidStateTransition",
+            format!(
+                "the job execution is already {} and cannot change to {}",
+                exec.status.as_str(),
+                status.as_str()
+            ),
+        )
+        .with_state(exec));
     }
     if exec.started_at.is_none() {
         exec.started_at = Some(now);

@@ -445,14 +445,10 @@ pub async fn handle<S>(
                                     let (identity, p, cid, t, body) = (identity.clone(), p.clone(), client_id.clone(), topic.to_string(), publish.payload.clone());
                                     let outcome = tokio::task::spawn_blocking(move || identity.provision(&p, &cid, &t, &body)).await.unwrap_or_default();
                                     shared.metrics.count("provisioning.requests", 1);
-                                    let meta = packets::meta(&publish);
-                                    if meta.qos > 0 {
-                                        to_device.push(Packet::PubAck(PubAck { pkid: meta.pkid, reason: PubAckReason::Success }, None));
-                                    }
+                                    to_device.extend(packets::ack(&publish));
                                     for (reply_topic, body) in outcome.replies {
                                         if subscriptions.iter().any(|f| weir_sql::topic::topic_matches(f, &reply_topic)) {
-                                            let reply = packets::build(&Bytes::from(reply_topic), &Bytes::from(body), false, Meta { qos: 0, pkid: 0, dup: false });
-                                            to_device.push(Packet::Publish(reply, None));
+                                            to_device.push(packets::answer(reply_topic, body));
                                         }
                                     }
                                     if let Some((event_topic, doc)) = outcome.event {
@@ -470,14 +466,10 @@ pub async fn handle<S>(
                                     if reply_topic.ends_with("/rejected") {
                                         shared.metrics.count("jobs.rejected", 1);
                                     }
-                                    let meta = packets::meta(&publish);
-                                    if meta.qos > 0 {
-                                        to_device.push(Packet::PubAck(PubAck { pkid: meta.pkid, reason: PubAckReason::Success }, None));
-                                    }
+                                    to_device.extend(packets::ack(&publish));
                                     // To the requester whether or not it subscribed,
                                     // and to no one else, as AWS's Jobs answers.
-                                    let reply = packets::build(&Bytes::from(reply_topic), &Bytes::from(body), false, Meta { qos: 0, pkid: 0, dup: false });
-                                    to_device.push(Packet::Publish(reply, None));
+                                    to_device.push(packets::answer(reply_topic, body));
                                     for notice in handled.notices {
                                         shared.presence.emit(notice.topic, notice.doc).await;
                                     }
@@ -508,10 +500,7 @@ pub async fn handle<S>(
                             }
                             if !to_broker {
                                 shared.metrics.count("basic_ingest.messages", 1);
-                                let meta = packets::meta(&publish);
-                                if meta.qos > 0 {
-                                    to_device.push(Packet::PubAck(PubAck { pkid: meta.pkid, reason: PubAckReason::Success }, None));
-                                }
+                                to_device.extend(packets::ack(&publish));
                                 continue;
                             }
                             to_router.push(packet_to_router(Packet::Publish(publish, props)));

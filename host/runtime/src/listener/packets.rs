@@ -3,7 +3,7 @@
 //! the one public door to them, so these helpers go through it.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use rumqttd::protocol::Publish;
+use rumqttd::protocol::{Packet, PubAck, PubAckReason, Publish};
 
 /// QoS, packet id and dup flag of a PUBLISH.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +39,33 @@ pub fn build(topic: &Bytes, payload: &Bytes, retain: bool, meta: Meta) -> Publis
     o.put_slice(topic);
     o.put_slice(payload);
     Publish::deserialize(o.freeze())
+}
+
+/// The PUBACK a publish the host took is owed (`None` at QoS 0).
+pub fn ack(publish: &Publish) -> Option<Packet> {
+    let meta = meta(publish);
+    (meta.qos > 0).then(|| {
+        Packet::PubAck(
+            PubAck {
+                pkid: meta.pkid,
+                reason: PubAckReason::Success,
+            },
+            None,
+        )
+    })
+}
+
+/// A host answer for one connection: QoS 0, not retained.
+pub fn answer(topic: String, payload: Vec<u8>) -> Packet {
+    let meta = Meta {
+        qos: 0,
+        pkid: 0,
+        dup: false,
+    };
+    Packet::Publish(
+        build(&Bytes::from(topic), &Bytes::from(payload), false, meta),
+        None,
+    )
 }
 
 /// What rules may read of a PUBLISH's MQTT 5 properties (`None` when it
