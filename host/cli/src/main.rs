@@ -79,6 +79,10 @@ enum Command {
         /// MQTT over WebSockets listen address (`ws://<addr>/mqtt`; overrides `ws_listen`).
         #[arg(long)]
         ws_listen: Option<SocketAddr>,
+        /// Data-plane HTTP API listen address (AWS `iot-data`: shadows and
+        /// publish over HTTP; overrides `http.listen`).
+        #[arg(long)]
+        http_listen: Option<SocketAddr>,
     },
     /// Counters and state of the running instance.
     Status {
@@ -264,8 +268,12 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             rules,
             tls_listen,
             ws_listen,
+            http_listen,
         } => {
             let mut config = load_config(config.as_deref())?;
+            if http_listen.is_some() {
+                config.http.listen = http_listen;
+            }
             if let Some(l) = listen {
                 config.listen = l;
             }

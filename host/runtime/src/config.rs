@@ -57,6 +57,8 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// Device identity: the mTLS listener, topic policies, provisioning.
     pub identity: crate::identity::IdentityConfig,
+    /// The data-plane HTTP API (`iot-data`: shadows and publish over HTTP).
+    pub http: crate::http_api::HttpConfig,
 }
 
 impl Default for Config {
@@ -75,6 +77,7 @@ impl Default for Config {
             stream: BTreeMap::new(),
             delivery: DeliveryConfig::default(),
             identity: crate::identity::IdentityConfig::default(),
+            http: crate::http_api::HttpConfig::default(),
         }
     }
 }
@@ -237,6 +240,7 @@ impl Config {
             return invalid("data_dir must not be empty");
         }
         self.identity.validate().map_err(ConfigError::Invalid)?;
+        self.http.validate().map_err(ConfigError::Invalid)?;
         self.aws
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("aws: {e}")))?;

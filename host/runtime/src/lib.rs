@@ -16,6 +16,8 @@
 //! - [`store`]: the embedded key-value state and journals.
 //! - [`sinks`]: the storage tiers and outlets (time series, Parquet archive,
 //!   DynamoDB shadow replica, SNS, Kinesis), each behind an outbox.
+//! - [`http_api`]: the AWS IoT data-plane HTTP API (shadows and publish
+//!   over HTTP, as boto3's `iot-data` client calls them).
 //! - [`admin`]: the socket `weir status` / `weir shadow get` talk to.
 //! - [`server`]: `run(config, listener, shutdown)`, which wires it together.
 
@@ -24,6 +26,7 @@ pub mod broker;
 pub mod clock;
 pub mod config;
 pub mod engine;
+pub mod http_api;
 pub mod identity;
 pub mod jobs;
 pub mod listener;

@@ -230,6 +230,28 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
             stop_rx.clone(),
         )));
     }
+    let mut http_local = None;
+    let mut http_tasks = Vec::new();
+    if let Some(addr) = config.http.listen {
+        let (http_listener, bound) = bind(addr, "HTTP API").await?;
+        let (api, answers_task) = crate::http_api::Api::start(
+            &config.http,
+            config.broker.max_packet_size,
+            &broker,
+            engine.clone(),
+            kv.clone(),
+            metrics.clone(),
+            stop_rx.clone(),
+        )?;
+        tracing::info!(http_listen = %bound, signed = !config.http.credentials.is_empty(), "weir is serving the data-plane HTTP API (iot-data) on http://{bound}");
+        http_local = Some(bound);
+        http_tasks.push(answers_task);
+        http_tasks.push(tokio::spawn(crate::http_api::serve(
+            http_listener,
+            api,
+            stop_rx.clone(),
+        )));
+    }
     let mut tls_local = None;
     let mut tls_task = None;
     if let Some(service) = &identity {
@@ -258,6 +280,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
     let listen_text = local.to_string();
     let tls_text = tls_local.map(|a| a.to_string());
     let ws_text = ws_local.map(|a| a.to_string());
+    let http_text = http_local.map(|a| a.to_string());
     let status_sessions = shared.sessions.clone();
     let answerer = Arc::new(Answerer {
         kv: kv.clone(),
@@ -268,6 +291,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
                 "listen": listen_text,
                 "tls_listen": tls_text,
                 "ws_listen": ws_text,
+                "http_listen": http_text,
                 "sessions_parked": status_sessions.parked(),
                 "generation": g.number,
                 "rules": g.rules.rules.iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
@@ -361,6 +385,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
         ]
         .into_iter()
         .flatten()
+        .chain(http_tasks)
         .collect(),
         shared,
         presence,

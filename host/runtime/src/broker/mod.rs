@@ -134,6 +134,41 @@ pub fn publish(link: &mut LinkTx, topic: &str, payload: bytes::Bytes) -> Result<
         .map_err(|e| BrokerError::Link(e.to_string()))
 }
 
+/// A PUBLISH the host makes at QoS 1 (rumqttd builds only QoS 0 ones for
+/// local links): encoded as MQTT 3.1.1 and read back with rumqttd's codec,
+/// the same path a device's QoS 1 publish takes. `topic` is device-side.
+pub fn qos1_publish(
+    topic: &str,
+    payload: bytes::Bytes,
+    retain: bool,
+    pkid: u16,
+) -> Option<rumqttd::protocol::Publish> {
+    use rumqttd::protocol::{v4::V4, Packet, Protocol};
+    let topic = to_router(topic);
+    let topic_len = u16::try_from(topic.len()).ok()?;
+    let remaining = 2 + topic.len() + 2 + payload.len();
+    let mut raw = bytes::BytesMut::with_capacity(remaining + 5);
+    raw.extend_from_slice(&[0x32 | u8::from(retain)]);
+    let mut n = remaining;
+    loop {
+        let byte = (n % 128) as u8;
+        n /= 128;
+        raw.extend_from_slice(&[if n > 0 { byte | 0x80 } else { byte }]);
+        if n == 0 {
+            break;
+        }
+    }
+    raw.extend_from_slice(&topic_len.to_be_bytes());
+    raw.extend_from_slice(topic.as_bytes());
+    raw.extend_from_slice(&pkid.max(1).to_be_bytes());
+    raw.extend_from_slice(&payload);
+    let mut codec = V4;
+    match codec.read_mut(&mut raw, usize::MAX) {
+        Ok(Packet::Publish(p, _)) => Some(p),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,5 +184,15 @@ mod tests {
         let back = from_router(&bytes::Bytes::from_static(b"%24aws/things/x/shadow/update"));
         assert_eq!(&back[..], b"$aws/things/x/shadow/update");
         assert_eq!(router_client_id("a/b$c"), "a%2Fb%24c");
+    }
+
+    #[test]
+    fn host_qos1_publishes_read_back_whole() {
+        let payload = bytes::Bytes::from(vec![b'x'; 300]);
+        let p = qos1_publish("$aws/things/lamp/cmd", payload.clone(), true, 7).expect("publish");
+        assert_eq!(&p.topic[..], b"%24aws/things/lamp/cmd");
+        assert_eq!(p.payload, payload);
+        assert!(p.retain);
+        assert_eq!(crate::listener::packets::meta(&p).qos, 1);
     }
 }

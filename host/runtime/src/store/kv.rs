@@ -86,21 +86,26 @@ impl KvStore {
 
     /// Keys of a bucket, sorted.
     pub fn keys(&self, bucket: &str) -> Result<Vec<String>, StoreError> {
+        self.keys_with_prefix(bucket, "")
+    }
+
+    /// Keys of a bucket that start with `prefix`, sorted.
+    pub fn keys_with_prefix(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, StoreError> {
         let mut keys: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
         {
             let txn = self.db.begin_read()?;
             let table = txn.open_table(TABLE)?;
-            for row in table.range((bucket, "")..)? {
+            for row in table.range((bucket, prefix)..)? {
                 let (k, _) = row?;
                 let (b, key) = k.value();
-                if b != bucket {
+                if b != bucket || !key.starts_with(prefix) {
                     break;
                 }
                 keys.insert(key.to_string());
             }
         }
         for ((b, k), v) in self.overlay().iter() {
-            if b == bucket {
+            if b == bucket && k.starts_with(prefix) {
                 if v.is_some() {
                     keys.insert(k.clone());
                 } else {

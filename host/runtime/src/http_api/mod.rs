@@ -1,0 +1,285 @@
+//! The AWS IoT data-plane HTTP API (`iot-data`), for what AWS's SDKs call
+//! over HTTP: boto3's `iot-data` client, the AWS CLI's `aws iot-data`, a
+//! backend that sets a device's desired state, a device that can only
+//! make HTTP requests.
+//!
+//! | operation | request |
+//! |---|---|
+//! | GetThingShadow | `GET /things/<thing>/shadow[?name=<shadow>]` |
+//! | UpdateThingShadow | `POST /things/<thing>/shadow[?name=<shadow>]` |
+//! | DeleteThingShadow | `DELETE /things/<thing>/shadow[?name=<shadow>]` |
+//! | ListNamedShadowsForThing | `GET /api/things/shadow/ListNamedShadowsForThing/<thing>` |
+//! | Publish | `POST /topics/<topic>[?qos=0\|1&retain=true\|false]` |
+//!
+//! Off unless `[http] listen` is set. Requests are signed with AWS
+//! Signature Version 4 by one of `[[http.credentials]]` ([`sigv4`]); with
+//! none configured the API serves only a loopback address, unchecked.
+//! Errors are AWS's exceptions ([`error`]), so an SDK raises what it would
+//! against AWS.
+//!
+//! - [`config`]: `[http]`.
+//! - [`sigv4`]: checking a request's signature.
+//! - [`shadow`]: the shadow operations, through the shadow service.
+//! - [`answers`]: the shadow service's answers for requests waiting on them.
+//! - [`publish`]: Publish, and how any HTTP request enters the engine.
+//! - [`error`]: AWS's error responses.
+
+pub mod answers;
+pub mod config;
+pub mod error;
+pub mod publish;
+pub mod shadow;
+pub mod sigv4;
+
+pub use config::HttpConfig;
+
+use crate::broker::{Broker, BrokerError};
+use crate::engine::{EngineHandle, Publisher};
+use crate::metrics::Metrics;
+use crate::store::KvStore;
+use answers::Answers;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use error::ApiError;
+use percent_encoding::percent_decode_str;
+use rumqttd::local::LinkTx;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// The client id of messages published over HTTP (what `clientid()`
+/// returns for them).
+pub const HTTP_CLIENT_ID: &str = "weir-http";
+
+/// The API's shared state.
+pub struct Api {
+    engine: EngineHandle,
+    kv: Arc<KvStore>,
+    metrics: Arc<Metrics>,
+    answers: Arc<Answers>,
+    publisher: tokio::sync::Mutex<LinkTx>,
+    verifier: Option<sigv4::Verifier>,
+    answer_timeout: Duration,
+    max_body: usize,
+    pkid: AtomicU16,
+}
+
+impl Api {
+    /// The API's state, and the task handing out the shadow service's
+    /// answers (it ends when `stop` changes).
+    pub fn start(
+        config: &HttpConfig,
+        max_body: usize,
+        broker: &Broker,
+        engine: EngineHandle,
+        kv: Arc<KvStore>,
+        metrics: Arc<Metrics>,
+        stop: watch::Receiver<bool>,
+    ) -> Result<(Arc<Api>, tokio::task::JoinHandle<()>), BrokerError> {
+        let (answers, task) = Answers::start(broker, stop)?;
+        let api = Arc::new(Api {
+            engine,
+            kv,
+            metrics,
+            answers,
+            publisher: tokio::sync::Mutex::new(broker.publisher("weir.internal.http")?),
+            verifier: (!config.credentials.is_empty())
+                .then(|| sigv4::Verifier::new(&config.credentials)),
+            answer_timeout: Duration::from_millis(config.answer_timeout_ms),
+            max_body,
+            pkid: AtomicU16::new(1),
+        });
+        Ok((api, task))
+    }
+
+    /// A packet id for a QoS 1 publish (never 0).
+    fn next_pkid(&self) -> u16 {
+        loop {
+            let id = self.pkid.fetch_add(1, Ordering::Relaxed);
+            if id != 0 {
+                return id;
+            }
+        }
+    }
+}
+
+/// Serve the API on `listener` until `shutdown` changes.
+pub async fn serve(listener: TcpListener, api: Arc<Api>, mut shutdown: watch::Receiver<bool>) {
+    let app = axum::Router::new().fallback(handle).with_state(api);
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = shutdown.changed().await;
+    })
+    .await;
+    if let Err(e) = served {
+        tracing::error!(error = %e, "the HTTP API stopped");
+    }
+}
+
+async fn handle(
+    State(api): State<Arc<Api>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    api.metrics.count("http.requests", 1);
+    let Ok(body) = axum::body::to_bytes(body, api.max_body).await else {
+        api.metrics.count("http.errors", 1);
+        return ApiError::too_large(format!(
+            "the request body is over {} bytes",
+            api.max_body
+        ))
+        .into_response();
+    };
+    let path = parts.uri.path();
+    let query = parts.uri.query().unwrap_or("");
+    let principal = match &api.verifier {
+        None => None,
+        Some(v) => {
+            let signed = sigv4::Signed {
+                method: parts.method.as_str(),
+                path,
+                query,
+                headers: &parts.headers,
+                body: &body,
+            };
+            match v.verify(&signed, crate::clock::now_ms() / 1000) {
+                Ok(key) => Some(key),
+                Err(e) => {
+                    api.metrics.count("http.unauthorized", 1);
+                    tracing::warn!(%peer, method = %parts.method, path, error = %e, "HTTP API request refused");
+                    return ApiError::forbidden(e.to_string()).into_response();
+                }
+            }
+        }
+    };
+    let from = Arc::new(Publisher {
+        client_id: HTTP_CLIENT_ID.into(),
+        principal,
+        source_ip: Some(peer.ip().to_string()),
+    });
+    match route(&api, &parts.method, path, query, body, from).await {
+        Ok(r) => r,
+        Err(e) => {
+            api.metrics.count("http.errors", 1);
+            tracing::debug!(method = %parts.method, path, status = %e.status, error = %e.message, "HTTP API error");
+            e.into_response()
+        }
+    }
+}
+
+/// Percent-decode one part of a request.
+fn decode(s: &str) -> Result<String, ApiError> {
+    percent_decode_str(s)
+        .decode_utf8()
+        .map(|c| c.into_owned())
+        .map_err(|_| ApiError::invalid("the request path is not UTF-8"))
+}
+
+fn query_pairs(query: &str) -> Result<Vec<(String, String)>, ApiError> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            Ok((decode(k)?, decode(v)?))
+        })
+        .collect()
+}
+
+fn param<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    query
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+async fn route(
+    api: &Api,
+    method: &Method,
+    path: &str,
+    query: &str,
+    body: Bytes,
+    from: Arc<Publisher>,
+) -> Result<Response, ApiError> {
+    let query = query_pairs(query)?;
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["things", thing, "shadow"] => {
+            let op = match *method {
+                Method::GET => shadow::Op::Get,
+                Method::POST => shadow::Op::Update,
+                Method::DELETE => shadow::Op::Delete,
+                _ => return Err(not_allowed(method, path)),
+            };
+            api.metrics.count("http.shadow_requests", 1);
+            let thing = decode(thing)?;
+            let name = param(&query, "name").filter(|n| !n.is_empty());
+            api.shadow(op, &thing, name, &body, from).await
+        }
+        ["api", "things", "shadow", "ListNamedShadowsForThing", thing] => {
+            if method != Method::GET {
+                return Err(not_allowed(method, path));
+            }
+            let page_size = match param(&query, "pageSize") {
+                None => 25,
+                Some(s) => s
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=100).contains(n))
+                    .ok_or_else(|| ApiError::invalid("pageSize must be 1 to 100"))?,
+            };
+            api.list_named(&decode(thing)?, page_size, param(&query, "nextToken"))
+        }
+        ["topics", _, ..] => {
+            if method != Method::POST {
+                return Err(not_allowed(method, path));
+            }
+            // The topic is one encoded segment (`a%2Fb`, as the SDKs send
+            // it) or the rest of the path (`a/b`, as curl users write it).
+            let topic = decode(&path["/topics/".len()..])?;
+            if let Some(refused) = publish::refuse(&topic) {
+                return Err(refused);
+            }
+            let delivery = publish::Delivery::from_query(&query)?;
+            api.metrics.count("http.publish", 1);
+            api.inject(&topic, body, delivery, from).await?;
+            Ok(StatusCode::OK.into_response())
+        }
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFoundException",
+            format!("no such operation: {method} {path}"),
+        )),
+    }
+}
+
+fn not_allowed(method: &Method, path: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowedException",
+        format!("{method} is not allowed on {path}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parameters_are_decoded() {
+        let q = query_pairs("name=config&nextToken=a%2Fb&flag").unwrap();
+        assert_eq!(param(&q, "name"), Some("config"));
+        assert_eq!(param(&q, "nextToken"), Some("a/b"));
+        assert_eq!(param(&q, "flag"), Some(""));
+        assert!(query_pairs("x=%ff").is_err());
+    }
+}

@@ -1,0 +1,207 @@
+//! The data-plane HTTP API (AWS `iot-data`) end to end: boto3's own
+//! `iot-data` client, signing with Signature Version 4, against a running
+//! instance with the shipped rules, and paho-mqtt devices seeing what the
+//! HTTP calls cause; then plain HTTP requests (curl's way of writing a
+//! topic) against an unsigned loopback instance without the shadow service.
+
+mod support;
+
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+use support::fleet::{py, weir_ok};
+use support::{echo_rules, Mqtt, TempDir, Weir};
+
+const KEY: &str = "AKIDWEIRTEST";
+const SECRET: &str = "weir-test-secret/+x";
+
+fn http_port(weir: &Weir) -> u16 {
+    let listen = weir.status()["http_listen"]
+        .as_str()
+        .expect("http_listen in status")
+        .to_string();
+    listen
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port")
+}
+
+fn seen<'a>(mqtt: &'a [Value], topic: &str) -> Vec<&'a Value> {
+    mqtt.iter().filter(|m| m["topic"] == topic).collect()
+}
+
+#[test]
+fn boto3_iot_data_shadows_and_publish() {
+    let dir = TempDir::new("http-boto3");
+    let config = format!(
+        "[http]\nlisten = \"127.0.0.1:0\"\n[[http.credentials]]\naccess_key_id = \"{KEY}\"\nsecret_access_key = \"{SECRET}\"\n"
+    );
+    let weir = Weir::start_with_rules(&dir.0, &support::repo_root().join("rules"), &config);
+    let port = http_port(&weir);
+    let r = py(
+        "iot_data.py",
+        &[
+            "--endpoint".into(),
+            format!("http://127.0.0.1:{port}"),
+            "--mqtt-port".into(),
+            weir.addr.port().to_string(),
+            "--key".into(),
+            KEY.into(),
+            "--secret".into(),
+            SECRET.into(),
+        ],
+    );
+
+    // UpdateThingShadow answers as update/accepted, without the API's token.
+    assert_eq!(r["update"]["state"]["desired"]["color"], "red", "{r}");
+    assert_eq!(r["update"]["version"], 1);
+    assert!(r["update"].get("clientToken").is_none(), "{r}");
+    // GetThingShadow: the document with its delta.
+    assert_eq!(r["get"]["state"]["desired"]["power"]["on"], true);
+    assert_eq!(r["get"]["state"]["delta"]["color"], "red");
+    assert_eq!(r["get"]["version"], 1);
+    assert!(r["get"]["metadata"]["desired"]["color"]["timestamp"].is_i64());
+    // The caller's own token is echoed.
+    assert_eq!(r["update_with_token"]["clientToken"], "backend-1");
+    assert_eq!(r["update_with_token"]["version"], 2);
+    // AWS's exceptions, as boto3 raises them.
+    let err = |k: &str| (r[k]["code"].clone(), r[k]["status"].clone());
+    assert_eq!(err("conflict"), ("ConflictException".into(), 409.into()));
+    assert_eq!(r["conflict"]["message"], "Version conflict");
+    assert_eq!(err("invalid_json"), ("InvalidRequestException".into(), 400.into()));
+    assert_eq!(err("missing_state"), ("InvalidRequestException".into(), 400.into()));
+    assert_eq!(r["missing_state"]["message"], "Missing required node: state");
+    assert_eq!(err("no_shadow"), ("ResourceNotFoundException".into(), 404.into()));
+    assert_eq!(r["no_shadow"]["message"], "No shadow exists with name: 'ghost'");
+    assert_eq!(err("bad_thing").1, 400.into());
+    // Named shadows: made, read, listed (and paged), deleted.
+    assert_eq!(r["named_update"]["state"]["reported"]["interval"], 10);
+    assert_eq!(r["named_get"]["version"], 1);
+    assert_eq!(r["named_list"], serde_json::json!(["config", "schedule"]));
+    assert_eq!(r["named_page"]["results"], serde_json::json!(["config"]));
+    assert_eq!(r["named_page"]["nextToken"], "config");
+    assert_eq!(r["named_delete"]["version"], 1);
+    assert_eq!(err("named_after_delete").1, 404.into());
+    // Publish: wildcards and the service's answer topics refused.
+    assert_eq!(err("publish_wildcard"), ("InvalidRequestException".into(), 400.into()));
+    assert_eq!(err("publish_answer_topic"), ("ForbiddenException".into(), 403.into()));
+    // A wrong secret and an unsigned request are refused.
+    assert_eq!(err("bad_secret"), ("ForbiddenException".into(), 403.into()));
+    assert!(
+        r["bad_secret"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("signature"),
+        "{r}"
+    );
+    assert_eq!(r["unsigned"]["status"], 403);
+    assert_eq!(r["unsigned"]["type"], "ForbiddenException");
+
+    // What devices saw: the delta of the HTTP update, the QoS 1 command
+    // live and after the offline session came back, the retained message.
+    let mqtt = r["mqtt"].as_array().expect("mqtt");
+    let delta = seen(mqtt, "$aws/things/lamp/shadow/update/delta");
+    assert!(
+        delta.iter().any(|m| m["payload"]["state"]["color"] == "red"),
+        "{mqtt:?}"
+    );
+    assert!(!seen(mqtt, "$aws/things/lamp/shadow/update/documents").is_empty());
+    assert_eq!(seen(mqtt, "cmd/lamp")[0]["payload"]["do"], "blink");
+    let offline = seen(mqtt, "cmd/lamp-offline");
+    assert_eq!(offline.len(), 1, "{mqtt:?}");
+    assert_eq!(offline[0]["payload"]["do"], "wake");
+    assert_eq!(offline[0]["qos"], 1);
+    let retained = seen(mqtt, "cfg/lamp");
+    assert!(retained.iter().any(|m| m["retain"] == true), "{mqtt:?}");
+
+    // The telemetry published over HTTP went through the shipped rules.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let shadow = weir.cli(&["shadow", "get", "http-dev"]);
+        let text = String::from_utf8_lossy(&shadow.stdout);
+        if text.contains("22.5") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no shadow for http-dev: {text}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The classic shadow holds what the backend set.
+    let lamp: Value =
+        serde_json::from_str(&weir_ok(&weir.data_dir, &["shadow", "get", "lamp"])).expect("json");
+    assert_eq!(lamp["state"]["desired"]["color"], "red", "{lamp}");
+    assert_eq!(lamp["state"]["reported"]["color"], "blue", "{lamp}");
+    assert!(weir.counter("http.unauthorized") >= 2);
+    assert!(weir.counter("http.publish") >= 4);
+    weir.stop();
+}
+
+/// One HTTP/1.1 request; the status, headers and body.
+fn request(port: u16, method: &str, target: &str, body: &str) -> (u16, String, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    write!(
+        s,
+        "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read");
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_ascii_lowercase(), body.to_string())
+}
+
+#[test]
+fn plain_http_on_loopback_and_a_missing_shadow_service() {
+    let dir = TempDir::new("http-plain");
+    // Echo rules only: no shadow service to answer shadow requests.
+    let rules = echo_rules(&dir.0, false);
+    let weir = Weir::start_with_rules(
+        &dir.0,
+        &rules,
+        "[http]\nlisten = \"127.0.0.1:0\"\nanswer_timeout_ms = 300\n",
+    );
+    let port = http_port(&weir);
+    let mqtt = Mqtt::connect(weir.addr, "watcher");
+    mqtt.subscribe("#");
+    std::thread::sleep(Duration::from_millis(300));
+
+    // The topic written as a path, as with curl; unsigned is fine on loopback.
+    let (status, _, _) = request(
+        port,
+        "POST",
+        "/topics/dt/thermostat/dev-9/telemetry?qos=1",
+        r#"{"temperature":19.5}"#,
+    );
+    assert_eq!(status, 200);
+    let got = mqtt.collect(Duration::from_secs(3));
+    assert!(
+        got.iter()
+            .any(|(t, v)| t == "dt/thermostat/dev-9/telemetry" && v["temperature"] == 19.5),
+        "{got:?}"
+    );
+
+    // No shadow service: a clear 503 instead of a hang.
+    let (status, head, body) = request(port, "GET", "/things/lamp/shadow", "");
+    assert_eq!(status, 503, "{head}{body}");
+    assert!(head.contains("x-amzn-errortype: serviceunavailableexception"), "{head}");
+    assert!(body.contains("shadow-service.toml"), "{body}");
+    assert_eq!(weir.counter("http.shadow_timeouts"), 1);
+
+    // Unknown operations and wrong methods.
+    let (status, head, _) = request(port, "GET", "/nothing/here", "");
+    assert_eq!(status, 404);
+    assert!(head.contains("resourcenotfoundexception"), "{head}");
+    let (status, _, _) = request(port, "GET", "/topics/a/b", "");
+    assert_eq!(status, 405);
+    let (status, _, body) = request(port, "POST", "/topics/a/b?qos=2", "x");
+    assert_eq!(status, 400, "{body}");
+    weir.stop();
+}
