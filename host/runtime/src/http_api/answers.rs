@@ -169,7 +169,11 @@ mod tests {
         assert!(other.rx.try_recv().is_err());
         drop(mine);
         drop(other);
-        assert_eq!(answers.pending(), 0, "a request that stops waiting is forgotten");
+        assert_eq!(
+            answers.pending(),
+            0,
+            "a request that stops waiting is forgotten"
+        );
     }
 
     #[test]

@@ -59,14 +59,23 @@ impl ApiError {
             403 => (StatusCode::FORBIDDEN, "ForbiddenException"),
             404 => (StatusCode::NOT_FOUND, "ResourceNotFoundException"),
             409 => (StatusCode::CONFLICT, "ConflictException"),
-            413 => (StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLargeException"),
+            413 => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestEntityTooLargeException",
+            ),
             415 => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "UnsupportedDocumentEncodingException",
             ),
             429 => (StatusCode::TOO_MANY_REQUESTS, "ThrottlingException"),
-            503 => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailableException"),
-            _ => (StatusCode::INTERNAL_SERVER_ERROR, "InternalFailureException"),
+            503 => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailableException",
+            ),
+            _ => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalFailureException",
+            ),
         };
         ApiError::new(status, kind, message)
     }

@@ -17,7 +17,7 @@
 //! Errors are AWS's exceptions ([`error`]), so an SDK raises what it would
 //! against AWS.
 //!
-//! - [`config`]: `[http]`.
+//! - [`config`]: the `[http]` table.
 //! - [`sigv4`]: checking a request's signature.
 //! - [`shadow`]: the shadow operations, through the shadow service.
 //! - [`answers`]: the shadow service's answers for requests waiting on them.
@@ -133,11 +133,8 @@ async fn handle(
     api.metrics.count("http.requests", 1);
     let Ok(body) = axum::body::to_bytes(body, api.max_body).await else {
         api.metrics.count("http.errors", 1);
-        return ApiError::too_large(format!(
-            "the request body is over {} bytes",
-            api.max_body
-        ))
-        .into_response();
+        return ApiError::too_large(format!("the request body is over {} bytes", api.max_body))
+            .into_response();
     };
     let path = parts.uri.path();
     let query = parts.uri.query().unwrap_or("");

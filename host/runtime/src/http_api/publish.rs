@@ -57,7 +57,8 @@ pub fn refuse(topic: &str) -> Option<ApiError> {
             "publishing to {topic:?} is refused: {why}"
         )));
     }
-    if crate::jobs::device_api::is_request(topic) || crate::identity::provisioning::is_request(topic)
+    if crate::jobs::device_api::is_request(topic)
+        || crate::identity::provisioning::is_request(topic)
     {
         return Some(ApiError::forbidden(format!(
             "{topic:?} is answered to the MQTT connection that asks; publish it over MQTT"
@@ -132,7 +133,11 @@ mod tests {
     fn qos_and_retain_as_aws_spells_them() {
         assert_eq!(Delivery::from_query(&[]), Ok(Delivery::default()));
         assert_eq!(
-            Delivery::from_query(&q(&[("qos", "1"), ("retain", "true"), ("contentType", "x")])),
+            Delivery::from_query(&q(&[
+                ("qos", "1"),
+                ("retain", "true"),
+                ("contentType", "x")
+            ])),
             Ok(Delivery {
                 qos1: true,
                 retain: true
@@ -150,7 +155,9 @@ mod tests {
         assert_eq!(refuse("dt/+/x").unwrap().kind, "InvalidRequestException");
         // Answers only the shadow service may publish; device APIs answered over MQTT.
         assert_eq!(
-            refuse("$aws/things/lamp/shadow/update/accepted").unwrap().kind,
+            refuse("$aws/things/lamp/shadow/update/accepted")
+                .unwrap()
+                .kind,
             "ForbiddenException"
         );
         assert!(refuse("$aws/things/lamp/jobs/get").is_some());

@@ -103,8 +103,9 @@ pub fn request_document(op: Op, body: &[u8]) -> Result<(Vec<u8>, String, bool), 
 
 /// The HTTP response for the service's answer.
 pub fn response(accepted: bool, payload: &[u8], strip_token: bool) -> Result<Response, ApiError> {
-    let doc: Value = serde_json::from_slice(payload)
-        .map_err(|_| ApiError::from_rejection(500, "the shadow service answered with invalid JSON"))?;
+    let doc: Value = serde_json::from_slice(payload).map_err(|_| {
+        ApiError::from_rejection(500, "the shadow service answered with invalid JSON")
+    })?;
     if !accepted {
         let code = doc.get("code").and_then(Value::as_u64).unwrap_or(500);
         let message = doc
@@ -242,9 +243,11 @@ mod tests {
         let v: Value = serde_json::from_slice(&doc).unwrap();
         assert_eq!(v["clientToken"], token.as_str());
 
-        let (doc, token, made) =
-            request_document(Op::Update, br#"{"state":{"desired":{"on":true}},"clientToken":"mine"}"#)
-                .unwrap();
+        let (doc, token, made) = request_document(
+            Op::Update,
+            br#"{"state":{"desired":{"on":true}},"clientToken":"mine"}"#,
+        )
+        .unwrap();
         assert!(!made);
         assert_eq!(token, "mine");
         let v: Value = serde_json::from_slice(&doc).unwrap();
@@ -252,7 +255,9 @@ mod tests {
 
         let (doc, _, made) = request_document(Op::Update, br#"{"state":{}}"#).unwrap();
         assert!(made);
-        assert!(String::from_utf8(doc).unwrap().starts_with(r#"{"state":{},"clientToken":"weir-http-"#));
+        assert!(String::from_utf8(doc)
+            .unwrap()
+            .starts_with(r#"{"state":{},"clientToken":"weir-http-"#));
     }
 
     #[test]
@@ -263,7 +268,10 @@ mod tests {
         assert_eq!(kind(br#"{"clientToken":5}"#), "InvalidRequestException");
         let long = format!(r#"{{"clientToken":"{}"}}"#, "t".repeat(65));
         assert_eq!(kind(long.as_bytes()), "InvalidRequestException");
-        let big = format!(r#"{{"state":{{"reported":{{"x":"{}"}}}}}}"#, "y".repeat(9000));
+        let big = format!(
+            r#"{{"state":{{"reported":{{"x":"{}"}}}}}}"#,
+            "y".repeat(9000)
+        );
         assert_eq!(kind(big.as_bytes()), "RequestEntityTooLargeException");
     }
 
@@ -271,8 +279,16 @@ mod tests {
     fn answers_become_responses() {
         let ok = response(true, br#"{"version":2,"clientToken":"weir-http-1"}"#, true).unwrap();
         assert_eq!(ok.status(), StatusCode::OK);
-        let e = response(false, br#"{"code":409,"message":"Version conflict"}"#, false).unwrap_err();
-        assert_eq!((e.status, e.kind), (StatusCode::CONFLICT, "ConflictException"));
+        let e = response(
+            false,
+            br#"{"code":409,"message":"Version conflict"}"#,
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(
+            (e.status, e.kind),
+            (StatusCode::CONFLICT, "ConflictException")
+        );
         assert_eq!(e.message, "Version conflict");
     }
 }

@@ -224,7 +224,9 @@ fn canonical_query(query: &str) -> String {
 fn encode(s: &str, path: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') || (path && b == b'/')
+        if b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'_' | b'.' | b'~')
+            || (path && b == b'/')
         {
             out.push(b as char);
         } else {
@@ -293,7 +295,10 @@ mod tests {
     fn a_changed_request_or_wrong_key_is_refused() {
         let h = headers(VANILLA);
         let v = verifier();
-        assert_eq!(v.verify(&request(&h, "a=b"), WHEN), Err(AuthError::Mismatch));
+        assert_eq!(
+            v.verify(&request(&h, "a=b"), WHEN),
+            Err(AuthError::Mismatch)
+        );
         let mut post = request(&h, "");
         post.method = "POST";
         assert_eq!(v.verify(&post, WHEN), Err(AuthError::Mismatch));
@@ -311,7 +316,10 @@ mod tests {
         );
         let mut unsigned = h.clone();
         unsigned.remove("authorization");
-        assert_eq!(v.verify(&request(&unsigned, ""), WHEN), Err(AuthError::Missing));
+        assert_eq!(
+            v.verify(&request(&unsigned, ""), WHEN),
+            Err(AuthError::Missing)
+        );
         let garbage = headers("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/x");
         assert!(matches!(
             v.verify(&request(&garbage, ""), WHEN),
