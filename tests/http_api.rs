@@ -36,7 +36,7 @@ fn seen<'a>(mqtt: &'a [Value], topic: &str) -> Vec<&'a Value> {
 fn boto3_iot_data_shadows_and_publish() {
     let dir = TempDir::new("http-boto3");
     let config = format!(
-        "[http]\nlisten = \"127.0.0.1:0\"\n[[http.credentials]]\naccess_key_id = \"{KEY}\"\nsecret_access_key = \"{SECRET}\"\n"
+        "[engine]\nworkers = 4\n[http]\nlisten = \"127.0.0.1:0\"\n[[http.credentials]]\naccess_key_id = \"{KEY}\"\nsecret_access_key = \"{SECRET}\"\n"
     );
     let weir = Weir::start_with_rules(&dir.0, &support::repo_root().join("rules"), &config);
     let port = http_port(&weir);
@@ -99,6 +99,19 @@ fn boto3_iot_data_shadows_and_publish() {
     assert_eq!(r["named_page"]["nextToken"], "config");
     assert_eq!(r["named_delete"]["version"], 1);
     assert_eq!(r["named_after_delete"]["status"], 404);
+    // Telemetry published over HTTP and shadow updates for the same devices
+    // meet in one document on 4 workers (routing by the rule's device).
+    let children = r["children"].as_array().expect("children");
+    assert_eq!(children.len(), 8);
+    for (i, c) in children.iter().enumerate() {
+        assert_eq!(
+            c["state"]["reported"]["temperature"],
+            20.0 + i as f64,
+            "{c}"
+        );
+        assert_eq!(c["state"]["desired"]["setpoint"], 18, "{c}");
+        assert_eq!(c["version"], 2, "{c}");
+    }
     // Publish: wildcards and the service's answer topics refused.
     assert_eq!(
         err("publish_wildcard"),

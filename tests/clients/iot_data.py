@@ -132,6 +132,15 @@ iot.publish(topic="cmd/lamp-offline", qos=1, payload=json.dumps({"do": "wake"}).
 iot.publish(topic="cfg/lamp", qos=1, retain=True, payload=json.dumps({"interval": 30}).encode())
 iot.publish(topic="dt/thermostat/http-dev/telemetry", qos=1,
             payload=json.dumps({"ts": int(time.time() * 1000), "temperature": 22.5, "humidity": 41.0}).encode())
+# Readings a backend publishes for devices, then their desired state: each
+# device's shadow holds both (its readings and its shadow requests meet in
+# one plugin instance whoever publishes them, on any number of workers).
+for i in range(8):
+    child = f"gw-child-{i}"
+    iot.publish(topic=f"dt/thermostat/{child}/telemetry", qos=1,
+                payload=json.dumps({"ts": int(time.time() * 1000), "temperature": 20.0 + i, "humidity": 40.0}).encode())
+    iot.update_thing_shadow(thingName=child, payload=json.dumps({"state": {"desired": {"setpoint": 18}}}))
+out["children"] = [doc(iot.get_thing_shadow(thingName=f"gw-child-{i}")) for i in range(8)]
 out["publish_wildcard"] = error(lambda: iot.publish(topic="cmd/+", payload=b"x"))
 out["publish_answer_topic"] = error(lambda: iot.publish(topic="$aws/things/lamp/shadow/update/accepted", payload=b"{}"))
 

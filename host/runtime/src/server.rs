@@ -184,7 +184,9 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
             .map_err(|e| ServerError::Io(e.to_string()))?;
         workers.push(handle);
     }
-    let engine = EngineHandle::new(queues).with_gate(sinks.gate());
+    let engine = EngineHandle::new(queues)
+        .with_gate(sinks.gate())
+        .with_rules(current.clone());
 
     let presence = Arc::new(Presence::new(
         kv.clone(),

@@ -26,11 +26,24 @@ pub struct EngineHandle {
     queues: Vec<flume::Sender<Ingest>>,
     /// Closed while a backend's spool is full (see `sinks::Gate`).
     gate: Option<Arc<crate::sinks::Gate>>,
+    /// The rules, which name the device of the topics they read.
+    rules: Option<Arc<Current>>,
+}
+
+thread_local! {
+    /// The generation this thread last routed with, and whose it is: a
+    /// message is routed with one atomic load, not a lock, until a reload.
+    static ROUTING: std::cell::RefCell<Option<(Arc<Current>, u64, Arc<Generation>)>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 impl EngineHandle {
     pub fn new(queues: Vec<flume::Sender<Ingest>>) -> EngineHandle {
-        EngineHandle { queues, gate: None }
+        EngineHandle {
+            queues,
+            gate: None,
+            rules: None,
+        }
     }
 
     /// Make `send` wait while `gate` is closed.
@@ -39,9 +52,22 @@ impl EngineHandle {
         self
     }
 
+    /// Route by the device the current rules name for a topic (see
+    /// [`partition_key`]).
+    pub fn with_rules(mut self, current: Arc<Current>) -> EngineHandle {
+        self.rules = Some(current);
+        self
+    }
+
     fn queue_for(&self, ingest: &Ingest) -> &flume::Sender<Ingest> {
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        partition_key(&ingest.topic, &ingest.from.client_id).hash(&mut h);
+        let (topic, client) = (&ingest.topic, &*ingest.from.client_id);
+        match &self.rules {
+            Some(current) => with_rules(current, |rules| {
+                partition_key(topic, client, |t| rules.device_in(t)).hash(&mut h)
+            }),
+            None => partition_key(topic, client, |_| None).hash(&mut h),
+        }
         let i = (h.finish() % self.queues.len() as u64) as usize;
         &self.queues[i]
     }
@@ -67,19 +93,44 @@ impl EngineHandle {
     }
 }
 
+/// Run `f` with the current rules, as this thread last fetched them.
+fn with_rules<R>(current: &Arc<Current>, f: impl FnOnce(&crate::rules::RuleSet) -> R) -> R {
+    let version = current.version();
+    ROUTING.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        let fresh = matches!(&*cached, Some((c, v, _)) if Arc::ptr_eq(c, current) && *v == version);
+        if !fresh {
+            *cached = Some((current.clone(), version, current.get()));
+        }
+        match &*cached {
+            Some((_, _, generation)) => f(&generation.rules),
+            None => f(&current.get().rules),
+        }
+    })
+}
+
 /// The device a message is about, which picks its worker:
 ///
 /// - the thing of AWS's per-thing topics (`$aws/things/<thing>/…`: a
 ///   shadow request for a thing meets that thing's own readings);
 /// - the client of a lifecycle event (`$aws/events/presence/<event>/<clientId>`);
+/// - the device the rules name for the topic (`rule_device`: the first
+///   matching rule whose plugin actions read the device from one topic
+///   level, as the shipped telemetry rule's `${topic(3)}`), so a device's
+///   readings meet its shadow requests whoever publishes them (the device,
+///   a gateway, `mosquitto_pub` with a made-up client id, a backend over
+///   HTTP);
 /// - the publisher's client id when it is one of the topic's levels: a
 ///   device publishing as itself (AWS's convention, and what thing
 ///   policies check), whose every topic then meets its `$aws/things/…`;
 /// - else the topic: one device's readings stay together whoever sends
-///   them (a gateway for its children, `mosquitto_pub` with a made-up
-///   client id, a backend), and a gateway's children spread over the
-///   workers. The host's own messages spread by topic too.
-pub fn partition_key<'a>(topic: &'a str, client_id: &'a str) -> &'a str {
+///   them, and a gateway's children spread over the workers. The host's
+///   own messages spread by topic too.
+pub fn partition_key<'a>(
+    topic: &'a str,
+    client_id: &'a str,
+    rule_device: impl FnOnce(&'a str) -> Option<&'a str>,
+) -> &'a str {
     if let Some(rest) = topic.strip_prefix("$aws/things/") {
         if let Some((thing, _)) = rest.split_once('/') {
             return thing;
@@ -89,6 +140,9 @@ pub fn partition_key<'a>(topic: &'a str, client_id: &'a str) -> &'a str {
         if let Some((_, client)) = rest.split_once('/') {
             return client;
         }
+    }
+    if let Some(device) = rule_device(topic) {
+        return device;
     }
     if client_id != ingest::HOST_CLIENT_ID
         && !client_id.is_empty()
@@ -101,7 +155,11 @@ pub fn partition_key<'a>(topic: &'a str, client_id: &'a str) -> &'a str {
 
 #[cfg(test)]
 mod tests {
-    use super::partition_key;
+    use super::partition_key as key;
+
+    fn partition_key<'a>(topic: &'a str, client_id: &'a str) -> &'a str {
+        key(topic, client_id, |_| None)
+    }
 
     #[test]
     fn everything_about_one_device_has_one_key() {
@@ -135,5 +193,23 @@ mod tests {
             partition_key("dt/lamp/lamp-10/telemetry", "lamp-1"),
             "dt/lamp/lamp-10/telemetry"
         );
+    }
+
+    #[test]
+    fn the_device_the_rules_name_comes_before_the_publisher() {
+        let level3 = |t: &'static str| t.starts_with("dt/").then(|| t.split('/').nth(2)).flatten();
+        // Whoever publishes a reading, it meets the device's shadow requests.
+        for client in ["lamp-2", "mosq-AbC123", "weir-http", ""] {
+            assert_eq!(key("dt/lamp/lamp-2/telemetry", client, level3), "lamp-2");
+        }
+        // A gateway's child is the device the rule names, not the gateway.
+        assert_eq!(key("dt/lamp/child-1/telemetry", "gw", level3), "child-1");
+        // Per-thing topics and presence keep their own rules.
+        assert_eq!(
+            key("$aws/things/lamp-2/shadow/get", "x", |_| Some("no")),
+            "lamp-2"
+        );
+        // Topics no rule names a device for fall back as before.
+        assert_eq!(key("status/lamp-2", "lamp-2", level3), "lamp-2");
     }
 }

@@ -148,6 +148,9 @@ pub struct Rule {
 pub struct RuleSet {
     pub rules: Vec<Arc<Rule>>,
     trie: TopicTrie<usize>,
+    /// Per rule whose plugin actions all name the device as one topic
+    /// level (`device = "${topic(N)}"`): its filter → (rule index, N).
+    devices: TopicTrie<(usize, usize)>,
     pub plugins: PluginDecls,
 }
 
@@ -167,6 +170,46 @@ impl RuleSet {
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
+
+    /// The device a message on `topic` is about, as the first rule it
+    /// matches names it, when that rule's plugin actions take the device
+    /// from one topic level (`device = "${topic(3)}"` on
+    /// `dt/+/+/telemetry`): how the engine keeps one device's readings with
+    /// its other messages whoever publishes them.
+    pub fn device_in<'t>(&self, topic: &'t str) -> Option<&'t str> {
+        let mut first: Option<(usize, usize)> = None;
+        self.devices.for_each_match(topic, |&(rule, level)| {
+            if first.is_none_or(|(r, _)| rule < r) {
+                first = Some((rule, level));
+            }
+        });
+        let (_, level) = first?;
+        topic.split('/').nth(level - 1).filter(|d| !d.is_empty())
+    }
+}
+
+/// `N` when every plugin action of `rule` has `device = "${topic(N)}"`.
+fn device_level(rule: &Rule) -> Option<usize> {
+    let mut level = None;
+    for action in &rule.actions {
+        if !matches!(action.target, Target::Plugin(_)) {
+            continue;
+        }
+        let n = topic_level(action.sources[0].as_deref()?)?;
+        if level.is_some_and(|l| l != n) {
+            return None;
+        }
+        level = Some(n);
+    }
+    level
+}
+
+/// `N` of a template that is exactly `${topic(N)}`.
+fn topic_level(template: &str) -> Option<usize> {
+    let inner = template.trim().strip_prefix("${")?.strip_suffix('}')?;
+    let arg = inner.trim().strip_prefix("topic")?.trim_start();
+    let n = arg.strip_prefix('(')?.strip_suffix(')')?.trim();
+    n.parse().ok().filter(|n| *n >= 1)
 }
 
 /// The shipped rules, used when the rules directory does not exist.
@@ -180,6 +223,14 @@ pub const SHIPPED: &[(&str, &str)] = &[
         include_str!("../../../../rules/telemetry.toml"),
     ),
     ("alerts.toml", include_str!("../../../../rules/alerts.toml")),
+    (
+        "shadow-service.toml",
+        include_str!("../../../../rules/shadow-service.toml"),
+    ),
+    (
+        "shadow-service-named.toml",
+        include_str!("../../../../rules/shadow-service-named.toml"),
+    ),
 ];
 
 /// Load every `*.toml` directly in `dir` (or the shipped rules when `dir` is
@@ -252,6 +303,7 @@ pub fn compile_files(files: &[(PathBuf, String)]) -> Result<RuleSet, Vec<RulePro
 
     let mut rules = Vec::new();
     let mut trie = TopicTrie::new();
+    let mut devices = TopicTrie::new();
     for (path, text) in files {
         if is_plugins(path) {
             continue;
@@ -266,6 +318,10 @@ pub fn compile_files(files: &[(PathBuf, String)]) -> Result<RuleSet, Vec<RulePro
                     problems.push(diag::whole_file(path, e));
                     continue;
                 }
+                if let Some(level) = device_level(&rule) {
+                    // The filter was just accepted by the same trie type.
+                    let _ = devices.insert(rule.statement.topic_filter(), (rules.len(), level));
+                }
                 rules.push(Arc::new(rule));
             }
             Ok(None) => {}
@@ -276,6 +332,7 @@ pub fn compile_files(files: &[(PathBuf, String)]) -> Result<RuleSet, Vec<RulePro
         Some(plugins) if problems.is_empty() => Ok(RuleSet {
             rules,
             trie,
+            devices,
             plugins,
         }),
         _ => Err(problems),
@@ -623,4 +680,61 @@ pub fn check_plugin_components(path: &Path, text: &str, base_dir: &Path) -> Vec<
         }
     }
     problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_templates_that_are_one_topic_level() {
+        assert_eq!(topic_level("${topic(3)}"), Some(3));
+        assert_eq!(topic_level(" ${ topic( 2 ) } "), Some(2));
+        assert_eq!(topic_level("${topic(0)}"), None);
+        assert_eq!(topic_level("${topic()}"), None);
+        assert_eq!(topic_level("${topic(3)}-x"), None);
+        assert_eq!(topic_level("${device}"), None);
+        assert_eq!(topic_level("${clientid()}"), None);
+    }
+
+    #[test]
+    fn the_shipped_rules_name_the_device_of_their_topics() {
+        // A directory that does not exist: the embedded shipped rules.
+        let set = load_dir(Path::new("/nonexistent/weir-rules")).expect("shipped rules");
+        assert!(set.by_name("shadow-service").is_some());
+        assert_eq!(
+            set.device_in("dt/thermostat/dev-1/telemetry"),
+            Some("dev-1")
+        );
+        assert_eq!(
+            set.device_in("$aws/things/lamp/shadow/update"),
+            Some("lamp")
+        );
+        // No rule, or a rule whose device is not a topic level.
+        assert_eq!(set.device_in("dt/thermostat/dev-1/status"), None);
+        assert_eq!(set.device_in("$weir/alerts/dev-1"), None);
+    }
+
+    #[test]
+    fn rules_that_disagree_or_compute_the_device_route_nothing() {
+        let files = vec![
+            (PathBuf::from("r/plugins.toml"), "[a]\ncomponent = \"builtin:echo\"\ngrants = { publish = [\"echo/+\"] }\n".to_string()),
+            (
+                PathBuf::from("r/mixed.toml"),
+                "sql = \"SELECT * FROM 'm/+/+'\"\n[[actions]]\nplugin = \"a\"\ndevice = \"${topic(2)}\"\n[[actions]]\nplugin = \"a\"\ndevice = \"${topic(3)}\"\n".to_string(),
+            ),
+            (
+                PathBuf::from("r/payload.toml"),
+                "sql = \"SELECT * FROM 'p/+'\"\n[[actions]]\nplugin = \"a\"\ndevice = \"${id}\"\n".to_string(),
+            ),
+            (
+                PathBuf::from("r/site.toml"),
+                "sql = \"SELECT * FROM 'site/+/+/x'\"\n[[actions]]\nplugin = \"a\"\ndevice = \"${topic(3)}\"\n".to_string(),
+            ),
+        ];
+        let set = compile_files(&files).unwrap_or_else(|p| panic!("{p:?}"));
+        assert_eq!(set.device_in("m/a/b"), None);
+        assert_eq!(set.device_in("p/a"), None);
+        assert_eq!(set.device_in("site/gw-1/child-7/x"), Some("child-7"));
+    }
 }
