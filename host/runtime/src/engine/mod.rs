@@ -30,11 +30,13 @@ pub struct EngineHandle {
     rules: Option<Arc<Current>>,
 }
 
+/// A generation a thread routes with: whose it is, its number, the generation.
+type Routing = Option<(Arc<Current>, u64, Arc<Generation>)>;
+
 thread_local! {
-    /// The generation this thread last routed with, and whose it is: a
-    /// message is routed with one atomic load, not a lock, until a reload.
-    static ROUTING: std::cell::RefCell<Option<(Arc<Current>, u64, Arc<Generation>)>> =
-        const { std::cell::RefCell::new(None) };
+    /// The generation this thread last routed with: a message is routed
+    /// with one atomic load, not a lock, until a reload.
+    static ROUTING: std::cell::RefCell<Routing> = const { std::cell::RefCell::new(None) };
 }
 
 impl EngineHandle {

@@ -148,9 +148,8 @@ pub struct Rule {
 pub struct RuleSet {
     pub rules: Vec<Arc<Rule>>,
     trie: TopicTrie<usize>,
-    /// Per rule whose plugin actions all name the device as one topic
-    /// level (`device = "${topic(N)}"`): its filter → (rule index, N).
-    devices: TopicTrie<(usize, usize)>,
+    /// Which topic level is the device, by the rules that say so.
+    devices: DeviceRoutes,
     pub plugins: PluginDecls,
 }
 
@@ -175,17 +174,106 @@ impl RuleSet {
     /// matches names it, when that rule's plugin actions take the device
     /// from one topic level (`device = "${topic(3)}"` on
     /// `dt/+/+/telemetry`): how the engine keeps one device's readings with
-    /// its other messages whoever publishes them.
+    /// its other messages whoever publishes them. Rules on `$aws/things/…`
+    /// and presence events are left out: the engine routes those topics by
+    /// their thing and client before asking.
     pub fn device_in<'t>(&self, topic: &'t str) -> Option<&'t str> {
-        let mut first: Option<(usize, usize)> = None;
-        self.devices.for_each_match(topic, |&(rule, level)| {
-            if first.is_none_or(|(r, _)| rule < r) {
-                first = Some((rule, level));
-            }
-        });
-        let (_, level) = first?;
+        let level = self.devices.level(topic)?;
         topic.split('/').nth(level - 1).filter(|d| !d.is_empty())
     }
+}
+
+/// Per rule whose plugin actions all name the device as one topic level
+/// (`device = "${topic(N)}"`): its filter and `N`. Consulted for every
+/// message a listener hands over, so a few filters are matched level by
+/// level without hashing; many go through a trie.
+#[derive(Default)]
+struct DeviceRoutes {
+    /// (filter levels, level), in rule order.
+    few: Vec<(Vec<FilterLevel>, usize)>,
+    /// With more than [`DeviceRoutes::FEW`]: filter → (rule index, level).
+    many: Option<TopicTrie<(usize, usize)>>,
+}
+
+enum FilterLevel {
+    Literal(Box<str>),
+    Plus,
+    Hash,
+}
+
+impl DeviceRoutes {
+    const FEW: usize = 16;
+
+    /// Add the next rule (in rule order) that names a device level.
+    fn add(&mut self, filter: &str, level: usize) {
+        // `$aws/things/<thing>/…` and presence events are routed before the
+        // rules are asked.
+        if filter.starts_with("$aws/things/") || filter.starts_with("$aws/events/presence/") {
+            return;
+        }
+        let levels = filter
+            .split('/')
+            .map(|l| match l {
+                "+" => FilterLevel::Plus,
+                "#" => FilterLevel::Hash,
+                l => FilterLevel::Literal(l.into()),
+            })
+            .collect();
+        self.few.push((levels, level));
+        if self.few.len() > Self::FEW && self.many.is_none() {
+            self.many = Some(TopicTrie::new());
+        }
+    }
+
+    /// Build the trie once every rule is added, if there are many.
+    fn finish(&mut self, filters: &[(String, usize, usize)]) {
+        if let Some(trie) = &mut self.many {
+            for (filter, rule, level) in filters {
+                // Filters were checked when the rule compiled.
+                let _ = trie.insert(filter, (*rule, *level));
+            }
+            self.few.clear();
+        }
+    }
+
+    /// The device's level for `topic`, by the first rule that says.
+    fn level(&self, topic: &str) -> Option<usize> {
+        if let Some(trie) = &self.many {
+            let mut first: Option<(usize, usize)> = None;
+            trie.for_each_match(topic, |&(rule, level)| {
+                if first.is_none_or(|(r, _)| rule < r) {
+                    first = Some((rule, level));
+                }
+            });
+            return first.map(|(_, level)| level);
+        }
+        self.few
+            .iter()
+            .find(|(filter, _)| filter_matches(filter, topic))
+            .map(|(_, level)| *level)
+    }
+}
+
+/// MQTT matching of one compiled filter (a wildcard first level never
+/// matches a `$` topic).
+fn filter_matches(filter: &[FilterLevel], topic: &str) -> bool {
+    let mut levels = topic.split('/');
+    for (i, f) in filter.iter().enumerate() {
+        match f {
+            FilterLevel::Hash => return !(i == 0 && topic.starts_with('$')),
+            FilterLevel::Plus => {
+                if levels.next().is_none() || (i == 0 && topic.starts_with('$')) {
+                    return false;
+                }
+            }
+            FilterLevel::Literal(l) => {
+                if levels.next() != Some(&**l) {
+                    return false;
+                }
+            }
+        }
+    }
+    levels.next().is_none()
 }
 
 /// `N` when every plugin action of `rule` has `device = "${topic(N)}"`.
@@ -303,7 +391,8 @@ pub fn compile_files(files: &[(PathBuf, String)]) -> Result<RuleSet, Vec<RulePro
 
     let mut rules = Vec::new();
     let mut trie = TopicTrie::new();
-    let mut devices = TopicTrie::new();
+    let mut devices = DeviceRoutes::default();
+    let mut device_filters = Vec::new();
     for (path, text) in files {
         if is_plugins(path) {
             continue;
@@ -319,8 +408,9 @@ pub fn compile_files(files: &[(PathBuf, String)]) -> Result<RuleSet, Vec<RulePro
                     continue;
                 }
                 if let Some(level) = device_level(&rule) {
-                    // The filter was just accepted by the same trie type.
-                    let _ = devices.insert(rule.statement.topic_filter(), (rules.len(), level));
+                    let filter = rule.statement.topic_filter();
+                    devices.add(filter, level);
+                    device_filters.push((filter.to_string(), rules.len(), level));
                 }
                 rules.push(Arc::new(rule));
             }
@@ -328,6 +418,7 @@ pub fn compile_files(files: &[(PathBuf, String)]) -> Result<RuleSet, Vec<RulePro
             Err(mut p) => problems.append(&mut p),
         }
     }
+    devices.finish(&device_filters);
     match plugins {
         Some(plugins) if problems.is_empty() => Ok(RuleSet {
             rules,
@@ -706,13 +797,79 @@ mod tests {
             set.device_in("dt/thermostat/dev-1/telemetry"),
             Some("dev-1")
         );
-        assert_eq!(
-            set.device_in("$aws/things/lamp/shadow/update"),
-            Some("lamp")
-        );
+        // Per-thing topics are routed by their thing before the rules are asked.
+        assert_eq!(set.device_in("$aws/things/lamp/shadow/update"), None);
         // No rule, or a rule whose device is not a topic level.
         assert_eq!(set.device_in("dt/thermostat/dev-1/status"), None);
         assert_eq!(set.device_in("$weir/alerts/dev-1"), None);
+    }
+
+    #[test]
+    fn compiled_filters_match_as_mqtt_does() {
+        let filters = [
+            "dt/+/+/telemetry",
+            "dt/#",
+            "#",
+            "+/x",
+            "a/+",
+            "a",
+            "$sys/+",
+            "+",
+            "a/b/#",
+        ];
+        let topics = [
+            "dt/t/d/telemetry",
+            "dt/t/d",
+            "dt",
+            "dt/t/d/telemetry/x",
+            "a/x",
+            "b/x",
+            "a",
+            "a/",
+            "a/b",
+            "a/b/c",
+            "$sys/x",
+            "$sys",
+            "$aws/x",
+            "x",
+            "",
+            "/x",
+        ];
+        for f in filters {
+            let mut routes = DeviceRoutes::default();
+            routes.add(f, 1);
+            for t in topics {
+                assert_eq!(
+                    routes.level(t).is_some(),
+                    weir_sql::topic::topic_matches(f, t),
+                    "filter {f:?} topic {t:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn many_device_rules_go_through_the_trie_in_rule_order() {
+        let mut files = vec![(
+            PathBuf::from("r/plugins.toml"),
+            "[a]\ncomponent = \"builtin:echo\"\ngrants = { publish = [\"echo/+\"] }\n".to_string(),
+        )];
+        for i in 0..20 {
+            files.push((
+                PathBuf::from(format!("r/r{i:02}.toml")),
+                format!("sql = \"SELECT * FROM 'site{i}/+/+/#'\"\n[[actions]]\nplugin = \"a\"\ndevice = \"${{topic(3)}}\"\n"),
+            ));
+        }
+        files.push((
+            PathBuf::from("r/r99.toml"),
+            "sql = \"SELECT * FROM 'site7/#'\"\n[[actions]]\nplugin = \"a\"\ndevice = \"${topic(2)}\"\n".to_string(),
+        ));
+        let set = compile_files(&files).unwrap_or_else(|p| panic!("{p:?}"));
+        assert!(set.devices.many.is_some());
+        assert_eq!(set.device_in("site7/gw/child/x"), Some("child"));
+        assert_eq!(set.device_in("site19/gw/c9/x/y"), Some("c9"));
+        assert_eq!(set.device_in("site7/gw"), Some("gw"));
+        assert_eq!(set.device_in("other/gw/c"), None);
     }
 
     #[test]
