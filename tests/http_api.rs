@@ -10,7 +10,7 @@ use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
-use support::fleet::{py, weir_ok};
+use support::fleet::{py, start_with_identity, weir_ok, Creds};
 use support::{echo_rules, Mqtt, TempDir, Weir};
 
 const KEY: &str = "AKIDWEIRTEST";
@@ -242,5 +242,106 @@ fn plain_http_on_loopback_and_a_missing_shadow_service() {
     assert_eq!(status, 405);
     let (status, _, body) = request(port, "POST", "/topics/a/b?qos=2", "x");
     assert_eq!(status, 400, "{body}");
+    weir.stop();
+}
+
+#[test]
+fn devices_over_https_with_their_certificates() {
+    let dir = TempDir::new("http-mtls");
+    let (weir, _mqtt_tls) = start_with_identity(&dir, "[http]\ntls_listen = \"127.0.0.1:0\"\n");
+    let port: u16 = weir.status()["http_tls_listen"]
+        .as_str()
+        .and_then(|a| a.rsplit(':').next()?.parse().ok())
+        .expect("http_tls_listen in status");
+    let certs = dir.0.join("certs");
+    let certs_arg = certs.display().to_string();
+    weir_ok(
+        &weir.data_dir,
+        &[
+            "things", "create", "meter-1", "--type", "meter", "--out", &certs_arg,
+        ],
+    );
+    let creds = Creds::of(&certs, "meter-1");
+    let call = |requests: Value| -> Vec<Value> {
+        let args = vec![
+            "--port".to_string(),
+            port.to_string(),
+            "--ca".into(),
+            creds.ca.display().to_string(),
+            "--cert".into(),
+            creds.cert.display().to_string(),
+            "--key".into(),
+            creds.key.display().to_string(),
+            "--requests".into(),
+            requests.to_string(),
+        ];
+        py("https_device.py", &args)
+            .as_array()
+            .expect("results")
+            .clone()
+    };
+    let mqtt = Mqtt::connect(weir.addr, "watcher");
+    mqtt.subscribe("echo/#");
+    std::thread::sleep(Duration::from_millis(300));
+    let r = call(serde_json::json!([
+        [
+            "POST",
+            "/topics/dt/meter/meter-1/who?qos=1",
+            "{\"kwh\": 12.5}"
+        ],
+        [
+            "POST",
+            "/things/meter-1/shadow",
+            "{\"state\":{\"reported\":{\"fw\":\"1.2\"}}}"
+        ],
+        ["GET", "/things/meter-1/shadow", ""],
+        // Another thing's shadow and topics: not in meter-1's policy.
+        ["GET", "/things/meter-2/shadow", ""],
+        ["POST", "/topics/dt/meter/meter-2/telemetry", "{}"],
+    ]));
+    assert_eq!(r[0]["status"], 200, "{r:?}");
+    assert_eq!(r[1]["status"], 200, "{r:?}");
+    assert_eq!(r[1]["body"]["state"]["reported"]["fw"], "1.2");
+    assert_eq!(r[2]["body"]["state"]["reported"]["fw"], "1.2");
+    assert_eq!(
+        (r[3]["status"].clone(), r[3]["type"].clone()),
+        (403.into(), "ForbiddenException".into()),
+        "{r:?}"
+    );
+    assert_eq!(r[4]["status"], 403, "{r:?}");
+    // The message is the device's: its thing as clientid(), its
+    // certificate as principal().
+    let cert_id = {
+        let thing: Value =
+            serde_json::from_str(&weir_ok(&weir.data_dir, &["things", "get", "meter-1"]))
+                .expect("json");
+        thing["certificates"][0]["certificateId"]
+            .as_str()
+            .expect("cert id")
+            .to_string()
+    };
+    let got = mqtt.collect(Duration::from_secs(3));
+    let who = got
+        .iter()
+        .find(|(t, _)| t.starts_with("echo/"))
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| panic!("no echo: {got:?}"));
+    assert_eq!(who["client"], "meter-1", "{who}");
+    assert_eq!(who["principal"], cert_id.as_str(), "{who}");
+    assert_eq!(who["ip"], "127.0.0.1", "{who}");
+
+    // A revoked certificate still completes the handshake (it chains to
+    // the CA) but every request is refused.
+    weir_ok(&weir.data_dir, &["certs", "revoke", &cert_id[..16]]);
+    let r = call(serde_json::json!([["GET", "/things/meter-1/shadow", ""]]));
+    assert_eq!(r[0]["status"], 403, "{r:?}");
+    assert!(
+        r[0]["body"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("REVOKED"),
+        "{r:?}"
+    );
+    assert!(weir.counter("http.unauthorized") >= 1);
     weir.stop();
 }

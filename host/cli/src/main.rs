@@ -83,6 +83,10 @@ enum Command {
         /// publish over HTTP; overrides `http.listen`).
         #[arg(long)]
         http_listen: Option<SocketAddr>,
+        /// HTTPS API for devices with their certificates (mTLS; overrides
+        /// `http.tls_listen`; needs `weir ca init`).
+        #[arg(long)]
+        http_tls_listen: Option<SocketAddr>,
     },
     /// Counters and state of the running instance.
     Status {
@@ -269,10 +273,14 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             tls_listen,
             ws_listen,
             http_listen,
+            http_tls_listen,
         } => {
             let mut config = load_config(config.as_deref())?;
             if http_listen.is_some() {
                 config.http.listen = http_listen;
+            }
+            if http_tls_listen.is_some() {
+                config.http.tls_listen = http_tls_listen;
             }
             if let Some(l) = listen {
                 config.listen = l;

@@ -233,9 +233,9 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
         )));
     }
     let mut http_local = None;
+    let mut https_local = None;
     let mut http_tasks = Vec::new();
-    if let Some(addr) = config.http.listen {
-        let (http_listener, bound) = bind(addr, "HTTP API").await?;
+    if config.http.listen.is_some() || config.http.tls_listen.is_some() {
         let (api, answers_task) = crate::http_api::Api::start(
             &config.http,
             config.broker.max_packet_size,
@@ -243,16 +243,39 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
             engine.clone(),
             kv.clone(),
             metrics.clone(),
+            identity.clone(),
             stop_rx.clone(),
         )?;
-        tracing::info!(http_listen = %bound, signed = !config.http.credentials.is_empty(), "weir is serving the data-plane HTTP API (iot-data) on http://{bound}");
-        http_local = Some(bound);
         http_tasks.push(answers_task);
-        http_tasks.push(tokio::spawn(crate::http_api::serve(
-            http_listener,
-            api,
-            stop_rx.clone(),
-        )));
+        if let Some(addr) = config.http.listen {
+            let (http_listener, bound) = bind(addr, "HTTP API").await?;
+            tracing::info!(http_listen = %bound, signed = !config.http.credentials.is_empty(), "weir is serving the data-plane HTTP API (iot-data) on http://{bound}");
+            http_local = Some(bound);
+            http_tasks.push(tokio::spawn(crate::http_api::serve(
+                http_listener,
+                api.clone(),
+                stop_rx.clone(),
+            )));
+        }
+        if let Some(addr) = config.http.tls_listen {
+            let service = identity.as_ref().ok_or_else(|| {
+                ServerError::Io(
+                    "http.tls_listen serves devices with their certificates: create the fleet CA first (weir ca init)".into(),
+                )
+            })?;
+            let tls_config = service
+                .tls_config()
+                .map_err(|e| ServerError::Io(format!("identity: {e}")))?;
+            let (https_listener, bound) = bind(addr, "HTTPS API").await?;
+            tracing::info!(http_tls_listen = %bound, "weir is serving the HTTP API to devices over mTLS on https://{bound}");
+            https_local = Some(bound);
+            http_tasks.push(tokio::spawn(crate::http_api::tls::serve(
+                https_listener,
+                tls_config,
+                api,
+                stop_rx.clone(),
+            )));
+        }
     }
     let mut tls_local = None;
     let mut tls_task = None;
@@ -283,6 +306,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
     let tls_text = tls_local.map(|a| a.to_string());
     let ws_text = ws_local.map(|a| a.to_string());
     let http_text = http_local.map(|a| a.to_string());
+    let https_text = https_local.map(|a| a.to_string());
     let status_sessions = shared.sessions.clone();
     let answerer = Arc::new(Answerer {
         kv: kv.clone(),
@@ -294,6 +318,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
                 "tls_listen": tls_text,
                 "ws_listen": ws_text,
                 "http_listen": http_text,
+                "http_tls_listen": https_text,
                 "sessions_parked": status_sessions.parked(),
                 "generation": g.number,
                 "rules": g.rules.rules.iter().map(|r| r.name.clone()).collect::<Vec<_>>(),

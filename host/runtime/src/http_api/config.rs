@@ -9,6 +9,9 @@ use std::net::SocketAddr;
 pub struct HttpConfig {
     /// Listen address (`http://<addr>`, e.g. `127.0.0.1:8443`); off when absent.
     pub listen: Option<SocketAddr>,
+    /// HTTPS for devices with their certificate (mTLS against the fleet
+    /// CA, as AWS's port 8443); off when absent, needs `weir ca init`.
+    pub tls_listen: Option<SocketAddr>,
     /// How long a shadow request waits for the shadow service's answer
     /// before it is answered 503.
     pub answer_timeout_ms: u64,
@@ -21,6 +24,7 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: None,
+            tls_listen: None,
             answer_timeout_ms: 5000,
             credentials: Vec::new(),
         }

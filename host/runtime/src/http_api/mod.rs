@@ -14,6 +14,9 @@
 //! Off unless `[http] listen` is set. Requests are signed with AWS
 //! Signature Version 4 by one of `[[http.credentials]]` ([`sigv4`]); with
 //! none configured the API serves only a loopback address, unchecked.
+//! With the fleet CA, `[http] tls_listen` serves the same API over HTTPS
+//! to devices holding their certificate, as AWS's port 8443 does
+//! ([`tls`]): each request is the thing's, under the thing's policy.
 //! Errors are AWS's exceptions ([`error`]), so an SDK raises what it would
 //! against AWS.
 //!
@@ -22,6 +25,7 @@
 //! - [`shadow`]: the shadow operations, through the shadow service.
 //! - [`answers`]: the shadow service's answers for requests waiting on them.
 //! - [`publish`]: Publish, and how any HTTP request enters the engine.
+//! - [`tls`]: the HTTPS listener for devices (mTLS).
 //! - [`error`]: AWS's error responses.
 
 pub mod answers;
@@ -30,11 +34,13 @@ pub mod error;
 pub mod publish;
 pub mod shadow;
 pub mod sigv4;
+pub mod tls;
 
 pub use config::HttpConfig;
 
 use crate::broker::{Broker, BrokerError};
 use crate::engine::{EngineHandle, Publisher};
+use crate::identity::IdentityService;
 use crate::metrics::Metrics;
 use crate::store::KvStore;
 use answers::Answers;
@@ -51,6 +57,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use weir_identity::policy::ResolvedPolicy;
 
 /// The client id of messages published over HTTP (what `clientid()`
 /// returns for them).
@@ -64,6 +71,8 @@ pub struct Api {
     answers: Arc<Answers>,
     publisher: tokio::sync::Mutex<LinkTx>,
     verifier: Option<sigv4::Verifier>,
+    /// The fleet CA and registry, for devices on the HTTPS listener.
+    identity: Option<Arc<IdentityService>>,
     answer_timeout: Duration,
     max_body: usize,
     pkid: AtomicU16,
@@ -79,6 +88,7 @@ impl Api {
         engine: EngineHandle,
         kv: Arc<KvStore>,
         metrics: Arc<Metrics>,
+        identity: Option<Arc<IdentityService>>,
         stop: watch::Receiver<bool>,
     ) -> Result<(Arc<Api>, tokio::task::JoinHandle<()>), BrokerError> {
         let (answers, task) = Answers::start(broker, stop)?;
@@ -90,6 +100,7 @@ impl Api {
             publisher: tokio::sync::Mutex::new(broker.publisher("weir.internal.http")?),
             verifier: (!config.credentials.is_empty())
                 .then(|| sigv4::Verifier::new(&config.credentials)),
+            identity,
             answer_timeout: Duration::from_millis(config.answer_timeout_ms),
             max_body,
             pkid: AtomicU16::new(1),
@@ -129,47 +140,129 @@ async fn handle(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
-    let (parts, body) = request.into_parts();
-    api.metrics.count("http.requests", 1);
-    let Ok(body) = axum::body::to_bytes(body, api.max_body).await else {
-        api.metrics.count("http.errors", 1);
-        return ApiError::too_large(format!("the request body is over {} bytes", api.max_body))
+    api.respond(peer, None, request).await
+}
+
+/// Who made a request: what its messages are published as, and for a
+/// device (HTTPS with its certificate) the policy its topics must pass.
+pub struct Caller {
+    pub from: Arc<Publisher>,
+    policy: Option<ResolvedPolicy>,
+}
+
+impl Caller {
+    /// Refuse a device whose policy does not let it publish on `topic`.
+    fn may_publish(&self, topic: &str) -> Result<(), ApiError> {
+        match &self.policy {
+            Some(p) if !p.allows_publish(topic) => Err(ApiError::forbidden(format!(
+                "{topic:?} is not allowed by the device's policy"
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Api {
+    /// Answer one request from `peer`; `device_cert` is the client
+    /// certificate of the HTTPS listener's connection.
+    pub async fn respond(
+        &self,
+        peer: SocketAddr,
+        device_cert: Option<&[u8]>,
+        request: Request,
+    ) -> Response {
+        let (parts, body) = request.into_parts();
+        self.metrics.count("http.requests", 1);
+        let Ok(body) = axum::body::to_bytes(body, self.max_body).await else {
+            self.metrics.count("http.errors", 1);
+            return ApiError::too_large(format!(
+                "the request body is over {} bytes",
+                self.max_body
+            ))
             .into_response();
-    };
-    let path = parts.uri.path();
-    let query = parts.uri.query().unwrap_or("");
-    let principal = match &api.verifier {
-        None => None,
-        Some(v) => {
-            let signed = sigv4::Signed {
-                method: parts.method.as_str(),
-                path,
-                query,
-                headers: &parts.headers,
-                body: &body,
-            };
-            match v.verify(&signed, crate::clock::now_ms() / 1000) {
-                Ok(key) => Some(key),
-                Err(e) => {
-                    api.metrics.count("http.unauthorized", 1);
-                    tracing::warn!(%peer, method = %parts.method, path, error = %e, "HTTP API request refused");
-                    return ApiError::forbidden(e.to_string()).into_response();
-                }
+        };
+        let path = parts.uri.path();
+        let query = parts.uri.query().unwrap_or("");
+        let caller = match device_cert {
+            Some(cert) => self.device(cert, peer),
+            None => self.signer(&parts, &body, peer),
+        };
+        let caller = match caller {
+            Ok(c) => c,
+            Err(e) => {
+                self.metrics.count("http.unauthorized", 1);
+                tracing::warn!(%peer, method = %parts.method, path, error = %e.message, "HTTP API request refused");
+                return e.into_response();
+            }
+        };
+        match route(self, &parts.method, path, query, body, &caller).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.metrics.count("http.errors", 1);
+                tracing::debug!(method = %parts.method, path, status = %e.status, error = %e.message, "HTTP API error");
+                e.into_response()
             }
         }
-    };
-    let from = Arc::new(Publisher {
-        client_id: HTTP_CLIENT_ID.into(),
-        principal,
-        source_ip: Some(peer.ip().to_string()),
-    });
-    match route(&api, &parts.method, path, query, body, from).await {
-        Ok(r) => r,
-        Err(e) => {
-            api.metrics.count("http.errors", 1);
-            tracing::debug!(method = %parts.method, path, status = %e.status, error = %e.message, "HTTP API error");
-            e.into_response()
-        }
+    }
+
+    /// The caller of a request on the plain listener: the access key that
+    /// signed it, when keys are configured.
+    fn signer(
+        &self,
+        parts: &axum::http::request::Parts,
+        body: &[u8],
+        peer: SocketAddr,
+    ) -> Result<Caller, ApiError> {
+        let principal = match &self.verifier {
+            None => None,
+            Some(v) => {
+                let signed = sigv4::Signed {
+                    method: parts.method.as_str(),
+                    path: parts.uri.path(),
+                    query: parts.uri.query().unwrap_or(""),
+                    headers: &parts.headers,
+                    body,
+                };
+                let key = v
+                    .verify(&signed, crate::clock::now_ms() / 1000)
+                    .map_err(|e| ApiError::forbidden(e.to_string()))?;
+                Some(key)
+            }
+        };
+        Ok(Caller {
+            from: Arc::new(Publisher {
+                client_id: HTTP_CLIENT_ID.into(),
+                principal,
+                source_ip: Some(peer.ip().to_string()),
+            }),
+            policy: None,
+        })
+    }
+
+    /// The caller holding a device certificate: the thing it is attached
+    /// to, checked against the registry on every request (a certificate
+    /// revoked while a connection stays open is refused at once).
+    fn device(&self, cert: &[u8], peer: SocketAddr) -> Result<Caller, ApiError> {
+        let identity = self
+            .identity
+            .as_ref()
+            .ok_or_else(|| ApiError::forbidden("no fleet CA"))?;
+        let principal = identity
+            .authorize_device(cert)
+            .map_err(|r| ApiError::forbidden(r.reason))?;
+        let thing = principal
+            .thing
+            .as_ref()
+            .map(|t| t.name.clone())
+            .unwrap_or_default();
+        Ok(Caller {
+            from: Publisher::device(
+                &thing,
+                Some(principal.certificate_id),
+                peer.ip().to_string(),
+            ),
+            policy: Some(principal.policy),
+        })
     }
 }
 
@@ -205,8 +298,9 @@ async fn route(
     path: &str,
     query: &str,
     body: Bytes,
-    from: Arc<Publisher>,
+    caller: &Caller,
 ) -> Result<Response, ApiError> {
+    let from = caller.from.clone();
     let query = query_pairs(query)?;
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match segments.as_slice() {
@@ -220,6 +314,8 @@ async fn route(
             api.metrics.count("http.shadow_requests", 1);
             let thing = decode(thing)?;
             let name = param(&query, "name").filter(|n| !n.is_empty());
+            shadow::check_names(&thing, name)?;
+            caller.may_publish(&shadow::request_topic(op, &thing, name))?;
             api.shadow(op, &thing, name, &body, from).await
         }
         ["api", "things", "shadow", "ListNamedShadowsForThing", thing] => {
@@ -234,7 +330,10 @@ async fn route(
                     .filter(|n| (1..=100).contains(n))
                     .ok_or_else(|| ApiError::invalid("pageSize must be 1 to 100"))?,
             };
-            api.list_named(&decode(thing)?, page_size, param(&query, "nextToken"))
+            let thing = decode(thing)?;
+            shadow::check_names(&thing, None)?;
+            caller.may_publish(&shadow::request_topic(shadow::Op::Get, &thing, None))?;
+            api.list_named(&thing, page_size, param(&query, "nextToken"))
         }
         ["topics", _, ..] => {
             if method != Method::POST {
@@ -246,6 +345,7 @@ async fn route(
             if let Some(refused) = publish::refuse(&topic) {
                 return Err(refused);
             }
+            caller.may_publish(&topic)?;
             let delivery = publish::Delivery::from_query(&query)?;
             api.metrics.count("http.publish", 1);
             api.inject(&topic, body, delivery, from).await?;

@@ -194,6 +194,39 @@ impl IdentityService {
         }
     }
 
+    /// As [`IdentityService::authorize`] for a request with no client id
+    /// (the HTTPS API): the holder of a device certificate, as the thing
+    /// it is attached to. Claim certificates only provision, over MQTT.
+    pub fn authorize_device(&self, cert_der: &[u8]) -> Result<Principal, Refusal> {
+        let id = weir_identity::certificate_id(cert_der);
+        let short = &id[..12.min(id.len())];
+        let record = self
+            .registry
+            .cert(&id)
+            .map_err(|e| refusal("registry", format!("registry: {e}")))?
+            .ok_or_else(|| {
+                refusal(
+                    "unregistered",
+                    format!("certificate {short} is not registered"),
+                )
+            })?;
+        if matches!(record.kind, CertKind::Claim { .. }) {
+            return Err(refusal(
+                "claim",
+                format!(
+                    "certificate {short} is a claim certificate: it may only provision, over MQTT"
+                ),
+            ));
+        }
+        let thing = record.thing.as_deref().ok_or_else(|| {
+            refusal(
+                "no_thing",
+                format!("certificate {short} is not attached to a thing"),
+            )
+        })?;
+        self.authorize(cert_der, thing)
+    }
+
     /// The mTLS server configuration: the broker's certificate (issued by
     /// the fleet CA at `weir ca init`), client certificates required and
     /// verified against the fleet CA (chain, validity, clientAuth usage).

@@ -1,0 +1,90 @@
+//! The HTTPS listener for devices: a TLS handshake that requires a client
+//! certificate chaining to the fleet CA (the MQTT mTLS listener's
+//! configuration), then HTTP/1.1 on the connection, each request answered
+//! as the certificate's thing ([`Api::respond`]). Failed handshakes are
+//! logged and counted (`refused.https`).
+
+use super::Api;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+/// How long a client may take to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serve HTTPS on `listener` until `shutdown` changes.
+pub async fn serve(
+    listener: TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    api: Arc<Api>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let acceptor = TlsAcceptor::from(config);
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    connections.spawn(connection(acceptor.clone(), stream, peer, api.clone(), shutdown.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "HTTPS accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.changed() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    while connections.join_next().await.is_some() {}
+}
+
+async fn connection(
+    acceptor: TlsAcceptor,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    api: Arc<Api>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let refuse = |why: String| {
+        api.metrics.count("refused.https", 1);
+        tracing::warn!(%peer, reason = %why, "HTTPS connection refused");
+    };
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => return refuse(format!("TLS handshake: {e}")),
+        Err(_) => return refuse("no TLS handshake within 10 s".into()),
+    };
+    let Some(cert) = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|c| Arc::<[u8]>::from(c.as_ref()))
+    else {
+        return refuse("no client certificate".into());
+    };
+    let service =
+        hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+            let (api, cert) = (api.clone(), cert.clone());
+            async move {
+                let request = request.map(axum::body::Body::new);
+                Ok::<_, std::convert::Infallible>(api.respond(peer, Some(&cert), request).await)
+            }
+        });
+    let conn =
+        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = shutdown.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+        }
+    }
+}
