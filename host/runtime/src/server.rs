@@ -236,14 +236,17 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
     let mut https_local = None;
     let mut http_tasks = Vec::new();
     if config.http.listen.is_some() || config.http.tls_listen.is_some() {
+        let host = crate::http_api::Host {
+            broker: &broker,
+            engine: engine.clone(),
+            kv: kv.clone(),
+            metrics: metrics.clone(),
+            identity: identity.clone(),
+        };
         let (api, answers_task) = crate::http_api::Api::start(
             &config.http,
             config.broker.max_packet_size,
-            &broker,
-            engine.clone(),
-            kv.clone(),
-            metrics.clone(),
-            identity.clone(),
+            host,
             stop_rx.clone(),
         )?;
         http_tasks.push(answers_task);

@@ -63,6 +63,16 @@ use weir_identity::policy::ResolvedPolicy;
 /// returns for them).
 pub const HTTP_CLIENT_ID: &str = "weir-http";
 
+/// The parts of the running host the API works through.
+pub struct Host<'a> {
+    pub broker: &'a Broker,
+    pub engine: EngineHandle,
+    pub kv: Arc<KvStore>,
+    pub metrics: Arc<Metrics>,
+    /// The fleet CA and registry, when they exist.
+    pub identity: Option<Arc<IdentityService>>,
+}
+
 /// The API's shared state.
 pub struct Api {
     engine: EngineHandle,
@@ -84,23 +94,19 @@ impl Api {
     pub fn start(
         config: &HttpConfig,
         max_body: usize,
-        broker: &Broker,
-        engine: EngineHandle,
-        kv: Arc<KvStore>,
-        metrics: Arc<Metrics>,
-        identity: Option<Arc<IdentityService>>,
+        host: Host<'_>,
         stop: watch::Receiver<bool>,
     ) -> Result<(Arc<Api>, tokio::task::JoinHandle<()>), BrokerError> {
-        let (answers, task) = Answers::start(broker, stop)?;
+        let (answers, task) = Answers::start(host.broker, stop)?;
         let api = Arc::new(Api {
-            engine,
-            kv,
-            metrics,
+            engine: host.engine,
+            kv: host.kv,
+            metrics: host.metrics,
             answers,
-            publisher: tokio::sync::Mutex::new(broker.publisher("weir.internal.http")?),
+            publisher: tokio::sync::Mutex::new(host.broker.publisher("weir.internal.http")?),
             verifier: (!config.credentials.is_empty())
                 .then(|| sigv4::Verifier::new(&config.credentials)),
-            identity,
+            identity: host.identity,
             answer_timeout: Duration::from_millis(config.answer_timeout_ms),
             max_body,
             pkid: AtomicU16::new(1),
