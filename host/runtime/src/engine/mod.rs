@@ -96,6 +96,11 @@ impl EngineHandle {
 }
 
 /// Run `f` with the current rules, as this thread last fetched them.
+///
+/// Routing changes only when the rules do. A device whose worker changes at
+/// a reload is loaded by its new worker's instances from the store; the old
+/// worker checkpoints at its next batch, so within that one batch the new
+/// instance may start from the state saved at the last checkpoint.
 fn with_rules<R>(current: &Arc<Current>, f: impl FnOnce(&crate::rules::RuleSet) -> R) -> R {
     let version = current.version();
     ROUTING.with(|cell| {
