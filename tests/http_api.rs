@@ -112,6 +112,13 @@ fn boto3_iot_data_shadows_and_publish() {
         assert_eq!(c["state"]["desired"]["setpoint"], 18, "{c}");
         assert_eq!(c["version"], 2, "{c}");
     }
+    // GetRetainedMessage and ListRetainedMessages through boto3.
+    assert_eq!(r["retained_get"]["topic"], "cfg/lamp", "{r}");
+    assert_eq!(r["retained_get"]["payload"]["interval"], 30);
+    assert_eq!(r["retained_get"]["qos"], 1);
+    assert_eq!(r["retained_get"]["recent"], true);
+    assert_eq!(r["retained_list"], serde_json::json!(["cfg/lamp"]));
+    assert_eq!(r["retained_missing"]["status"], 404);
     // Publish: wildcards and the service's answer topics refused.
     assert_eq!(
         err("publish_wildcard"),
@@ -343,5 +350,85 @@ fn devices_over_https_with_their_certificates() {
         "{r:?}"
     );
     assert!(weir.counter("http.unauthorized") >= 1);
+    weir.stop();
+}
+
+/// mosquitto_sub for `filter` until `count` messages or 5 s; `topic payload` lines.
+fn mosquitto_sub(port: u16, filter: &str, count: usize) -> String {
+    let out = std::process::Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-t",
+            filter,
+            "-v",
+        ])
+        .args(["-C", &count.to_string(), "-W", "5"])
+        .output()
+        .expect("mosquitto_sub");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn retained_messages_survive_a_restart_and_are_listed() {
+    if !support::have("mosquitto_pub") {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must install mosquitto-clients"
+        );
+        eprintln!("SKIPPED: mosquitto-clients are not installed");
+        return;
+    }
+    let dir = TempDir::new("http-retained");
+    let rules = echo_rules(&dir.0, false);
+    let config = "[http]\nlisten = \"127.0.0.1:0\"\n";
+    let weir = Weir::start_with_rules(&dir.0, &rules, config);
+    let port = weir.addr.port().to_string();
+    let publish = |args: &[&str]| {
+        let ok = std::process::Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &port, "-q", "1", "-r"])
+            .args(args)
+            .status()
+            .expect("mosquitto_pub")
+            .success();
+        assert!(ok, "mosquitto_pub {args:?}");
+    };
+    publish(&["-t", "cfg/dev-1", "-m", r#"{"interval":30}"#]);
+    publish(&["-t", "cfg/dev-2", "-m", "old"]);
+    // An empty retained message clears the topic, as MQTT says.
+    publish(&["-t", "cfg/dev-2", "-n"]);
+    let http = http_port(&weir);
+    let (status, _, _) = request(http, "POST", "/topics/cfg/dev-3?qos=1&retain=true", "on");
+    assert_eq!(status, 200);
+
+    // GetRetainedMessage and ListRetainedMessages.
+    let (status, _, body) = request(http, "GET", "/retainedMessage/cfg%2Fdev-1", "");
+    assert_eq!(status, 200, "{body}");
+    let got: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(got["topic"], "cfg/dev-1");
+    assert_eq!(got["qos"], 1);
+    assert_eq!(got["payload"], "eyJpbnRlcnZhbCI6MzB9"); // base64 of {"interval":30}
+    let (status, _, _) = request(http, "GET", "/retainedMessage/cfg%2Fdev-2", "");
+    assert_eq!(status, 404);
+    let (_, _, body) = request(http, "GET", "/retainedMessage?maxResults=10", "");
+    let list: Value = serde_json::from_str(&body).expect("json");
+    let topics: Vec<&str> = list["retainedTopics"]
+        .as_array()
+        .expect("topics")
+        .iter()
+        .filter_map(|t| t["topic"].as_str())
+        .collect();
+    assert_eq!(topics, ["cfg/dev-1", "cfg/dev-3"], "{list}");
+    assert_eq!(list["retainedTopics"][1]["payloadSize"], 2);
+
+    // After a restart a new subscriber still gets both, and not the cleared one.
+    weir.stop();
+    let weir = Weir::start_with_rules(&dir.0, &rules, config);
+    let lines = mosquitto_sub(weir.addr.port(), "cfg/#", 3);
+    assert!(lines.contains(r#"cfg/dev-1 {"interval":30}"#), "{lines}");
+    assert!(lines.contains("cfg/dev-3 on"), "{lines}");
+    assert!(!lines.contains("dev-2"), "{lines}");
     weir.stop();
 }

@@ -7,7 +7,7 @@ mod support;
 use serde_json::Value;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::{now_ms, reading, Mqtt, TempDir, Weir};
+use support::{have, now_ms, reading, Mqtt, TempDir, Weir};
 
 /// Whether paho-mqtt (Python) is installed; CI must have it. Says SKIPPED
 /// when it is not.
@@ -299,10 +299,6 @@ fn a_malformed_payload_is_counted_and_does_not_disturb_the_next_reading() {
     );
     device.disconnect();
     weir.stop();
-}
-
-fn have(cmd: &str) -> bool {
-    Command::new(cmd).arg("--help").output().is_ok()
 }
 
 /// The README's tour, with mosquitto's own clients.

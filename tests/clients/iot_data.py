@@ -132,6 +132,13 @@ iot.publish(topic="cmd/lamp-offline", qos=1, payload=json.dumps({"do": "wake"}).
 iot.publish(topic="cfg/lamp", qos=1, retain=True, payload=json.dumps({"interval": 30}).encode())
 iot.publish(topic="dt/thermostat/http-dev/telemetry", qos=1,
             payload=json.dumps({"ts": int(time.time() * 1000), "temperature": 22.5, "humidity": 41.0}).encode())
+# Retained messages, read back as AWS's API serves them.
+got = iot.get_retained_message(topic="cfg/lamp")
+out["retained_get"] = {"topic": got["topic"], "payload": json.loads(got["payload"]), "qos": got["qos"],
+                       "recent": abs(got["lastModifiedTime"] - time.time() * 1000) < 60_000}
+out["retained_list"] = [t["topic"] for t in iot.list_retained_messages()["retainedTopics"]]
+out["retained_missing"] = error(lambda: iot.get_retained_message(topic="cfg/none"))
+
 # Readings a backend publishes for devices, then their desired state: each
 # device's shadow holds both (its readings and its shadow requests meet in
 # one plugin instance whoever publishes them, on any number of workers).

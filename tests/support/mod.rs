@@ -385,6 +385,11 @@ pub fn reading(ts: i64, temperature: f64, humidity: f64) -> String {
     format!("{{\"ts\":{ts},\"temperature\":{temperature},\"humidity\":{humidity}}}")
 }
 
+/// Whether the command `cmd` can be run here.
+pub fn have(cmd: &str) -> bool {
+    Command::new(cmd).arg("--help").output().is_ok()
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

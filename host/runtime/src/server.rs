@@ -204,15 +204,28 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
         None
     };
     let jobs = Arc::new(crate::jobs::JobsService::open(kv.clone(), identity.clone()));
-    let shared = Arc::new(Shared::new(
-        broker.clone(),
-        engine.clone(),
+    // Retained messages recorded before the last stop go back into the
+    // router before any device connects.
+    let retained = Arc::new(crate::broker::retained::Retained::new(
+        kv.clone(),
         metrics.clone(),
-        presence.clone(),
-        config.broker.clone(),
-        identity.clone(),
-        jobs.clone(),
     ));
+    let restored = retained.restore(&broker).await?;
+    if restored > 0 {
+        tracing::info!(restored, "retained messages restored");
+    }
+    let shared = Arc::new(
+        Shared::new(
+            broker.clone(),
+            engine.clone(),
+            metrics.clone(),
+            presence.clone(),
+            config.broker.clone(),
+            identity.clone(),
+            jobs.clone(),
+        )
+        .with_retained(retained.clone()),
+    );
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let local = listener
@@ -238,6 +251,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
     if config.http.listen.is_some() || config.http.tls_listen.is_some() {
         let host = crate::http_api::Host {
             broker: &broker,
+            retained: retained.clone(),
             engine: engine.clone(),
             kv: kv.clone(),
             metrics: metrics.clone(),

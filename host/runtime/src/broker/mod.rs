@@ -4,6 +4,8 @@
 //! [`listener`](crate::listener) owns device sockets so it knows who
 //! connected, stamps every message on arrival and applies back-pressure.
 
+pub mod retained;
+
 use crate::config::BrokerConfig;
 use rumqttd::local::{LinkBuilder, LinkRx, LinkTx};
 use rumqttd::Notification;
@@ -132,6 +134,30 @@ pub fn publish(link: &mut LinkTx, topic: &str, payload: bytes::Bytes) -> Result<
     link.publish(to_router(topic).into_owned(), payload)
         .map(|_| ())
         .map_err(|e| BrokerError::Link(e.to_string()))
+}
+
+/// As [`publish`], kept by the router for later subscribers. (rumqttd's
+/// `LinkTx::send` is async in name only: it queues and never waits, so it
+/// runs here in place.)
+pub fn publish_retained(
+    link: &mut LinkTx,
+    topic: &str,
+    payload: bytes::Bytes,
+) -> Result<(), BrokerError> {
+    use futures_util::FutureExt;
+    let publish = rumqttd::protocol::Publish::new(
+        bytes::Bytes::from(to_router(topic).into_owned()),
+        payload,
+        true,
+    );
+    match link
+        .send(rumqttd::protocol::Packet::Publish(publish, None))
+        .now_or_never()
+    {
+        Some(Ok(_)) => Ok(()),
+        Some(Err(e)) => Err(BrokerError::Link(e.to_string())),
+        None => Err(BrokerError::Link("the router's queue is busy".into())),
+    }
 }
 
 /// A PUBLISH the host makes at QoS 1 (rumqttd builds only QoS 0 ones for

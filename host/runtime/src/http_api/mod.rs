@@ -10,6 +10,8 @@
 //! | DeleteThingShadow | `DELETE /things/<thing>/shadow[?name=<shadow>]` |
 //! | ListNamedShadowsForThing | `GET /api/things/shadow/ListNamedShadowsForThing/<thing>` |
 //! | Publish | `POST /topics/<topic>[?qos=0\|1&retain=true\|false]` |
+//! | GetRetainedMessage | `GET /retainedMessage/<topic>` |
+//! | ListRetainedMessages | `GET /retainedMessage[?maxResults=&nextToken=]` |
 //!
 //! Off unless `[http] listen` is set. Requests are signed with AWS
 //! Signature Version 4 by one of `[[http.credentials]]` ([`sigv4`]); with
@@ -25,6 +27,7 @@
 //! - [`shadow`]: the shadow operations, through the shadow service.
 //! - [`answers`]: the shadow service's answers for requests waiting on them.
 //! - [`publish`]: Publish, and how any HTTP request enters the engine.
+//! - [`retained`]: reading the retained messages.
 //! - [`tls`]: the HTTPS listener for devices (mTLS).
 //! - [`error`]: AWS's error responses.
 
@@ -32,12 +35,14 @@ pub mod answers;
 pub mod config;
 pub mod error;
 pub mod publish;
+pub mod retained;
 pub mod shadow;
 pub mod sigv4;
 pub mod tls;
 
 pub use config::HttpConfig;
 
+use crate::broker::retained::Retained;
 use crate::broker::{Broker, BrokerError};
 use crate::engine::{EngineHandle, Publisher};
 use crate::identity::IdentityService;
@@ -71,6 +76,8 @@ pub struct Host<'a> {
     pub metrics: Arc<Metrics>,
     /// The fleet CA and registry, when they exist.
     pub identity: Option<Arc<IdentityService>>,
+    /// Retained messages as recorded in the store.
+    pub retained: Arc<Retained>,
 }
 
 /// The API's shared state.
@@ -83,6 +90,7 @@ pub struct Api {
     verifier: Option<sigv4::Verifier>,
     /// The fleet CA and registry, for devices on the HTTPS listener.
     identity: Option<Arc<IdentityService>>,
+    retained: Arc<Retained>,
     answer_timeout: Duration,
     max_body: usize,
     pkid: AtomicU16,
@@ -107,6 +115,7 @@ impl Api {
             verifier: (!config.credentials.is_empty())
                 .then(|| sigv4::Verifier::new(&config.credentials)),
             identity: host.identity,
+            retained: host.retained,
             answer_timeout: Duration::from_millis(config.answer_timeout_ms),
             max_body,
             pkid: AtomicU16::new(1),
@@ -157,6 +166,21 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// Refuse a device whose policy does not let it subscribe to `topic`.
+    fn may_read(&self, topic: &str) -> Result<(), ApiError> {
+        match &self.policy {
+            Some(p) if !p.allows_subscribe(topic) => Err(ApiError::forbidden(format!(
+                "{topic:?} is not allowed by the device's policy"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the caller is a device (HTTPS with its certificate).
+    fn is_device(&self) -> bool {
+        self.policy.is_some()
+    }
+
     /// Refuse a device whose policy does not let it publish on `topic`.
     fn may_publish(&self, topic: &str) -> Result<(), ApiError> {
         match &self.policy {
@@ -340,6 +364,33 @@ async fn route(
             shadow::check_names(&thing, None)?;
             caller.may_publish(&shadow::request_topic(shadow::Op::Get, &thing, None))?;
             api.list_named(&thing, page_size, param(&query, "nextToken"))
+        }
+        ["retainedMessage"] | ["retainedMessage", ""] => {
+            if method != Method::GET {
+                return Err(not_allowed(method, path));
+            }
+            if caller.is_device() {
+                return Err(ApiError::forbidden(
+                    "ListRetainedMessages is for backends (signed requests), not devices",
+                ));
+            }
+            let max = match param(&query, "maxResults") {
+                None => 200,
+                Some(s) => s
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=200).contains(n))
+                    .ok_or_else(|| ApiError::invalid("maxResults must be 1 to 200"))?,
+            };
+            Ok(api.list_retained(max, param(&query, "nextToken")))
+        }
+        ["retainedMessage", _, ..] => {
+            if method != Method::GET {
+                return Err(not_allowed(method, path));
+            }
+            let topic = decode(&path["/retainedMessage/".len()..])?;
+            caller.may_read(&topic)?;
+            api.get_retained(&topic)
         }
         ["topics", _, ..] => {
             if method != Method::POST {

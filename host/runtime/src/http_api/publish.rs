@@ -99,6 +99,11 @@ impl Api {
             self.metrics.count("basic_ingest.messages", 1);
             return Ok(());
         }
+        if delivery.retain {
+            let qos = u8::from(delivery.qos1);
+            self.retained
+                .record(topic, &payload, qos, crate::clock::now_ms());
+        }
         let publish = if delivery.qos1 {
             let pkid = self.next_pkid();
             crate::broker::qos1_publish(topic, payload, delivery.retain, pkid)

@@ -503,6 +503,11 @@ pub async fn handle<S>(
                                 to_device.extend(packets::ack(&publish));
                                 continue;
                             }
+                            if publish.retain {
+                                if let Some(retained) = &shared.retained {
+                                    retained.record(topic, &publish.payload, packets::meta(&publish).qos, received_at);
+                                }
+                            }
                             to_router.push(packet_to_router(Packet::Publish(publish, props)));
                         }
                         Packet::Subscribe(mut subscribe, props) => {
@@ -711,9 +716,15 @@ async fn publish_will(
         tracing::warn!(client_id = %client, topic, "last will not published: not allowed by the device's policy");
         return;
     }
+    if will.retain {
+        if let Some(retained) = &shared.retained {
+            let qos = u8::from(will.qos != rumqttd::protocol::QoS::AtMostOnce);
+            retained.record(topic, &will.message, qos, crate::clock::now_ms());
+        }
+    }
     shared
         .presence
-        .publish_raw(topic.to_string(), will.message.clone());
+        .publish_raw_with(topic.to_string(), will.message.clone(), will.retain);
     shared
         .engine
         .send(Ingest {

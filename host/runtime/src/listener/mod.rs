@@ -70,6 +70,8 @@ pub struct Shared {
     pub identity: Option<Arc<IdentityService>>,
     /// The Jobs service, answering devices' `$aws/things/<thing>/jobs/…`.
     pub jobs: Arc<crate::jobs::JobsService>,
+    /// Where retained publishes are recorded, to survive a restart.
+    pub retained: Option<Arc<crate::broker::retained::Retained>>,
     /// Live connection per client id.
     live: Mutex<HashMap<String, Live>>,
 }
@@ -99,8 +101,15 @@ impl Shared {
             sessions,
             identity,
             jobs,
+            retained: None,
             live: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Record retained publishes in `retained`.
+    pub fn with_retained(mut self, retained: Arc<crate::broker::retained::Retained>) -> Shared {
+        self.retained = Some(retained);
+        self
     }
 
     fn live(&self) -> std::sync::MutexGuard<'_, HashMap<String, Live>> {

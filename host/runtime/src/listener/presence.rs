@@ -143,11 +143,21 @@ impl Presence {
             .await;
     }
 
-    /// Publish to the broker only.
-    pub fn publish_raw(&self, topic: String, payload: Bytes) {
+    /// Publish to the broker only; `retain` keeps it for later subscribers.
+    pub fn publish_raw_with(&self, topic: String, payload: Bytes, retain: bool) {
         let mut publisher = self.publisher.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = crate::broker::publish(&mut publisher, &topic, payload) {
+        let sent = if retain {
+            crate::broker::publish_retained(&mut publisher, &topic, payload)
+        } else {
+            crate::broker::publish(&mut publisher, &topic, payload)
+        };
+        if let Err(e) = sent {
             tracing::error!(error = %e, "broker refused a host publish");
         }
+    }
+
+    /// Publish to the broker only.
+    pub fn publish_raw(&self, topic: String, payload: Bytes) {
+        self.publish_raw_with(topic, payload, false)
     }
 }
