@@ -399,6 +399,21 @@ fn retained_messages_survive_a_restart_and_are_listed() {
     publish(&["-t", "cfg/dev-2", "-m", "old"]);
     // An empty retained message clears the topic, as MQTT says.
     publish(&["-t", "cfg/dev-2", "-n"]);
+    // A device that drops off with a retained last will.
+    let will = format!(
+        "import paho.mqtt.client as m, time\n\
+         c = m.Client(m.CallbackAPIVersion.VERSION2, client_id='dev-9')\n\
+         c.will_set('status/dev-9', 'offline', qos=1, retain=True)\n\
+         c.connect('127.0.0.1', {port}, keepalive=30)\n\
+         c.loop(1.0)\n\
+         c.socket().close()\n"
+    );
+    let ok = std::process::Command::new("python3")
+        .args(["-c", &will])
+        .status()
+        .expect("python3")
+        .success();
+    assert!(ok, "paho will client");
     let http = http_port(&weir);
     let (status, _, _) = request(http, "POST", "/topics/cfg/dev-3?qos=1&retain=true", "on");
     assert_eq!(status, 200);
@@ -412,15 +427,23 @@ fn retained_messages_survive_a_restart_and_are_listed() {
     assert_eq!(got["payload"], "eyJpbnRlcnZhbCI6MzB9"); // base64 of {"interval":30}
     let (status, _, _) = request(http, "GET", "/retainedMessage/cfg%2Fdev-2", "");
     assert_eq!(status, 404);
-    let (_, _, body) = request(http, "GET", "/retainedMessage?maxResults=10", "");
-    let list: Value = serde_json::from_str(&body).expect("json");
-    let topics: Vec<&str> = list["retainedTopics"]
-        .as_array()
-        .expect("topics")
-        .iter()
-        .filter_map(|t| t["topic"].as_str())
-        .collect();
-    assert_eq!(topics, ["cfg/dev-1", "cfg/dev-3"], "{list}");
+    // The will is published when the server sees the connection drop.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (list, topics) = loop {
+        let (_, _, body) = request(http, "GET", "/retainedMessage?maxResults=10", "");
+        let list: Value = serde_json::from_str(&body).expect("json");
+        let topics: Vec<String> = list["retainedTopics"]
+            .as_array()
+            .expect("topics")
+            .iter()
+            .filter_map(|t| t["topic"].as_str().map(str::to_string))
+            .collect();
+        if topics.len() >= 3 || Instant::now() > deadline {
+            break (list, topics);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(topics, ["cfg/dev-1", "cfg/dev-3", "status/dev-9"], "{list}");
     assert_eq!(list["retainedTopics"][1]["payloadSize"], 2);
 
     // After a restart a new subscriber still gets both, and not the cleared one.
@@ -430,5 +453,7 @@ fn retained_messages_survive_a_restart_and_are_listed() {
     assert!(lines.contains(r#"cfg/dev-1 {"interval":30}"#), "{lines}");
     assert!(lines.contains("cfg/dev-3 on"), "{lines}");
     assert!(!lines.contains("dev-2"), "{lines}");
+    let lines = mosquitto_sub(weir.addr.port(), "status/#", 1);
+    assert_eq!(lines.trim(), "status/dev-9 offline");
     weir.stop();
 }
