@@ -270,18 +270,8 @@ fn devices_over_https_with_their_certificates() {
     );
     let creds = Creds::of(&certs, "meter-1");
     let call = |requests: Value| -> Vec<Value> {
-        let args = vec![
-            "--port".to_string(),
-            port.to_string(),
-            "--ca".into(),
-            creds.ca.display().to_string(),
-            "--cert".into(),
-            creds.cert.display().to_string(),
-            "--key".into(),
-            creds.key.display().to_string(),
-            "--requests".into(),
-            requests.to_string(),
-        ];
+        let mut args = creds.args(port);
+        args.extend(["--requests".into(), requests.to_string()]);
         py("https_device.py", &args)
             .as_array()
             .expect("results")

@@ -15,19 +15,9 @@ use support::{TempDir, Weir};
 
 /// Arguments for tls_device.py.
 fn device(action: &str, port: u16, creds: &Creds, client_id: &str, extra: &[&str]) -> Value {
-    let mut args: Vec<String> = vec![
-        action.into(),
-        "--port".into(),
-        port.to_string(),
-        "--ca".into(),
-        creds.ca.display().to_string(),
-        "--cert".into(),
-        creds.cert.display().to_string(),
-        "--key".into(),
-        creds.key.display().to_string(),
-        "--client-id".into(),
-        client_id.into(),
-    ];
+    let mut args: Vec<String> = vec![action.into()];
+    args.extend(creds.args(port));
+    args.extend(["--client-id".into(), client_id.into()]);
     args.extend(extra.iter().map(|s| s.to_string()));
     py("tls_device.py", &args)
 }

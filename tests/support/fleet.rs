@@ -58,11 +58,11 @@ impl Creds {
         }
     }
 
-    /// The arguments of the Device SDK clients (`sdk_device.add_args`) for
-    /// `thing` on the mTLS port, over MQTT 5 when `mqtt5`.
-    pub fn sdk_args(&self, port: u16, thing: &str, mqtt5: bool) -> Vec<String> {
+    /// `--port <port> --ca … --cert … --key …`, as every client in
+    /// `tests/clients` that holds a certificate takes them.
+    pub fn args(&self, port: u16) -> Vec<String> {
         let path = |p: &Path| p.display().to_string();
-        let mut args = vec![
+        vec![
             "--port".into(),
             port.to_string(),
             "--ca".into(),
@@ -71,9 +71,14 @@ impl Creds {
             path(&self.cert),
             "--key".into(),
             path(&self.key),
-            "--thing".into(),
-            thing.into(),
-        ];
+        ]
+    }
+
+    /// The arguments of the Device SDK clients (`sdk_device.add_args`) for
+    /// `thing` on the mTLS port, over MQTT 5 when `mqtt5`.
+    pub fn sdk_args(&self, port: u16, thing: &str, mqtt5: bool) -> Vec<String> {
+        let mut args = self.args(port);
+        args.extend(["--thing".into(), thing.into()]);
         if mqtt5 {
             args.push("--mqtt5".into());
         }

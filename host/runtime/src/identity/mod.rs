@@ -105,12 +105,10 @@ impl IdentityService {
         dir.join("ca.pem").is_file()
     }
 
-    /// Decide whether the holder of `cert_der` (already verified to chain
-    /// to the fleet CA by the TLS handshake) may connect as `client_id`.
-    /// The error is the reason, for the log and the refusal count.
-    pub fn authorize(&self, cert_der: &[u8], client_id: &str) -> Result<Principal, Refusal> {
+    /// The id and registry record of `cert_der`, refused when it is not
+    /// registered.
+    fn registered(&self, cert_der: &[u8]) -> Result<(String, CertRecord), Refusal> {
         let id = weir_identity::certificate_id(cert_der);
-        let short = &id[..12.min(id.len())];
         let record = self
             .registry
             .cert(&id)
@@ -118,9 +116,18 @@ impl IdentityService {
             .ok_or_else(|| {
                 refusal(
                     "unregistered",
-                    format!("certificate {short} is not registered"),
+                    format!("certificate {} is not registered", &id[..12.min(id.len())]),
                 )
             })?;
+        Ok((id, record))
+    }
+
+    /// Decide whether the holder of `cert_der` (already verified to chain
+    /// to the fleet CA by the TLS handshake) may connect as `client_id`.
+    /// The error is the reason, for the log and the refusal count.
+    pub fn authorize(&self, cert_der: &[u8], client_id: &str) -> Result<Principal, Refusal> {
+        let (id, record) = self.registered(cert_der)?;
+        let short = &id[..12.min(id.len())];
         match record.status {
             CertStatus::Active => {}
             CertStatus::Revoked => {
@@ -198,18 +205,8 @@ impl IdentityService {
     /// (the HTTPS API): the holder of a device certificate, as the thing
     /// it is attached to. Claim certificates only provision, over MQTT.
     pub fn authorize_device(&self, cert_der: &[u8]) -> Result<Principal, Refusal> {
-        let id = weir_identity::certificate_id(cert_der);
+        let (id, record) = self.registered(cert_der)?;
         let short = &id[..12.min(id.len())];
-        let record = self
-            .registry
-            .cert(&id)
-            .map_err(|e| refusal("registry", format!("registry: {e}")))?
-            .ok_or_else(|| {
-                refusal(
-                    "unregistered",
-                    format!("certificate {short} is not registered"),
-                )
-            })?;
         if matches!(record.kind, CertKind::Claim { .. }) {
             return Err(refusal(
                 "claim",
