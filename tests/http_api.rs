@@ -224,10 +224,18 @@ fn plain_http_on_loopback_and_a_missing_shadow_service() {
         r#"{"temperature":19.5}"#,
     );
     assert_eq!(status, 200);
+    // A doubled slash before the operation names the same topic.
+    let (status, _, _) = request(port, "POST", "//topics/dt/thermostat/dev-8/telemetry", "{}");
+    assert_eq!(status, 200);
     let got = mqtt.collect(Duration::from_secs(3));
     assert!(
         got.iter()
             .any(|(t, v)| t == "dt/thermostat/dev-9/telemetry" && v["temperature"] == 19.5),
+        "{got:?}"
+    );
+    assert!(
+        got.iter()
+            .any(|(t, _)| t == "dt/thermostat/dev-8/telemetry"),
         "{got:?}"
     );
 

@@ -332,7 +332,8 @@ async fn route(
 ) -> Result<Response, ApiError> {
     let from = caller.from.clone();
     let query = query_pairs(query)?;
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let rest = path.trim_start_matches('/');
+    let segments: Vec<&str> = rest.split('/').collect();
     match segments.as_slice() {
         ["things", thing, "shadow"] => {
             let op = match *method {
@@ -388,7 +389,7 @@ async fn route(
             if method != Method::GET {
                 return Err(not_allowed(method, path));
             }
-            let topic = decode(&path["/retainedMessage/".len()..])?;
+            let topic = decode(&rest["retainedMessage/".len()..])?;
             caller.may_read(&topic)?;
             api.get_retained(&topic)
         }
@@ -398,7 +399,7 @@ async fn route(
             }
             // The topic is one encoded segment (`a%2Fb`, as the SDKs send
             // it) or the rest of the path (`a/b`, as curl users write it).
-            let topic = decode(&path["/topics/".len()..])?;
+            let topic = decode(&rest["topics/".len()..])?;
             if let Some(refused) = publish::refuse(&topic) {
                 return Err(refused);
             }
