@@ -70,6 +70,8 @@ pub async fn run(
 /// and the broker directly.
 pub struct Running {
     pub local_addr: std::net::SocketAddr,
+    /// The data-plane HTTP API's address, when it serves.
+    pub http_addr: Option<std::net::SocketAddr>,
     pub engine: EngineHandle,
     pub broker: Broker,
     pub metrics: Arc<Metrics>,
@@ -414,6 +416,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Ser
 
     Ok(Running {
         local_addr: local,
+        http_addr: http_local,
         engine,
         broker,
         metrics,
