@@ -38,7 +38,22 @@ fn boto3_iot_data_shadows_and_publish() {
     let config = format!(
         "[engine]\nworkers = 4\n[http]\nlisten = \"127.0.0.1:0\"\n[[http.credentials]]\naccess_key_id = \"{KEY}\"\nsecret_access_key = \"{SECRET}\"\n"
     );
-    let weir = Weir::start_with_rules(&dir.0, &support::repo_root().join("rules"), &config);
+    // The shipped rules, and one echoing the MQTT 5 properties it reads.
+    let rules = echo_rules(&dir.0, true);
+    std::fs::write(
+        rules.join("props.toml"),
+        r#"sql = """
+SELECT get_mqtt_property('content_type') AS ct, get_mqtt_property('format_indicator') AS fi,
+       get_mqtt_property('response_topic') AS rt, get_mqtt_property('correlation_data') AS cd,
+       get_user_properties('site') AS site, clientid() AS client
+FROM 'props/+'"""
+[[actions]]
+plugin = "echo"
+device = "${topic(2)}"
+"#,
+    )
+    .expect("props rule");
+    let weir = Weir::start_with_rules(&dir.0, &rules, &config);
     let port = http_port(&weir);
     let r = py(
         "iot_data.py",
@@ -156,6 +171,15 @@ fn boto3_iot_data_shadows_and_publish() {
     assert_eq!(offline.len(), 1, "{mqtt:?}");
     assert_eq!(offline[0]["payload"]["do"], "wake");
     assert_eq!(offline[0]["qos"], 1);
+    let props = seen(mqtt, "echo/lamp");
+    assert_eq!(props.len(), 1, "{mqtt:?}");
+    let p = &props[0]["payload"];
+    assert_eq!(p["ct"], "application/json", "{p}");
+    assert_eq!(p["fi"], "UTF8_DATA", "{p}");
+    assert_eq!(p["rt"], "reply/lamp", "{p}");
+    assert_eq!(p["cd"], "AQL/", "{p}");
+    assert_eq!(p["site"], serde_json::json!(["lab", "roof"]), "{p}");
+    assert_eq!(p["client"], "weir-http", "{p}");
     let retained = seen(mqtt, "cfg/lamp");
     assert!(retained.iter().any(|m| m["retain"] == true), "{mqtt:?}");
 

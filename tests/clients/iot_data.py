@@ -94,7 +94,8 @@ offline.disconnect()
 offline.loop_stop()
 
 console = mqtt_client("console")
-subscribe(console, "$aws/things/lamp/shadow/update/delta", "$aws/things/lamp/shadow/update/documents", "cmd/lamp")
+subscribe(console, "$aws/things/lamp/shadow/update/delta", "$aws/things/lamp/shadow/update/documents", "cmd/lamp",
+          "echo/#")
 time.sleep(0.5)
 
 # Shadows.
@@ -148,6 +149,10 @@ for i in range(8):
                 payload=json.dumps({"ts": int(time.time() * 1000), "temperature": 20.0 + i, "humidity": 40.0}).encode())
     iot.update_thing_shadow(thingName=child, payload=json.dumps({"state": {"desired": {"setpoint": 18}}}))
 out["children"] = [doc(iot.get_thing_shadow(thingName=f"gw-child-{i}")) for i in range(8)]
+# MQTT 5 properties, as boto3 passes them, reach the rules (an echo rule).
+iot.publish(topic="props/lamp", qos=1, payload=b'{"on":true}', contentType="application/json",
+            responseTopic="reply/lamp", correlationData="AQL/", payloadFormatIndicator="UTF8_DATA",
+            userProperties=json.dumps([{"site": "lab"}, {"site": "roof"}]))
 out["publish_wildcard"] = error(lambda: iot.publish(topic="cmd/+", payload=b"x"))
 out["publish_answer_topic"] = error(lambda: iot.publish(topic="$aws/things/lamp/shadow/update/accepted", payload=b"{}"))
 
@@ -165,7 +170,7 @@ late = mqtt_client("late-subscriber")
 subscribe(late, "cfg/lamp")
 
 deadline = time.time() + 10
-want = {"cmd/lamp", "cmd/lamp-offline", "cfg/lamp", "$aws/things/lamp/shadow/update/delta"}
+want = {"cmd/lamp", "cmd/lamp-offline", "cfg/lamp", "$aws/things/lamp/shadow/update/delta", "echo/lamp"}
 while time.time() < deadline and not want <= {m["topic"] for m in received}:
     time.sleep(0.1)
 out["mqtt"] = received

@@ -212,7 +212,6 @@ impl Api {
             .into_response();
         };
         let path = parts.uri.path();
-        let query = parts.uri.query().unwrap_or("");
         let caller = match device_cert {
             Some(cert) => self.device(cert, peer),
             None => self.signer(&parts, &body, peer),
@@ -225,7 +224,7 @@ impl Api {
                 return e.into_response();
             }
         };
-        match route(self, &parts.method, path, query, body, &caller).await {
+        match route(self, &parts, body, &caller).await {
             Ok(r) => r,
             Err(e) => {
                 self.metrics.count("http.errors", 1);
@@ -324,14 +323,13 @@ fn param<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
 
 async fn route(
     api: &Api,
-    method: &Method,
-    path: &str,
-    query: &str,
+    parts: &axum::http::request::Parts,
     body: Bytes,
     caller: &Caller,
 ) -> Result<Response, ApiError> {
+    let (method, path) = (&parts.method, parts.uri.path());
     let from = caller.from.clone();
-    let query = query_pairs(query)?;
+    let query = query_pairs(parts.uri.query().unwrap_or(""))?;
     let rest = path.trim_start_matches('/');
     let segments: Vec<&str> = rest.split('/').collect();
     match segments.as_slice() {
@@ -405,8 +403,9 @@ async fn route(
             }
             caller.may_publish(&topic)?;
             let delivery = publish::Delivery::from_query(&query)?;
+            let props = publish::properties(&query, &parts.headers)?;
             api.metrics.count("http.publish", 1);
-            api.inject(&topic, body, delivery, from).await?;
+            api.inject(&topic, body, delivery, from, props).await?;
             Ok(StatusCode::OK.into_response())
         }
         _ => Err(ApiError::new(

@@ -145,7 +145,7 @@ impl Api {
         let (doc, token, made) = request_document(op, body)?;
         let topic = request_topic(op, thing, shadow);
         let mut waiting = self.answers.expect(&topic, &token);
-        self.inject(&topic, Bytes::from(doc), Delivery::default(), from)
+        self.inject(&topic, Bytes::from(doc), Delivery::default(), from, None)
             .await?;
         let answer = match tokio::time::timeout(self.answer_timeout, &mut waiting.rx).await {
             Ok(Ok(answer)) => answer,
