@@ -10,7 +10,7 @@ use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
-use support::fleet::{py, start_with_identity, weir_ok, Creds};
+use support::fleet::{certificate_id, py, start_with_identity, weir_ok, Creds};
 use support::{echo_rules, Mqtt, TempDir, Weir};
 
 const KEY: &str = "AKIDWEIRTEST";
@@ -340,15 +340,7 @@ fn devices_over_https_with_their_certificates() {
     assert_eq!(r[4]["status"], 403, "{r:?}");
     // The message is the device's: its thing as clientid(), its
     // certificate as principal().
-    let cert_id = {
-        let thing: Value =
-            serde_json::from_str(&weir_ok(&weir.data_dir, &["things", "get", "meter-1"]))
-                .expect("json");
-        thing["certificates"][0]["certificateId"]
-            .as_str()
-            .expect("cert id")
-            .to_string()
-    };
+    let cert_id = certificate_id(&weir.data_dir, "meter-1");
     let got = mqtt.collect(Duration::from_secs(3));
     let who = got
         .iter()

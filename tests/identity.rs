@@ -10,7 +10,7 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::fleet::{py, start_with_identity, weir_ok, Creds};
+use support::fleet::{certificate_id, py, start_with_identity, weir_ok, Creds};
 use support::{TempDir, Weir};
 
 /// Arguments for tls_device.py.
@@ -284,15 +284,7 @@ fn mtls_identity_policy_revocation_and_bad_input() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let cert_id = {
-        let thing: Value =
-            serde_json::from_str(&weir_ok(&weir.data_dir, &["things", "get", "dev-1"]))
-                .expect("json");
-        thing["certificates"][0]["certificateId"]
-            .as_str()
-            .expect("cert id")
-            .to_string()
-    };
+    let cert_id = certificate_id(&weir.data_dir, "dev-1");
     let revoked: Value = serde_json::from_str(&weir_ok(
         &weir.data_dir,
         &["certs", "revoke", &cert_id[..16]],

@@ -24,6 +24,16 @@ pub fn weir_ok(data_dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The id of the first certificate of `thing` (`weir things get`).
+pub fn certificate_id(data_dir: &Path, thing: &str) -> String {
+    let doc: Value =
+        serde_json::from_str(&weir_ok(data_dir, &["things", "get", thing])).expect("json");
+    doc["certificates"][0]["certificateId"]
+        .as_str()
+        .expect("cert id")
+        .to_string()
+}
+
 /// Run a Python client from tests/clients; its last stdout line as JSON.
 pub fn py(script: &str, args: &[String]) -> Value {
     let out = Command::new("python3")

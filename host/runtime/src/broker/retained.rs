@@ -76,20 +76,7 @@ impl Retained {
     /// the last topic returned when more follow.
     pub fn list(&self, after: Option<&str>, max: usize) -> (Vec<(String, Stored)>, Option<String>) {
         let topics = self.kv.keys(BUCKET).unwrap_or_default();
-        let mut out = Vec::new();
-        for topic in topics {
-            if after.is_some_and(|a| topic.as_str() <= a) {
-                continue;
-            }
-            if out.len() == max {
-                let last = out.last().map(|(t, _): &(String, Stored)| t.clone());
-                return (out, last);
-            }
-            if let Some(stored) = self.get(&topic) {
-                out.push((topic, stored));
-            }
-        }
-        (out, None)
+        crate::store::kv::page(topics, after, max, |topic| self.get(topic))
     }
 
     /// Publish every recorded message into the router again, retained (at

@@ -105,14 +105,11 @@ fn with_rules<R>(current: &Arc<Current>, f: impl FnOnce(&crate::rules::RuleSet) 
     let version = current.version();
     ROUTING.with(|cell| {
         let mut cached = cell.borrow_mut();
-        let fresh = matches!(&*cached, Some((c, v, _)) if Arc::ptr_eq(c, current) && *v == version);
-        if !fresh {
-            *cached = Some((current.clone(), version, current.get()));
-        }
-        match &*cached {
-            Some((_, _, generation)) => f(&generation.rules),
-            None => f(&current.get().rules),
-        }
+        let (_, _, generation) = match &mut *cached {
+            Some(c) if Arc::ptr_eq(&c.0, current) && c.1 == version => c,
+            stale => stale.insert((current.clone(), version, current.get())),
+        };
+        f(&generation.rules)
     })
 }
 

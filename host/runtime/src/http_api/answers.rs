@@ -135,7 +135,8 @@ impl Answers {
     }
 
     /// Requests waiting now.
-    pub fn pending(&self) -> usize {
+    #[cfg(test)]
+    fn pending(&self) -> usize {
         self.lock().len()
     }
 }

@@ -84,13 +84,10 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "message": self.message }).to_string();
-        let mut response = (self.status, body).into_response();
-        let headers = response.headers_mut();
-        headers.insert(
-            axum::http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        headers.insert("x-amzn-errortype", HeaderValue::from_static(self.kind));
+        let mut response = super::json_response(self.status, body);
+        response
+            .headers_mut()
+            .insert("x-amzn-errortype", HeaderValue::from_static(self.kind));
         response
     }
 }

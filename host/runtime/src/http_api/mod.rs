@@ -314,6 +314,33 @@ fn query_pairs(query: &str) -> Result<Vec<(String, String)>, ApiError> {
         .collect()
 }
 
+/// A page size parameter: `default` when absent, else 1 to `max`.
+fn page_size(
+    query: &[(String, String)],
+    name: &str,
+    default: usize,
+    max: usize,
+) -> Result<usize, ApiError> {
+    match param(query, name) {
+        None => Ok(default),
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| ApiError::invalid(format!("{name} must be 1 to {max}"))),
+    }
+}
+
+/// A response with a JSON body, as every answer of the API has.
+fn json_response(status: StatusCode, body: String) -> Response {
+    let mut r = (status, body).into_response();
+    r.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
 fn param<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
     query
         .iter()
@@ -343,26 +370,15 @@ async fn route(
             api.metrics.count("http.shadow_requests", 1);
             let thing = decode(thing)?;
             let name = param(&query, "name").filter(|n| !n.is_empty());
-            shadow::check_names(&thing, name)?;
-            caller.may_publish(&shadow::request_topic(op, &thing, name))?;
-            api.shadow(op, &thing, name, &body, from).await
+            api.shadow(op, &thing, name, &body, caller).await
         }
         ["api", "things", "shadow", "ListNamedShadowsForThing", thing] => {
             if method != Method::GET {
                 return Err(not_allowed(method, path));
             }
-            let page_size = match param(&query, "pageSize") {
-                None => 25,
-                Some(s) => s
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=100).contains(n))
-                    .ok_or_else(|| ApiError::invalid("pageSize must be 1 to 100"))?,
-            };
+            let page_size = page_size(&query, "pageSize", 25, 100)?;
             let thing = decode(thing)?;
-            shadow::check_names(&thing, None)?;
-            caller.may_publish(&shadow::request_topic(shadow::Op::Get, &thing, None))?;
-            api.list_named(&thing, page_size, param(&query, "nextToken"))
+            api.list_named(&thing, page_size, param(&query, "nextToken"), caller)
         }
         ["retainedMessage"] | ["retainedMessage", ""] => {
             if method != Method::GET {
@@ -373,14 +389,7 @@ async fn route(
                     "ListRetainedMessages is for backends (signed requests), not devices",
                 ));
             }
-            let max = match param(&query, "maxResults") {
-                None => 200,
-                Some(s) => s
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=200).contains(n))
-                    .ok_or_else(|| ApiError::invalid("maxResults must be 1 to 200"))?,
-            };
+            let max = page_size(&query, "maxResults", 200, 200)?;
             Ok(api.list_retained(max, param(&query, "nextToken")))
         }
         ["retainedMessage", _, ..] => {

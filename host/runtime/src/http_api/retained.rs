@@ -4,18 +4,9 @@
 
 use super::error::ApiError;
 use super::Api;
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use serde_json::{json, Value};
-
-fn json_response(doc: Value) -> Response {
-    let mut r = (StatusCode::OK, doc.to_string()).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
-}
 
 impl Api {
     /// The retained message of `topic`: its payload (base64, as AWS's
@@ -24,12 +15,16 @@ impl Api {
         let stored = self.retained.get(topic).ok_or_else(|| {
             ApiError::not_found(format!("no retained message on topic {topic:?}"))
         })?;
-        Ok(json_response(json!({
-            "topic": topic,
-            "payload": stored.payload,
-            "qos": stored.qos,
-            "lastModifiedTime": stored.last_modified,
-        })))
+        Ok(super::json_response(
+            StatusCode::OK,
+            json!({
+                "topic": topic,
+                "payload": stored.payload,
+                "qos": stored.qos,
+                "lastModifiedTime": stored.last_modified,
+            })
+            .to_string(),
+        ))
     }
 
     /// A page of retained topics, in topic order.
@@ -50,6 +45,6 @@ impl Api {
         if let Some(token) = next {
             doc["nextToken"] = Value::String(token);
         }
-        json_response(doc)
+        super::json_response(StatusCode::OK, doc.to_string())
     }
 }

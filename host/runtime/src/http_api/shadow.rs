@@ -12,13 +12,11 @@
 
 use super::error::ApiError;
 use super::publish::Delivery;
-use super::Api;
-use crate::engine::Publisher;
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use super::{Api, Caller};
+use axum::http::StatusCode;
+use axum::response::Response;
 use bytes::Bytes;
 use serde_json::{Map, Value};
-use std::sync::Arc;
 
 /// The shadow service's limit on a request document.
 const MAX_DOCUMENT: usize = 8 * 1024;
@@ -123,28 +121,26 @@ pub fn response(accepted: bool, payload: &[u8], strip_token: bool) -> Result<Res
     } else {
         String::from_utf8_lossy(payload).into_owned()
     };
-    let mut r = (StatusCode::OK, body).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    Ok(r)
+    Ok(super::json_response(StatusCode::OK, body))
 }
 
 impl Api {
-    /// One shadow operation through the shadow service.
+    /// One shadow operation through the shadow service, for `caller`
+    /// (a device only on its policy's topics).
     pub async fn shadow(
         &self,
         op: Op,
         thing: &str,
         shadow: Option<&str>,
         body: &[u8],
-        from: Arc<Publisher>,
+        caller: &Caller,
     ) -> Result<Response, ApiError> {
         check_names(thing, shadow)?;
-        let (doc, token, made) = request_document(op, body)?;
         let topic = request_topic(op, thing, shadow);
+        caller.may_publish(&topic)?;
+        let (doc, token, made) = request_document(op, body)?;
         let mut waiting = self.answers.expect(&topic, &token);
+        let from = caller.from.clone();
         self.inject(&topic, Bytes::from(doc), Delivery::default(), from, None)
             .await?;
         let answer = match tokio::time::timeout(self.answer_timeout, &mut waiting.rx).await {
@@ -164,55 +160,42 @@ impl Api {
     /// ListNamedShadowsForThing: the thing's named shadows (not deleted) in
     /// name order, `page_size` at a time after `next_token`. Read from the
     /// store, so a shadow made in the last checkpoint interval may not be
-    /// listed yet.
+    /// listed yet. A device may list the things whose classic shadow its
+    /// policy lets it get.
     pub fn list_named(
         &self,
         thing: &str,
         page_size: usize,
         next_token: Option<&str>,
+        caller: &Caller,
     ) -> Result<Response, ApiError> {
         check_names(thing, None)?;
+        caller.may_publish(&request_topic(Op::Get, thing, None))?;
         let prefix = format!("{thing}/");
         let keys = self
             .kv
             .keys_with_prefix(crate::admin::SHADOW_BUCKET, &prefix)
             .map_err(|e| ApiError::from_rejection(500, &format!("store: {e}")))?;
-        let mut names = Vec::new();
-        let mut more = None;
-        for key in &keys {
-            let name = &key[prefix.len()..];
-            if next_token.is_some_and(|after| name <= after) {
-                continue;
-            }
-            let live = self
-                .kv
+        let after = next_token.map(|t| format!("{prefix}{t}"));
+        let live = |key: &str| {
+            self.kv
                 .get(crate::admin::SHADOW_BUCKET, key)
                 .ok()
                 .flatten()
                 .and_then(|v| serde_json::from_slice::<Value>(&v).ok())
-                .is_some_and(|doc| doc.get("deleted") != Some(&Value::Bool(true)));
-            if !live {
-                continue;
-            }
-            if names.len() == page_size {
-                more = names.last().cloned();
-                break;
-            }
-            names.push(name.to_string());
-        }
+                .is_some_and(|doc| doc.get("deleted") != Some(&Value::Bool(true)))
+                .then_some(())
+        };
+        let (page, more) = crate::store::kv::page(keys, after.as_deref(), page_size, live);
+        let name = |key: &str| key[prefix.len()..].to_string();
         let mut doc = serde_json::json!({
-            "results": names,
+            "results": page.iter().map(|(key, _)| name(key)).collect::<Vec<_>>(),
             "timestamp": crate::clock::now_ms() / 1000,
         });
-        if let Some(token) = more {
-            doc["nextToken"] = Value::String(token);
+        if let Some(last) = more {
+            doc["nextToken"] = Value::String(name(&last));
         }
-        let mut r = (StatusCode::OK, doc.to_string()).into_response();
-        r.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        Ok(r)
+        Ok(super::json_response(StatusCode::OK, doc.to_string()))
     }
 }
 

@@ -21,27 +21,14 @@ pub async fn serve(
     listener: TcpListener,
     config: Arc<rustls::ServerConfig>,
     api: Arc<Api>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = TlsAcceptor::from(config);
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    connections.spawn(connection(acceptor.clone(), stream, peer, api.clone(), shutdown.clone()));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "HTTPS accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            _ = shutdown.changed() => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
-    while connections.join_next().await.is_some() {}
+    let stop = shutdown.clone();
+    crate::listener::accept_loop(listener, shutdown, move |stream, peer| {
+        connection(acceptor.clone(), stream, peer, api.clone(), stop.clone())
+    })
+    .await
 }
 
 async fn connection(

@@ -162,9 +162,14 @@ impl Shared {
     }
 }
 
-/// Accept connections until `shutdown` turns true, handing each to `serve`.
-async fn accept_loop<F, Fut>(listener: TcpListener, mut shutdown: watch::Receiver<bool>, serve: F)
-where
+/// Accept connections until `shutdown` turns true, handing each to `serve`
+/// (every TCP listener of the host: MQTT plain, mTLS and WebSocket, and
+/// the HTTPS API).
+pub(crate) async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+    serve: F,
+) where
     F: Fn(TcpStream, SocketAddr) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {

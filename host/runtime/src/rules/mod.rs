@@ -187,11 +187,10 @@ impl RuleSet {
 /// (`device = "${topic(N)}"`): its filter and `N`. Consulted for every
 /// message a listener hands over, so a few filters are matched level by
 /// level without hashing; many go through a trie.
-#[derive(Default)]
 struct DeviceRoutes {
     /// (filter levels, level), in rule order.
     few: Vec<(Vec<FilterLevel>, usize)>,
-    /// With more than [`DeviceRoutes::FEW`]: filter → (rule index, level).
+    /// With more than [`DeviceRoutes::FEW`]: filter → (route index, level).
     many: Option<TopicTrie<(usize, usize)>>,
 }
 
@@ -204,36 +203,43 @@ enum FilterLevel {
 impl DeviceRoutes {
     const FEW: usize = 16;
 
-    /// Add the next rule (in rule order) that names a device level.
-    fn add(&mut self, filter: &str, level: usize) {
+    /// The routes of the rules that name a device level: (filter, level)
+    /// in rule order.
+    fn new(routes: Vec<(String, usize)>) -> DeviceRoutes {
         // `$aws/things/<thing>/…` and presence events are routed before the
         // rules are asked.
-        if filter.starts_with("$aws/things/") || filter.starts_with("$aws/events/presence/") {
-            return;
-        }
-        let levels = filter
-            .split('/')
-            .map(|l| match l {
-                "+" => FilterLevel::Plus,
-                "#" => FilterLevel::Hash,
-                l => FilterLevel::Literal(l.into()),
+        let routes: Vec<(String, usize)> = routes
+            .into_iter()
+            .filter(|(f, _)| {
+                !f.starts_with("$aws/things/") && !f.starts_with("$aws/events/presence/")
             })
             .collect();
-        self.few.push((levels, level));
-        if self.few.len() > Self::FEW && self.many.is_none() {
-            self.many = Some(TopicTrie::new());
-        }
-    }
-
-    /// Build the trie once every rule is added, if there are many.
-    fn finish(&mut self, filters: &[(String, usize, usize)]) {
-        if let Some(trie) = &mut self.many {
-            for (filter, rule, level) in filters {
-                // Filters were checked when the rule compiled.
-                let _ = trie.insert(filter, (*rule, *level));
+        if routes.len() > Self::FEW {
+            let mut trie = TopicTrie::new();
+            for (i, (filter, level)) in routes.iter().enumerate() {
+                // Filters were checked when their rules compiled.
+                let _ = trie.insert(filter, (i, *level));
             }
-            self.few.clear();
+            return DeviceRoutes {
+                few: Vec::new(),
+                many: Some(trie),
+            };
         }
+        let few = routes
+            .iter()
+            .map(|(filter, level)| {
+                let levels = filter
+                    .split('/')
+                    .map(|l| match l {
+                        "+" => FilterLevel::Plus,
+                        "#" => FilterLevel::Hash,
+                        l => FilterLevel::Literal(l.into()),
+                    })
+                    .collect();
+                (levels, *level)
+            })
+            .collect();
+        DeviceRoutes { few, many: None }
     }
 
     /// The device's level for `topic`, by the first rule that says.
@@ -391,8 +397,7 @@ pub fn compile_files(files: &[(PathBuf, String)]) -> Result<RuleSet, Vec<RulePro
 
     let mut rules = Vec::new();
     let mut trie = TopicTrie::new();
-    let mut devices = DeviceRoutes::default();
-    let mut device_filters = Vec::new();
+    let mut device_routes = Vec::new();
     for (path, text) in files {
         if is_plugins(path) {
             continue;
@@ -409,8 +414,7 @@ pub fn compile_files(files: &[(PathBuf, String)]) -> Result<RuleSet, Vec<RulePro
                 }
                 if let Some(level) = device_level(&rule) {
                     let filter = rule.statement.topic_filter();
-                    devices.add(filter, level);
-                    device_filters.push((filter.to_string(), rules.len(), level));
+                    device_routes.push((filter.to_string(), level));
                 }
                 rules.push(Arc::new(rule));
             }
@@ -418,7 +422,7 @@ pub fn compile_files(files: &[(PathBuf, String)]) -> Result<RuleSet, Vec<RulePro
             Err(mut p) => problems.append(&mut p),
         }
     }
-    devices.finish(&device_filters);
+    let devices = DeviceRoutes::new(device_routes);
     match plugins {
         Some(plugins) if problems.is_empty() => Ok(RuleSet {
             rules,
@@ -836,8 +840,7 @@ mod tests {
             "/x",
         ];
         for f in filters {
-            let mut routes = DeviceRoutes::default();
-            routes.add(f, 1);
+            let routes = DeviceRoutes::new(vec![(f.to_string(), 1)]);
             for t in topics {
                 assert_eq!(
                     routes.level(t).is_some(),

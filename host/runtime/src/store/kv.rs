@@ -22,6 +22,32 @@ type Overlay = HashMap<(String, String), Option<Vec<u8>>>;
 /// coalesced by the overlay, so the observer sees the last value only.
 pub type Observer = Box<dyn Fn(Vec<(String, Option<Vec<u8>>)>) + Send + Sync>;
 
+/// One page of `keys` (sorted): the entries after `after` that `keep`
+/// turns into a value, at most `max` of them, and the page's last key when
+/// more such entries follow (the next page's `after`).
+pub fn page<T>(
+    keys: impl IntoIterator<Item = String>,
+    after: Option<&str>,
+    max: usize,
+    mut keep: impl FnMut(&str) -> Option<T>,
+) -> (Vec<(String, T)>, Option<String>) {
+    let mut out: Vec<(String, T)> = Vec::new();
+    for key in keys {
+        if after.is_some_and(|a| key.as_str() <= a) {
+            continue;
+        }
+        let Some(value) = keep(&key) else {
+            continue;
+        };
+        if out.len() == max {
+            let last = out.last().map(|(k, _)| k.clone());
+            return (out, last);
+        }
+        out.push((key, value));
+    }
+    (out, None)
+}
+
 pub struct KvStore {
     db: Database,
     pending: Mutex<Overlay>,
