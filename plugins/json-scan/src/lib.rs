@@ -53,6 +53,71 @@ pub struct Number<'a> {
     pub integer: bool,
 }
 
+/// The offset of the first byte of `bytes` that ends a JSON string or
+/// needs a closer look: a quote, a backslash or a control character.
+///
+/// Eight bytes at a time: in Wasm each turn of a loop is also an epoch
+/// check (the host's call deadline), so a byte loop over a reading's keys
+/// and strings pays it per byte. In each word, a byte is flagged by the
+/// usual "has a zero byte" test of the word XORed with a quote (or a
+/// backslash), or by "has a byte below 0x20"; a borrow can flag a byte
+/// after a flagged one, never before it, so the lowest flagged byte is
+/// the first match.
+#[inline]
+fn string_end(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const QUOTE: u64 = ONES * b'"' as u64;
+    const BACKSLASH: u64 = ONES * b'\\' as u64;
+    const SPACE: u64 = ONES * 0x20;
+    let mut at = 0;
+    while let Some(word) = bytes.get(at..at + 8) {
+        let mut eight = [0u8; 8];
+        eight.copy_from_slice(word);
+        let w = u64::from_le_bytes(eight);
+        let q = w ^ QUOTE;
+        let b = w ^ BACKSLASH;
+        let flagged = (q.wrapping_sub(ONES) & !q)
+            | (b.wrapping_sub(ONES) & !b)
+            | (w.wrapping_sub(SPACE) & !w);
+        let flagged = flagged & HIGH;
+        if flagged != 0 {
+            return Some(at + (flagged.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    let tail = bytes.get(at..)?;
+    tail.iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .map(|i| at + i)
+}
+
+/// How many of `bytes` are decimal digits before the first that is not,
+/// eight bytes at a time (see [`string_end`]). In each word XORed with
+/// `0x30` a digit is a byte below 10; adding `0x76` sets the high bit of
+/// every other byte (or it had it already). A carry reaches only bytes
+/// after a flagged one.
+#[inline]
+fn digit_run(bytes: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut at = 0;
+    while let Some(word) = bytes.get(at..at + 8) {
+        let mut eight = [0u8; 8];
+        eight.copy_from_slice(word);
+        let x = u64::from_le_bytes(eight) ^ (ONES * 0x30);
+        let flagged = (x.wrapping_add(ONES * 0x76) | x) & HIGH;
+        if flagged != 0 {
+            return at + (flagged.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    at + bytes[at..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count()
+}
+
 /// A position in JSON text. Its steps are `#[inline]`: the engine calls
 /// them per byte of every payload, from another crate.
 pub struct Cursor<'a> {
@@ -147,9 +212,7 @@ impl<'a> Cursor<'a> {
         self.eat(b'"')?;
         let start = self.at;
         let rest = self.text.as_bytes().get(start..)?;
-        let len = rest
-            .iter()
-            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        let len = string_end(rest)?;
         if rest[len] != b'"' {
             return None;
         }
@@ -253,42 +316,25 @@ impl<'a> Cursor<'a> {
     /// Consume decimal digits, accumulating up to 16 of them.
     #[inline]
     fn digits(&mut self, mantissa: &mut u64, count: &mut u32) {
-        while let Some(b @ b'0'..=b'9') = self.peek() {
-            if *count < 16 {
-                *mantissa = *mantissa * 10 + u64::from(b - b'0');
-            }
-            *count += 1;
-            self.at += 1;
+        let rest = self.text.as_bytes().get(self.at..).unwrap_or_default();
+        let run = digit_run(rest);
+        let wanted = (16usize.saturating_sub(*count as usize)).min(run);
+        for &b in &rest[..wanted] {
+            *mantissa = *mantissa * 10 + u64::from(b - b'0');
         }
+        *count += run as u32;
+        self.at += run;
     }
 
     /// Skip one value, checking it; `depth` is how deep it is nested.
+    /// Scalars (most of what a reading holds) are skipped inline; only an
+    /// object or array calls out. In Wasm, a call to a large function is
+    /// costly (a stack check, an epoch check, saving and restoring the
+    /// registers it uses), and `skip_value` is called for every field.
+    #[inline]
     pub fn skip_value(&mut self, depth: usize) -> Option<()> {
         match self.peek()? {
-            b'{' | b'[' if depth >= MAX_DEPTH => None,
-            b'{' => {
-                if self.open(b'{', b'}')? {
-                    loop {
-                        self.key()?;
-                        self.skip_value(depth + 1)?;
-                        if !self.next_member(b'}')? {
-                            break;
-                        }
-                    }
-                }
-                Some(())
-            }
-            b'[' => {
-                if self.open(b'[', b']')? {
-                    loop {
-                        self.skip_value(depth + 1)?;
-                        if !self.next_member(b']')? {
-                            break;
-                        }
-                    }
-                }
-                Some(())
-            }
+            b'{' | b'[' => self.skip_nested(depth),
             b'"' => self.string().map(drop),
             b't' => self.literal("true"),
             b'f' => self.literal("false"),
@@ -296,11 +342,103 @@ impl<'a> Cursor<'a> {
             _ => self.skip_number(),
         }
     }
+
+    /// Skip an object or array (next), checking it.
+    #[inline(never)]
+    fn skip_nested(&mut self, depth: usize) -> Option<()> {
+        if depth >= MAX_DEPTH {
+            return None;
+        }
+        let close = match self.peek()? {
+            b'{' => b'}',
+            _ => b']',
+        };
+        if self.open(self.peek()?, close)? {
+            loop {
+                if close == b'}' {
+                    self.key()?;
+                }
+                self.skip_value(depth + 1)?;
+                if !self.next_member(close)? {
+                    break;
+                }
+            }
+        }
+        Some(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Byte strings of every length up to 40, 400 of each: mostly `plain`
+    /// bytes, one in `1 / every` from `interesting` (xorshift, so every
+    /// run tests the same strings).
+    fn mixes(
+        interesting: &[u8],
+        plain: impl Fn(u64) -> u8,
+        every: u64,
+        mut check: impl FnMut(&[u8]),
+    ) {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for len in 0..40 {
+            for _ in 0..400 {
+                let bytes: Vec<u8> = (0..len)
+                    .map(|_| {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 7;
+                        seed ^= seed << 17;
+                        if seed.is_multiple_of(every) {
+                            interesting[(seed >> 8) as usize % interesting.len()]
+                        } else {
+                            plain(seed >> 16)
+                        }
+                    })
+                    .collect();
+                check(&bytes);
+            }
+        }
+    }
+
+    /// The word-at-a-time digit count agrees with a byte loop.
+    #[test]
+    fn digit_run_agrees_with_a_byte_loop() {
+        let interesting = [
+            0x00, 0x2f, b'0', b'5', b'9', 0x3a, b'.', b'e', b'-', 0x80, 0xb0, 0xb9, 0xff,
+        ];
+        mixes(
+            &interesting,
+            |r| b'0' + r as u8 % 10,
+            7,
+            |bytes| {
+                let naive = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+                assert_eq!(digit_run(bytes), naive, "{bytes:?}");
+            },
+        );
+    }
+
+    /// The word-at-a-time search finds what a byte loop finds, for every
+    /// mix of interesting bytes around each lane and word boundary.
+    #[test]
+    fn string_end_agrees_with_a_byte_loop() {
+        let interesting = [
+            0x00, 0x01, 0x1f, 0x20, 0x21, b'"', 0x23, b'\\', 0x5d, b'a', 0x7f, 0x80, 0x9f, 0xa0,
+            0xa2, 0xdc, 0xff,
+        ];
+        // Mostly plain letters, as in real keys.
+        mixes(
+            &interesting,
+            |r| b'a' + r as u8 % 26,
+            5,
+            |bytes| {
+                let naive = bytes
+                    .iter()
+                    .position(|&b| b == b'"' || b == b'\\' || b < 0x20);
+                assert_eq!(string_end(bytes), naive, "{bytes:?}");
+            },
+        );
+    }
 
     fn skips(text: &str) -> bool {
         let mut c = Cursor::new(text);
