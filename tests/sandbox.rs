@@ -169,7 +169,7 @@ fn an_ungranted_import_is_refused_at_load_naming_the_import() {
         .expect("inspect");
     let report: Value = serde_json::from_slice(&out.stdout).expect("inspect json");
     assert_eq!(report["world"], "batch-processor-plugin");
-    assert_eq!(report["wit_version"], "0.1.2");
+    assert_eq!(report["wit_version"], "0.1.3");
     let imports = report["imports"].as_array().unwrap();
     assert!(
         imports.iter().any(|i| i["name"]

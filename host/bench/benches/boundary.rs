@@ -7,7 +7,8 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::sync::Arc;
 use std::time::Instant;
-use weir_runtime::plugin::bindings::{Batch, Message, Metric};
+use weir_runtime::plugin::batch::Flat;
+use weir_runtime::plugin::bindings::{Message, Metric};
 use weir_runtime::plugin::capabilities::HostServices;
 use weir_runtime::plugin::manifest::PluginDecls;
 use weir_runtime::plugin::{loader, Instance, PluginRuntime};
@@ -139,7 +140,7 @@ fn boundary(c: &mut Criterion) {
     let warm: Vec<Message> = (0..DEVICES * 30).map(host_message).collect();
     for chunk in warm.chunks(256) {
         instance
-            .process(&Batch::from_messages(chunk))
+            .process(&Flat::from_messages(chunk))
             .expect("warm-up");
     }
     let mut events = Vec::new();
@@ -153,11 +154,11 @@ fn boundary(c: &mut Criterion) {
     let mut group = c.benchmark_group("zscore_per_batch");
     for batch in [1usize, 16, 256] {
         // Batches as the engine builds them (flat, repeated names shared).
-        let host_batches: Vec<Batch> = (0..64)
+        let host_batches: Vec<Flat> = (0..64)
             .map(|b| {
                 let messages: Vec<Message> =
                     (0..batch).map(|i| host_message(b * batch + i)).collect();
-                Batch::from_messages(&messages)
+                Flat::from_messages(&messages)
             })
             .collect();
         let native_batches: Vec<Vec<weir_plugin::Message>> = (0..64)

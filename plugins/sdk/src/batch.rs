@@ -10,6 +10,10 @@
 //! `MessageRef` serves both (and native tests). [`Batch::to_messages`]
 //! copies a batch into owned messages.
 //!
+//! [`MessageRef::fields`] gives a payload's top-level fields as the host
+//! read them (`batches.payload-fields`), fetched from the host once per
+//! batch, the first time a plugin asks.
+//!
 //! A malformed batch (which a correct host never sends) cannot make a view
 //! panic or read out of bounds: a span outside the text reads as `""`; a
 //! metric range outside the metric columns reads as no metrics; the
@@ -20,6 +24,7 @@
 
 use crate::bindings::host::weir::plugin::batches;
 use crate::{Message, Metric};
+use std::cell::OnceCell;
 
 /// `device-time` of a message without one.
 const NO_DEVICE_TIME: i64 = i64::MIN;
@@ -35,11 +40,16 @@ const DEVICE: usize = 6;
 const DEVICE_TYPE: usize = 8;
 const PAYLOAD: usize = 10;
 
+/// The field count of a message whose payload fields the host did not read.
+const NO_FIELDS: u32 = u32::MAX;
+
 /// One batch of messages, as received.
 pub struct Batch {
     raw: batches::Batch,
     /// The shortest per-message column: views of `0..len` have every column.
     len: usize,
+    /// The payload fields, fetched from the host when first asked for.
+    fields: OnceCell<batches::Fields>,
 }
 
 /// The span at `at` (two numbers: start, length) of `spans` as text of
@@ -86,7 +96,11 @@ impl Batch {
             .min(raw.device_time.len())
             .min(raw.strings.len() / STRINGS)
             .min(raw.metrics.len() / 2);
-        Batch { raw, len }
+        Batch {
+            raw,
+            len,
+            fields: OnceCell::new(),
+        }
     }
 
     /// A batch holding `messages` (for tests, and for plugins that build
@@ -125,7 +139,14 @@ impl Batch {
                 raw.metric_values.push(metric.value);
             }
         }
-        Batch::from_raw(raw)
+        // Built here, not received: no fields to ask the host for.
+        let fields = batches::Fields {
+            messages: Vec::new(),
+            spans: Vec::new(),
+        };
+        let batch = Batch::from_raw(raw);
+        let _ = batch.fields.set(fields);
+        batch
     }
 
     /// Number of messages.
@@ -179,6 +200,21 @@ impl Batch {
     #[inline]
     fn string(&self, i: usize, field: usize) -> &str {
         span(&self.raw.text, &self.raw.strings, i * STRINGS + field)
+    }
+
+    /// The payload fields of message `i` as spans (four numbers each), or
+    /// `None` when the host did not read them (or sent a range outside
+    /// its own columns).
+    fn fields(&self, i: usize) -> Option<&[u32]> {
+        let fields = self.fields.get_or_init(batches::payload_fields);
+        match (fields.messages.get(2 * i), fields.messages.get(2 * i + 1)) {
+            (Some(&first), Some(&count)) if count != NO_FIELDS => {
+                let first = (first as usize).checked_mul(4)?;
+                let end = first.checked_add((count as usize).checked_mul(4)?)?;
+                fields.spans.get(first..end)
+            }
+            _ => None,
+        }
     }
 
     /// The metrics of message `i`: none when its range is not inside the
@@ -314,6 +350,29 @@ impl<'a> MessageRef<'a> {
         self.metrics().find(|(n, _)| *n == name).map(|(_, v)| v)
     }
 
+    /// The payload's top-level fields in order, as `(name, JSON text of
+    /// the value)`, when the host read them: for a reading a rule passes
+    /// on unchanged (`SELECT *`) that is an object without escapes or
+    /// repeated keys, which is what devices send. `None` otherwise (and
+    /// for owned messages): parse [`payload`](Self::payload) instead.
+    /// Names are the keys as they appear in the payload; texts are exactly
+    /// as sent (`21.50` stays `21.50`).
+    #[inline]
+    pub fn fields(&self) -> Option<impl ExactSizeIterator<Item = (&'a str, &'a str)> + Clone + 'a> {
+        match self.0 {
+            Source::Flat { batch, i } => {
+                let spans = batch.fields(i)?;
+                let text = batch.raw.text.as_str();
+                Some(
+                    spans
+                        .chunks_exact(4)
+                        .map(move |f| (span(text, f, 0), span(text, f, 2))),
+                )
+            }
+            Source::Owned(_) => None,
+        }
+    }
+
     /// The device's own timestamp when the host found a sane one, else the
     /// server receive time (ms since the epoch).
     #[inline]
@@ -425,6 +484,34 @@ mod tests {
             }
         });
         assert_eq!((stopped, visited), (Err("stop"), 2));
+    }
+
+    /// Payload fields read as the host's spans say; a message the host
+    /// did not read, a range outside the columns, and an owned message
+    /// have none; a batch built by the plugin has none without asking
+    /// the host.
+    #[test]
+    fn payload_fields_read_from_the_spans_the_host_sent() {
+        let mut messages: Vec<Message> = ["a", "b", "c"].into_iter().map(message).collect();
+        messages[0].payload = r#"{"t":21.50,"s":"ok"}"#.into();
+        let built = Batch::from_messages(&messages);
+        assert!(built.get(0).unwrap().fields().is_none());
+        assert!(MessageRef::from(&messages[0]).fields().is_none());
+
+        let mut batch = Batch::from_messages(&messages);
+        // Message 0's payload is the 6th span of its strings.
+        let at = batch.raw.strings[PAYLOAD];
+        batch.fields = OnceCell::from(batches::Fields {
+            messages: vec![0, 2, 0, NO_FIELDS, 1, 5],
+            spans: vec![at + 2, 1, at + 5, 5, at + 12, 1, at + 15, 4],
+        });
+        let fields: Vec<(&str, &str)> = batch.get(0).unwrap().fields().unwrap().collect();
+        assert_eq!(fields, vec![("t", "21.50"), ("s", "\"ok\"")]);
+        assert!(batch.get(1).unwrap().fields().is_none());
+        assert!(
+            batch.get(2).unwrap().fields().is_none(),
+            "range past the spans"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! # weir-plugin: the guest SDK for Weir plugins
 //!
 //! A Weir plugin is a WebAssembly component built for `wasm32-wasip2` against
-//! the WIT package `weir:plugin@0.1.2` (in the repository's `wit/`). This
+//! the WIT package `weir:plugin@0.1.3` (in the repository's `wit/`). This
 //! crate wraps the generated bindings so that a plugin is a struct, a trait
 //! impl and one macro call:
 //!

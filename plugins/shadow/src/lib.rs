@@ -18,8 +18,11 @@
 //! `set-many`, however many readings it got meanwhile. A failed store is
 //! reported by `flush` and retried by the next one.
 //!
-//! A payload that is not a JSON object is skipped and counted in one log
-//! line per batch; the rest of the batch is applied.
+//! A reading's fields come from the host (`batches.payload-fields`: the
+//! engine read them in its own pass over the payload), or, for a payload
+//! the host did not read, from this plugin's own scan. A payload that is
+//! not a JSON object is skipped and counted in one log line per batch; the
+//! rest of the batch is applied.
 //!
 //! ## The Device Shadow service
 //!
@@ -52,6 +55,7 @@ pub mod service;
 pub mod shadow_doc;
 
 use base64::Engine as _;
+use fields::Fields;
 use service::Request;
 use shadow_doc::Shadows;
 use std::borrow::Cow;
@@ -190,20 +194,30 @@ impl Shadow {
         rest: impl FnOnce() -> I,
         skipped: &mut Skipped,
     ) -> Result<(), String> {
-        let merged =
-            match self
-                .shadows
-                .merge_held(m.device(), m.payload(), m.received_at(), m.device_type())
-            {
-                Some(merged) => merged,
-                None => {
-                    self.shadows.load_missing(&self.bucket, rest())?;
-                    self.shadows
-                        .merge(m.device(), m.payload(), m.received_at(), m.device_type())
+        // The fields as the host read them, else parsed here; parsed
+        // completely before anything changes, so a broken payload leaves
+        // the shadow as it was.
+        let fields = match m.fields() {
+            Some(read) => Fields(
+                read.map(|(name, text)| (Cow::Borrowed(name), Cow::Borrowed(text)))
+                    .collect(),
+            ),
+            None => match fields::parse(m.payload()) {
+                Ok(fields) => fields,
+                Err(e) => {
+                    skipped.add(|| format!("device `{}` (rule `{}`): {e}", m.device(), m.rule()));
+                    return Ok(());
                 }
-            };
-        if let Err(e) = merged {
-            skipped.add(|| format!("device `{}` (rule `{}`): {e}", m.device(), m.rule()));
+            },
+        };
+        let (device, at, device_type) = (m.device(), m.received_at(), m.device_type());
+        if self
+            .shadows
+            .merge_held(device, &fields, at, device_type)
+            .is_none()
+        {
+            self.shadows.load_missing(&self.bucket, rest())?;
+            self.shadows.merge(device, &fields, at, device_type);
         }
         Ok(())
     }

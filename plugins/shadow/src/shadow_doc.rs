@@ -17,6 +17,7 @@
 //! else) are kept as they are.
 
 pub use crate::doc::{Field, FieldMeta, Name, NameRef, ShadowDoc};
+use crate::fields::Fields;
 use crate::service::{self, Request, Served};
 use weir_plugin::devices::Devices;
 
@@ -32,9 +33,15 @@ impl ShadowDoc {
         // Parsed completely before anything changes: a broken payload
         // leaves the shadow as it was.
         let fields = crate::fields::parse(payload)?;
+        self.merge_fields(&fields, received_at, device_type);
+        Ok(())
+    }
+
+    /// Merge one reading's fields (parsed, or as the host read them).
+    pub fn merge_fields(&mut self, fields: &Fields<'_>, received_at: i64, device_type: &str) {
         let secs = received_at.div_euclid(1000);
-        for (i, (name, text)) in fields.0.into_iter().enumerate() {
-            let name = NameRef(&name);
+        for (i, (name, text)) in fields.0.iter().enumerate() {
+            let name = NameRef(name);
             if text == "null" {
                 self.reported.shift_remove(&name);
                 self.orphan_meta.shift_remove(&name);
@@ -57,14 +64,14 @@ impl ShadowDoc {
                 Some(field) => {
                     // Overwritten in place: no allocation once seen.
                     field.value.clear();
-                    field.value.push_str(&text);
+                    field.value.push_str(text);
                     field.meta = meta;
                 }
                 None => {
                     if !self.orphan_meta.is_empty() {
                         self.orphan_meta.shift_remove(&name);
                     }
-                    let value = text.into_owned();
+                    let value = text.to_string();
                     self.reported
                         .insert(Name(name.0.to_string()), Field { value, meta });
                 }
@@ -76,7 +83,6 @@ impl ShadowDoc {
         if !device_type.is_empty() && self.device_type != device_type {
             self.device_type = device_type.to_string();
         }
-        Ok(())
     }
 }
 
@@ -114,18 +120,17 @@ impl Shadows {
         self.docs.insert_default(device);
     }
 
-    /// Merge one reading into a device's shadow.
+    /// Merge one reading's fields into a device's shadow.
     pub fn merge(
         &mut self,
         device: &str,
-        payload: &str,
+        fields: &Fields<'_>,
         received_at: i64,
         device_type: &str,
-    ) -> Result<(), String> {
+    ) {
         let (doc, changed) = self.docs.track(device);
-        doc.merge(payload, received_at, device_type)?;
+        doc.merge_fields(fields, received_at, device_type);
         *changed = true;
-        Ok(())
     }
 
     /// As [`Shadows::merge`], for a device already in memory: `None`
@@ -134,16 +139,14 @@ impl Shadows {
     pub fn merge_held(
         &mut self,
         device: &str,
-        payload: &str,
+        fields: &Fields<'_>,
         received_at: i64,
         device_type: &str,
-    ) -> Option<Result<(), String>> {
+    ) -> Option<()> {
         let (doc, changed) = self.docs.track_held(device)?;
-        let result = doc.merge(payload, received_at, device_type);
-        if result.is_ok() {
-            *changed = true;
-        }
-        Some(result)
+        doc.merge_fields(fields, received_at, device_type);
+        *changed = true;
+        Some(())
     }
 
     /// Serve a Device Shadow service request on the shadow `key` (loaded
@@ -173,6 +176,20 @@ impl Shadows {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Parse `payload` and merge it, as the plugin does with a payload the
+    /// host did not read.
+    fn merged(
+        s: &mut Shadows,
+        device: &str,
+        payload: &str,
+        received_at: i64,
+        device_type: &str,
+    ) -> Result<(), String> {
+        let fields = crate::fields::parse(payload)?;
+        s.merge(device, &fields, received_at, device_type);
+        Ok(())
+    }
     use serde_json::{json, Value};
 
     fn value(doc: &ShadowDoc) -> Value {
@@ -305,11 +322,10 @@ mod tests {
         s.load_empty("d1");
         s.load_empty("d2");
         for i in 0..3 {
-            s.merge("d1", &format!(r#"{{"n":{i}}}"#), 1000 * i, "t")
-                .unwrap();
+            merged(&mut s, "d1", &format!(r#"{{"n":{i}}}"#), 1000 * i, "t").unwrap();
         }
-        s.merge("d2", r#"{"n":9}"#, 0, "t").unwrap();
-        assert!(s.merge("d2", "garbage", 0, "t").is_err());
+        merged(&mut s, "d2", r#"{"n":9}"#, 0, "t").unwrap();
+        assert!(merged(&mut s, "d2", "garbage", 0, "t").is_err());
         let entries = s.dirty_entries();
         assert_eq!(entries.len(), 2, "one write per device");
         assert_eq!(entries[0].0, "d1");
@@ -323,7 +339,7 @@ mod tests {
         let mut fresh = Shadows::default();
         fresh.load("d1", &entries[0].1).unwrap();
         assert!(fresh.unknown(["d1"]).is_empty());
-        fresh.merge("d1", r#"{"n":3}"#, 5000, "").unwrap();
+        merged(&mut fresh, "d1", r#"{"n":3}"#, 5000, "").unwrap();
         assert_eq!(fresh.get("d1").unwrap().version, 4);
         assert_eq!(fresh.get("d1").unwrap().device_type, "t");
     }
@@ -335,7 +351,7 @@ mod tests {
         let delete = Request::parse("$aws/things/d1/shadow/delete").unwrap();
         let mut s = Shadows::default();
         s.load_empty("d1");
-        s.merge("d1", r#"{"n":1}"#, 0, "t").unwrap();
+        merged(&mut s, "d1", r#"{"n":1}"#, 0, "t").unwrap();
         s.serve("d1", &delete, b"", 1);
         let entries = s.dirty_entries();
         let mark = ShadowDoc::from_json(&entries[0].1).unwrap();
@@ -354,7 +370,7 @@ mod tests {
         assert!(stored.get("deleted").is_none(), "{stored}");
         // Telemetry after a delete makes the shadow again, too.
         fresh.serve("d1", &delete, b"", 3);
-        fresh.merge("d1", r#"{"n":3}"#, 4000, "").unwrap();
+        merged(&mut fresh, "d1", r#"{"n":3}"#, 4000, "").unwrap();
         assert!(fresh.get("d1").unwrap().exists());
         assert_eq!(fresh.get("d1").unwrap().version, 3);
     }

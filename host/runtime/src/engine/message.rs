@@ -3,7 +3,7 @@
 
 use super::ingest::Ingest;
 use super::scan::Scan;
-use crate::plugin::batch::{BatchBuilder, MetricRef, Parts};
+use crate::plugin::batch::{BatchBuilder, FieldSpan, MetricRef, Parts};
 use crate::rules::{ActionParams, Rule};
 use serde_json::{json, Value};
 use std::borrow::Cow;
@@ -75,6 +75,8 @@ pub struct Output<'a> {
     pub metrics: Cow<'a, [MetricRef<'a>]>,
     /// Its `ts` (else `timestamp`) field, the device's own time.
     pub device_time: Option<&'a Value>,
+    /// Where its top-level fields are in `payload`, when a scan read them.
+    pub fields: Option<&'a [FieldSpan]>,
 }
 
 /// The field a device's own time is read from, when the action sets none.
@@ -89,6 +91,7 @@ impl<'a> Output<'a> {
             payload: Cow::Owned(serde_json::to_string(value).unwrap_or_default()),
             metrics: Cow::Owned(metrics(value)),
             device_time: device_time_field(value),
+            fields: None,
         }
     }
 
@@ -101,6 +104,7 @@ impl<'a> Output<'a> {
                 payload: Cow::Borrowed(text),
                 metrics: Cow::Owned(metrics(value)),
                 device_time: device_time_field(value),
+                fields: None,
             },
             Err(_) => Output::new(value),
         }
@@ -113,6 +117,7 @@ impl<'a> Output<'a> {
             payload: Cow::Borrowed(text),
             metrics: Cow::Borrowed(&scan.metrics),
             device_time: scan.device_time(),
+            fields: scan.fields.as_deref(),
         }
     }
 }
@@ -151,6 +156,7 @@ pub fn for_action(
         device_time,
         metrics: &output.metrics,
         payload: &output.payload,
+        fields: output.fields,
     });
 }
 

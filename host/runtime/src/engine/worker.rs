@@ -7,7 +7,7 @@ use super::ingest::{Ingest, Publisher, MAX_HOPS};
 use super::message::{self, Context, Failure};
 use super::scan;
 use crate::metrics::Metrics;
-use crate::plugin::bindings::Batch;
+use crate::plugin::batch::Flat;
 use crate::plugin::bindings::Outbound;
 use crate::plugin::{BatchBuilder, CallError, Instance, Kind, LoadedPlugin, PluginRuntime};
 use crate::rules::{Action, ActionParams, Rule, Target};
@@ -99,7 +99,7 @@ struct Twin {
 /// whose batch it twinned.
 struct ReadyBatch {
     plugin: String,
-    messages: Rc<Batch>,
+    messages: Rc<Flat>,
     origins: Vec<Origin>,
 }
 
@@ -177,7 +177,7 @@ impl Pending {
     /// or gets the part of it that is its own.
     fn into_ready(self) -> Vec<ReadyBatch> {
         let mut batches = self.batches;
-        let finished: Vec<Option<Rc<Batch>>> = batches
+        let finished: Vec<Option<Rc<Flat>>> = batches
             .iter_mut()
             .map(|b| {
                 b.twin
@@ -194,9 +194,9 @@ impl Pending {
                     (None, Some(t)) => match &finished[t.of] {
                         Some(of) if of.len() == t.len => of.clone(),
                         Some(of) => Rc::new(of.prefix(t.len)),
-                        None => Rc::new(Batch::empty()),
+                        None => Rc::new(Flat::empty()),
                     },
-                    (None, None) => Rc::new(Batch::empty()),
+                    (None, None) => Rc::new(Flat::empty()),
                 };
                 ReadyBatch {
                     plugin: b.plugin,
@@ -957,6 +957,7 @@ mod tests {
             device_time: None,
             metrics: &metrics,
             payload: "{}",
+            fields: Some(&[]),
         });
     }
 

@@ -1,21 +1,26 @@
 //! Building the flat batches (`weir:plugin/batches`) the engine hands to
-//! plugins, and turning one back into `list<message>` for plugins of the
-//! 0.1.0/0.1.1 worlds.
+//! plugins, with their payload fields, and turning one back into
+//! `list<message>` for plugins of the 0.1.0/0.1.1 worlds.
 //!
 //! Every string of a batch is appended once to its `text` and referred to
 //! by a span. Strings that repeat from one message to the next (the rule,
 //! the device type, a client id equal to the device, the metric names of a
 //! rule's output) are stored once, so a batch of readings of one rule
-//! carries each name once.
+//! carries each name once. A payload's fields, when the engine's scan read
+//! them, are spans of the payload's own text in the batch.
 
-use super::bindings::{Batch, Message, Metric};
+use super::bindings::{Batch, Message, Metric, PayloadFields};
 use std::borrow::Cow;
+use std::sync::Arc;
 
 /// `device-time` of a message without one.
 pub const NO_DEVICE_TIME: i64 = i64::MIN;
 
 /// Numbers per message in `strings` (six spans).
 const STRINGS: usize = 12;
+
+/// The field count of a message whose payload fields were not read.
+pub const NO_FIELDS: u32 = u32::MAX;
 
 /// The borrowed parts of one message, as the engine has them.
 pub struct Parts<'a> {
@@ -28,6 +33,33 @@ pub struct Parts<'a> {
     pub device_time: Option<i64>,
     pub metrics: &'a [MetricRef<'a>],
     pub payload: &'a str,
+    /// The payload's top-level fields, when the engine's scan read them.
+    pub fields: Option<&'a [FieldSpan]>,
+}
+
+/// A top-level field of a payload: its name (the key without quotes) and
+/// its value's JSON text, as byte ranges `(start, len)` of the payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FieldSpan {
+    pub name: (u32, u32),
+    pub value: (u32, u32),
+}
+
+/// A flat batch and its payload fields: what one plugin call hands over.
+/// The fields are shared with the plugin's store for the call
+/// (`batches.payload-fields`).
+#[derive(Debug, Clone)]
+pub struct Flat {
+    pub batch: Batch,
+    pub fields: Arc<PayloadFields>,
+}
+
+/// PayloadFields of no messages.
+pub fn no_fields() -> PayloadFields {
+    PayloadFields {
+        messages: Vec::new(),
+        spans: Vec::new(),
+    }
 }
 
 /// A numeric field of a message, its name borrowed where it can be (from
@@ -59,6 +91,7 @@ const EMPTY: Span = Span { start: 0, len: 0 };
 /// Accumulates messages into one flat batch.
 pub struct BatchBuilder {
     batch: Batch,
+    fields: PayloadFields,
     /// The previous message's rule and device type spans.
     last_rule: Option<Span>,
     last_device_type: Option<Span>,
@@ -78,6 +111,7 @@ impl Default for BatchBuilder {
                 metric_names: Vec::new(),
                 metric_values: Vec::new(),
             },
+            fields: no_fields(),
             last_rule: None,
             last_device_type: None,
             last_names: Vec::new(),
@@ -146,6 +180,21 @@ impl BatchBuilder {
             self.batch.metric_values.push(metric.value);
         }
         let payload = self.append(m.payload);
+        match m.fields {
+            Some(fields) => {
+                let first = (self.fields.spans.len() / 4) as u32;
+                self.fields.messages.extend([first, fields.len() as u32]);
+                for f in fields {
+                    self.fields.spans.extend([
+                        payload.start + f.name.0,
+                        f.name.1,
+                        payload.start + f.value.0,
+                        f.value.1,
+                    ]);
+                }
+            }
+            None => self.fields.messages.extend([0, NO_FIELDS]),
+        }
         for span in [rule, topic, client_id, device, device_type, payload] {
             self.batch.strings.extend([span.start, span.len]);
         }
@@ -171,11 +220,15 @@ impl BatchBuilder {
             device_time: m.device_time,
             metrics: &metrics,
             payload: &m.payload,
+            fields: None,
         });
     }
 
-    pub fn finish(self) -> Batch {
-        self.batch
+    pub fn finish(self) -> Flat {
+        Flat {
+            batch: self.batch,
+            fields: Arc::new(self.fields),
+        }
     }
 
     /// A builder holding the first `n` messages of this one (all of them
@@ -186,6 +239,7 @@ impl BatchBuilder {
         if n == 0 {
             return BatchBuilder::default();
         }
+        let fields = fields_prefix(&self.fields, n);
         // The reuse state after message `n - 1`: its rule and device type,
         // and for each metric position the name of the latest message
         // that had one there (as `push` leaves it).
@@ -213,18 +267,36 @@ impl BatchBuilder {
             last_device_type: Some(span(4)),
             last_names,
             batch,
+            fields,
         }
     }
 }
 
-impl Batch {
+/// The fields of the first `n` messages (`n` at most the batch's length).
+/// Messages append their fields in order, so theirs end where the last
+/// message with fields ends.
+fn fields_prefix(fields: &PayloadFields, n: usize) -> PayloadFields {
+    let messages = &fields.messages[..(2 * n).min(fields.messages.len())];
+    let end = messages
+        .chunks_exact(2)
+        .filter(|m| m[1] != NO_FIELDS)
+        .map(|m| 4 * (m[0] + m[1]) as usize)
+        .max()
+        .unwrap_or(0);
+    PayloadFields {
+        messages: messages.to_vec(),
+        spans: fields.spans[..end.min(fields.spans.len())].to_vec(),
+    }
+}
+
+impl Flat {
     /// A batch of no messages.
-    pub fn empty() -> Batch {
+    pub fn empty() -> Flat {
         BatchBuilder::default().finish()
     }
 
-    /// A batch of `messages`.
-    pub fn from_messages(messages: &[Message]) -> Batch {
+    /// A batch of `messages` (their payload fields not read).
+    pub fn from_messages(messages: &[Message]) -> Flat {
         let mut b = BatchBuilder::new();
         for m in messages {
             b.push_message(m);
@@ -232,6 +304,27 @@ impl Batch {
         b.finish()
     }
 
+    pub fn len(&self) -> usize {
+        self.batch.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.batch.is_empty()
+    }
+
+    /// Its first `n` messages as a batch of their own (all of it when
+    /// `n ≥ len`).
+    pub fn prefix(&self, n: usize) -> Flat {
+        let batch = self.batch.prefix(n);
+        let fields = fields_prefix(&self.fields, batch.len());
+        Flat {
+            batch,
+            fields: Arc::new(fields),
+        }
+    }
+}
+
+impl Batch {
     /// The batch as `list<message>`, for plugins of the 0.1.0/0.1.1 worlds.
     pub fn to_messages(&self) -> Vec<Message> {
         (0..self.len())
@@ -351,19 +444,19 @@ mod tests {
                 ..message("dev-4", &[], "{\"ü\":\"…\"}")
             },
         ];
-        let batch = Batch::from_messages(&messages);
+        let batch = Flat::from_messages(&messages);
         assert_eq!(
-            format!("{:?}", batch.to_messages()),
+            format!("{:?}", batch.batch.to_messages()),
             format!("{messages:?}")
         );
         assert_eq!(batch.len(), 4);
         // "telemetry", "thermostat", "temperature" and "humidity" once each.
         // The rule once, plus the four topics.
-        assert_eq!(batch.text.matches("telemetry").count(), 5);
-        assert_eq!(batch.text.matches("thermostat").count(), 1);
-        assert_eq!(batch.text.matches("temperature").count(), 1);
-        assert_eq!(batch.text.matches("humidity").count(), 1);
-        assert_eq!(batch.text.matches("dev-1").count(), 2); // topic and device; client id shared
+        assert_eq!(batch.batch.text.matches("telemetry").count(), 5);
+        assert_eq!(batch.batch.text.matches("thermostat").count(), 1);
+        assert_eq!(batch.batch.text.matches("temperature").count(), 1);
+        assert_eq!(batch.batch.text.matches("humidity").count(), 1);
+        assert_eq!(batch.batch.text.matches("dev-1").count(), 2); // topic and device; client id shared
     }
 
     /// A prefix holds the same messages as a batch built from them alone,
@@ -377,13 +470,13 @@ mod tests {
             message("dev-4", &[], ""),
             message("dev-5", &["temperature"], "{\"ü\":\"…\"}"),
         ];
-        let whole = Batch::from_messages(&messages);
+        let whole = Flat::from_messages(&messages);
         let mut builder = BatchBuilder::new();
         for m in &messages {
             builder.push_message(m);
         }
         for n in 0..=messages.len() + 1 {
-            let fewer = Batch::from_messages(&messages[..n.min(messages.len())]);
+            let fewer = Flat::from_messages(&messages[..n.min(messages.len())]);
             assert_eq!(
                 format!("{:?}", whole.prefix(n)),
                 format!("{fewer:?}"),
@@ -406,10 +499,119 @@ mod tests {
         }
     }
 
+    /// `(name, value)` pairs of `payload` as the engine's scan gives them.
+    fn spans_of(payload: &str, fields: &[(&str, &str)]) -> Vec<FieldSpan> {
+        fields
+            .iter()
+            .map(|(n, v)| {
+                let name = payload.find(&format!("\"{n}\"")).unwrap() + 1;
+                let value = payload[name..].find(v).unwrap() + name;
+                FieldSpan {
+                    name: (name as u32, n.len() as u32),
+                    value: (value as u32, v.len() as u32),
+                }
+            })
+            .collect()
+    }
+
+    fn push_with_fields(b: &mut BatchBuilder, m: &Message, fields: Option<&[FieldSpan]>) {
+        let metrics: Vec<MetricRef<'_>> = m.metrics.iter().map(MetricRef::from).collect();
+        b.push(&Parts {
+            rule: &m.rule,
+            topic: &m.topic,
+            client_id: &m.client_id,
+            device: &m.device,
+            device_type: &m.device_type,
+            received_at: m.received_at,
+            device_time: m.device_time,
+            metrics: &metrics,
+            payload: &m.payload,
+            fields,
+        });
+    }
+
+    /// Each message's fields read back from the columns, `None` for one
+    /// whose fields were not read.
+    fn fields_read_back(flat: &Flat) -> Vec<Option<Vec<(String, String)>>> {
+        let text = &flat.batch.text;
+        flat.fields
+            .messages
+            .chunks_exact(2)
+            .map(|m| {
+                (m[1] != NO_FIELDS).then(|| {
+                    (m[0]..m[0] + m[1])
+                        .map(|f| {
+                            let s = &flat.fields.spans[4 * f as usize..4 * f as usize + 4];
+                            (
+                                text_of(text, s[0], s[1]).to_string(),
+                                text_of(text, s[2], s[3]).to_string(),
+                            )
+                        })
+                        .collect()
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn payload_fields_are_spans_of_each_payload_and_cut_with_prefixes() {
+        // Each message, and the `(name, value)` pairs the scan read of it.
+        type Reading<'a> = (Message, Option<Vec<(&'a str, &'a str)>>);
+        let readings: Vec<Reading<'_>> = vec![
+            (
+                message("dev-1", &["t"], r#"{"t":21.50,"s":"ok"}"#),
+                Some(vec![("t", "21.50"), ("s", "\"ok\"")]),
+            ),
+            (message("dev-2", &[], r#"{"t":"a\u0062"}"#), None),
+            (
+                message("dev-3", &[], r#" { "n" : {"a":[1,2]} , "é":null } "#),
+                Some(vec![("n", r#"{"a":[1,2]}"#), ("é", "null")]),
+            ),
+            (message("dev-4", &[], "{}"), Some(vec![])),
+        ];
+        let spans: Vec<Option<Vec<FieldSpan>>> = readings
+            .iter()
+            .map(|(m, f)| f.as_ref().map(|f| spans_of(&m.payload, f)))
+            .collect();
+        let build = |n: usize| {
+            let mut b = BatchBuilder::new();
+            for ((m, _), s) in readings.iter().zip(&spans).take(n) {
+                push_with_fields(&mut b, m, s.as_deref());
+            }
+            b
+        };
+        let whole = build(readings.len()).finish();
+        let expected: Vec<Option<Vec<(String, String)>>> = readings
+            .iter()
+            .map(|(_, f)| {
+                f.as_ref().map(|f| {
+                    f.iter()
+                        .map(|(n, v)| (n.to_string(), v.to_string()))
+                        .collect()
+                })
+            })
+            .collect();
+        assert_eq!(fields_read_back(&whole), expected);
+        for n in 0..=readings.len() {
+            let fewer = build(n).finish();
+            assert_eq!(
+                format!("{:?}", whole.prefix(n)),
+                format!("{fewer:?}"),
+                "{n}"
+            );
+            assert_eq!(
+                format!("{:?}", build(readings.len()).prefix(n).finish()),
+                format!("{fewer:?}"),
+                "builder prefix {n}"
+            );
+        }
+    }
+
     #[test]
     fn an_empty_batch_is_empty() {
         let batch = BatchBuilder::new().finish();
         assert!(batch.is_empty());
-        assert!(batch.to_messages().is_empty());
+        assert!(batch.batch.to_messages().is_empty());
+        assert!(batch.fields.messages.is_empty());
     }
 }

@@ -48,5 +48,5 @@ plugin_world!(batch_processor, "weir:plugin/batch-processor-plugin");
 plugin_world!(batch_aggregator, "weir:plugin/batch-aggregator-plugin");
 plugin_world!(batch_sink, "weir:plugin/batch-sink-plugin");
 
-pub use host::weir::plugin::batches::Batch;
+pub use host::weir::plugin::batches::{Batch, Fields as PayloadFields};
 pub use host::weir::plugin::types::{Message, Metric, Outbound};

@@ -7,7 +7,7 @@ use wasmtime::component::Component;
 use wasmtime::Engine;
 
 /// The WIT package version this host implements.
-pub const HOST_WIT_VERSION: &str = "0.1.2";
+pub const HOST_WIT_VERSION: &str = "0.1.3";
 
 /// Describe a component as JSON.
 pub fn inspect(bytes: &[u8]) -> Result<Value, String> {

@@ -2,8 +2,9 @@
 //! engine makes. A trap (including a deadline or memory limit) poisons the
 //! instance; the caller drops it and instantiates a fresh one.
 
+use super::batch::{no_fields, Flat};
 use super::bindings::{
-    aggregator, batch_aggregator, batch_processor, batch_sink, processor, sink, Batch, Outbound,
+    aggregator, batch_aggregator, batch_processor, batch_sink, processor, sink, Outbound,
 };
 use super::capabilities::PluginState;
 use super::loader::{LoadedPlugin, Pre};
@@ -113,8 +114,12 @@ impl Instance {
     /// Hand a batch to the plugin: `process` for processors and
     /// aggregators, `write` for sinks. Returns the messages to publish.
     /// Plugins of the 0.1.0/0.1.1 worlds get the batch as `list<message>`.
-    pub fn process(&mut self, batch: &Batch) -> Result<Vec<Outbound>, CallError> {
-        let (mut returned, published) = self.call(batch.len(), |bound, store| match bound {
+    /// During the call, `batches.payload-fields` answers with the batch's
+    /// payload fields.
+    pub fn process(&mut self, flat: &Flat) -> Result<Vec<Outbound>, CallError> {
+        let batch = &flat.batch;
+        self.store.data_mut().payload_fields = flat.fields.clone();
+        let result = self.call(batch.len(), |bound, store| match bound {
             Bound::BatchProcessor(p) => p.weir_plugin_batch_processor().call_process(store, batch),
             Bound::BatchAggregator(p) => p.weir_plugin_batch_processor().call_process(store, batch),
             Bound::BatchSink(p) => p
@@ -131,7 +136,9 @@ impl Instance {
                 .weir_plugin_sink()
                 .call_write(store, &batch.to_messages())
                 .map(|r| r.map(|()| Vec::new())),
-        })?;
+        });
+        self.store.data_mut().payload_fields = Arc::new(no_fields());
+        let (mut returned, published) = result?;
         self.check_returned(&returned)?;
         returned.extend(published);
         Ok(returned)

@@ -363,11 +363,11 @@ mod tests {
         assert!(component_imports(b"nope").is_err());
     }
 
-    /// Rewrite every `weir:plugin/…@0.1.2` name in a component to another
+    /// Rewrite every `weir:plugin/…@0.1.3` name in a component to another
     /// 0.1 patch (same length, so the binary stays valid).
     fn as_patch(bytes: &[u8], patch: u8) -> Vec<u8> {
         let mut out = bytes.to_vec();
-        let needle = b"@0.1.2";
+        let needle = b"@0.1.3";
         let mut i = 0;
         while i + needle.len() <= out.len() {
             if &out[i..i + needle.len()] == needle {
@@ -392,10 +392,12 @@ mod tests {
     }
 
     /// Plugins built against 0.1.0 (before the storage interfaces of 0.1.1
-    /// and the flat batches of 0.1.2) keep loading, and get `list<message>`.
+    /// and the flat batches of 0.1.2) keep loading, and get `list<message>`;
+    /// flat-batch plugins of 0.1.2 (before `payload-fields`) keep theirs.
     #[test]
     fn a_plugin_from_an_earlier_0_1_patch_loads_and_runs() {
         runs_as_patch("echo", 0);
+        runs_as_patch("ticker", 2);
     }
 
     fn runs_as_patch(name: &str, patch: u8) {
@@ -432,7 +434,7 @@ mod tests {
         assert_eq!(flat_batches(&compiled), flat);
         let mut instance = crate::plugin::Instance::new(&rt, Arc::new(loaded)).unwrap();
         let batch =
-            crate::plugin::bindings::Batch::from_messages(&[crate::plugin::bindings::Message {
+            crate::plugin::batch::Flat::from_messages(&[crate::plugin::bindings::Message {
                 rule: "r".into(),
                 topic: "t".into(),
                 client_id: "c".into(),

@@ -1,4 +1,4 @@
-//! Raw `wit-bindgen` bindings for `weir:plugin@0.1.2`; use the `weir-plugin`
+//! Raw `wit-bindgen` bindings for `weir:plugin@0.1.3`; use the `weir-plugin`
 //! SDK instead.
 //!
 //! Why a crate of its own: with `pub_export_macro`, wit-bindgen emits one
@@ -18,7 +18,7 @@
 pub mod aggregator {
     wit_bindgen::generate!({
         path: "../../../wit",
-        world: "weir:plugin/batch-aggregator-plugin@0.1.2",
+        world: "weir:plugin/batch-aggregator-plugin@0.1.3",
         generate_all,
         pub_export_macro: true,
         default_bindings_module: "::weir_plugin::__private::aggregator",

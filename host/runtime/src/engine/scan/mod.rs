@@ -1,7 +1,9 @@
 //! One pass over a JSON payload for what a pass-through rule's output needs
 //! (`SELECT *` with no WHERE, whose templates do not read the payload): its
 //! numeric fields flattened as [`metrics`](super::message::metrics) does,
-//! and its top-level `ts` and `timestamp`. The payload is checked as fully
+//! its top-level `ts` and `timestamp`, and (from the quick scanner) where
+//! each top-level field's name and value are, for plugins that need a
+//! reading's fields (`batches.payload-fields`). The payload is checked as fully
 //! as a parse would check it, but no map or value tree is built: metric
 //! names are borrowed from the payload where they appear in it whole.
 //!
@@ -22,7 +24,7 @@ mod visitor;
 
 use crate::text::same;
 
-use crate::plugin::batch::MetricRef;
+use crate::plugin::batch::{FieldSpan, MetricRef};
 use serde_json::Value;
 
 /// What a pass-through output needs from its payload.
@@ -33,6 +35,9 @@ pub struct Scan<'a> {
     /// The top-level `ts` and `timestamp` fields, when present.
     pub ts: Option<Value>,
     pub timestamp: Option<Value>,
+    /// The payload's top-level fields in order, when it is an object and
+    /// the quick scanner read it.
+    pub fields: Option<Vec<FieldSpan>>,
 }
 
 impl Scan<'_> {

@@ -2,7 +2,8 @@
 //! [`weir_json_scan`].
 //!
 //! It handles objects, arrays, numbers, `true`/`false`/`null`, and keys
-//! and strings without escapes (the payload is already known to be UTF-8).
+//! and strings without escapes (the payload is already known to be UTF-8),
+//! and notes where each top-level field's name and value are.
 //! It gives up (`None`) on anything else: an escape, nesting deeper than
 //! [`weir_json_scan::MAX_DEPTH`], a number out of range, a `ts` that is
 //! neither a number nor a string, a repeated key, and on anything that is
@@ -10,7 +11,7 @@
 //! parser's message.
 
 use super::{same, Scan};
-use crate::plugin::batch::MetricRef;
+use crate::plugin::batch::{FieldSpan, MetricRef};
 use serde_json::{Number, Value};
 use std::borrow::Cow;
 use weir_json_scan::{Cursor, MAX_DEPTH};
@@ -27,6 +28,9 @@ pub fn scan(text: &str) -> Option<Scan<'_>> {
         },
     };
     s.cursor.ws();
+    if s.cursor.peek() == Some(b'{') {
+        s.scan.fields = Some(Vec::with_capacity(8));
+    }
     s.value(Name::Top, 0)?;
     s.cursor.ws();
     s.cursor.at_end().then_some(s.scan)
@@ -81,7 +85,10 @@ impl<'a> Scanner<'a> {
         }
         let first_key = self.keys.len();
         loop {
+            // After the opening quote.
+            let key_start = self.cursor.position() + 1;
             let key = self.cursor.key()?;
+            let value_start = self.cursor.position();
             if self.keys[first_key..].iter().any(|k| same(k, key)) {
                 return None;
             }
@@ -95,6 +102,15 @@ impl<'a> Scanner<'a> {
                     self.nested(key, depth)?;
                 }
                 Name::Prefix => self.nested(key, depth)?,
+            }
+            if let (Name::Top, Some(fields)) = (name, &mut self.scan.fields) {
+                fields.push(FieldSpan {
+                    name: (key_start as u32, key.len() as u32),
+                    value: (
+                        value_start as u32,
+                        (self.cursor.position() - value_start) as u32,
+                    ),
+                });
             }
             if !self.cursor.next_member(b'}')? {
                 self.keys.truncate(first_key);

@@ -22,12 +22,36 @@ fn agrees(payload: &str) {
     assert_eq!(scanned.device_time(), expected, "{payload}");
 }
 
+/// The quick scan's fields are the payload's top-level keys, in order,
+/// each with its value's text exactly as written (it parses to the value);
+/// only an object has fields.
+fn fields_agree(payload: &str, scan: &Scan<'_>) {
+    let value: Value = serde_json::from_str(payload).unwrap();
+    let Value::Object(map) = &value else {
+        assert!(scan.fields.is_none(), "{payload}");
+        return;
+    };
+    let text = |(start, len): (u32, u32)| &payload[start as usize..(start + len) as usize];
+    let fields = scan.fields.as_ref().expect("an object has fields");
+    let read: Vec<(&str, Value)> = fields
+        .iter()
+        .map(|f| {
+            let value_text = text(f.value);
+            assert_eq!(value_text.trim(), value_text, "{payload}");
+            (text(f.name), serde_json::from_str(value_text).unwrap())
+        })
+        .collect();
+    let expected: Vec<(&str, Value)> = map.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    assert_eq!(read, expected, "{payload}");
+}
+
 /// Both scanners give the same answer, when the quick one gives one.
 fn scanners_agree(payload: &str) -> bool {
     let Some(quick) = quick::scan(payload) else {
         return false;
     };
     let full = visitor::scan(payload).unwrap().unwrap();
+    fields_agree(payload, &quick);
     assert_eq!(pairs(&quick.metrics), pairs(&full.metrics), "{payload}");
     assert_eq!(quick.ts, full.ts, "{payload}");
     assert_eq!(quick.timestamp, full.timestamp, "{payload}");

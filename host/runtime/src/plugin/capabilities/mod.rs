@@ -6,6 +6,7 @@
 //! granted ones check each bucket, topic or journal name per call.
 
 pub mod archive;
+pub mod batches;
 pub mod config;
 pub mod journal;
 pub mod keyvalue;
@@ -16,7 +17,8 @@ pub mod streams;
 pub mod timeseries;
 
 use crate::metrics::Metrics;
-use crate::plugin::bindings::Outbound;
+use crate::plugin::batch::no_fields;
+use crate::plugin::bindings::{Outbound, PayloadFields};
 use crate::plugin::manifest::Grants;
 use crate::sinks::Sinks;
 use crate::store::{Journals, KvStore};
@@ -43,6 +45,9 @@ pub struct PluginState {
     /// Messages the plugin published during the current call; the engine
     /// routes them after the call returns.
     pub outbox: Vec<Outbound>,
+    /// The payload fields of the batch of the current call (empty between
+    /// calls), answered by `batches.payload-fields`.
+    pub payload_fields: Arc<PayloadFields>,
     pub limits: StoreLimits,
     wasi: WasiCtx,
     table: ResourceTable,
@@ -70,6 +75,7 @@ impl PluginState {
             settings,
             services,
             outbox: Vec::new(),
+            payload_fields: Arc::new(no_fields()),
             limits,
             wasi,
             table: ResourceTable::new(),

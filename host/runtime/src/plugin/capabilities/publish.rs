@@ -30,7 +30,6 @@ impl PluginState {
 }
 
 impl crate::plugin::bindings::host::weir::plugin::types::Host for PluginState {}
-impl crate::plugin::bindings::host::weir::plugin::batches::Host for PluginState {}
 
 impl Host for PluginState {
     fn publish(&mut self, message: Outbound) -> Result<(), String> {
