@@ -2,7 +2,7 @@
 //! engine makes. A trap (including a deadline or memory limit) poisons the
 //! instance; the caller drops it and instantiates a fresh one.
 
-use super::batch::{no_fields, Flat};
+use super::batch::Flat;
 use super::bindings::{
     aggregator, batch_aggregator, batch_processor, batch_sink, processor, sink, Outbound,
 };
@@ -118,7 +118,7 @@ impl Instance {
     /// payload fields.
     pub fn process(&mut self, flat: &Flat) -> Result<Vec<Outbound>, CallError> {
         let batch = &flat.batch;
-        self.store.data_mut().payload_fields = flat.fields.clone();
+        self.store.data_mut().payload_fields = Some(flat.fields.clone());
         let result = self.call(batch.len(), |bound, store| match bound {
             Bound::BatchProcessor(p) => p.weir_plugin_batch_processor().call_process(store, batch),
             Bound::BatchAggregator(p) => p.weir_plugin_batch_processor().call_process(store, batch),
@@ -137,7 +137,7 @@ impl Instance {
                 .call_write(store, &batch.to_messages())
                 .map(|r| r.map(|()| Vec::new())),
         });
-        self.store.data_mut().payload_fields = Arc::new(no_fields());
+        self.store.data_mut().payload_fields = None;
         let (mut returned, published) = result?;
         self.check_returned(&returned)?;
         returned.extend(published);

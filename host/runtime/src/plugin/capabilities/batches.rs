@@ -3,13 +3,17 @@
 //! each payload so a plugin need not parse it again.
 
 use super::PluginState;
+use crate::plugin::batch::no_fields;
 use crate::plugin::bindings::host::weir::plugin::batches::Host;
 use crate::plugin::bindings::PayloadFields;
 
 impl Host for PluginState {
     /// The instance sets `payload_fields` for the length of a
-    /// `process`/`write` call and empties it after.
+    /// `process`/`write` call and takes it away after.
     fn payload_fields(&mut self) -> PayloadFields {
-        PayloadFields::clone(&self.payload_fields)
+        match &self.payload_fields {
+            Some(fields) => PayloadFields::clone(fields),
+            None => no_fields(),
+        }
     }
 }

@@ -17,7 +17,6 @@ pub mod streams;
 pub mod timeseries;
 
 use crate::metrics::Metrics;
-use crate::plugin::batch::no_fields;
 use crate::plugin::bindings::{Outbound, PayloadFields};
 use crate::plugin::manifest::Grants;
 use crate::sinks::Sinks;
@@ -45,9 +44,9 @@ pub struct PluginState {
     /// Messages the plugin published during the current call; the engine
     /// routes them after the call returns.
     pub outbox: Vec<Outbound>,
-    /// The payload fields of the batch of the current call (empty between
+    /// The payload fields of the batch of the current call (`None` between
     /// calls), answered by `batches.payload-fields`.
-    pub payload_fields: Arc<PayloadFields>,
+    pub payload_fields: Option<Arc<PayloadFields>>,
     pub limits: StoreLimits,
     wasi: WasiCtx,
     table: ResourceTable,
@@ -75,7 +74,7 @@ impl PluginState {
             settings,
             services,
             outbox: Vec::new(),
-            payload_fields: Arc::new(no_fields()),
+            payload_fields: None,
             limits,
             wasi,
             table: ResourceTable::new(),
