@@ -209,6 +209,11 @@ impl BatchBuilder {
 
     /// Append a whole message.
     pub fn push_message(&mut self, m: &Message) {
+        self.push_message_with(m, None);
+    }
+
+    /// Append a whole message with its payload's fields.
+    fn push_message_with(&mut self, m: &Message, fields: Option<&[FieldSpan]>) {
         let metrics: Vec<MetricRef<'_>> = m.metrics.iter().map(MetricRef::from).collect();
         self.push(&Parts {
             rule: &m.rule,
@@ -220,7 +225,7 @@ impl BatchBuilder {
             device_time: m.device_time,
             metrics: &metrics,
             payload: &m.payload,
-            fields: None,
+            fields,
         });
     }
 
@@ -514,22 +519,6 @@ mod tests {
             .collect()
     }
 
-    fn push_with_fields(b: &mut BatchBuilder, m: &Message, fields: Option<&[FieldSpan]>) {
-        let metrics: Vec<MetricRef<'_>> = m.metrics.iter().map(MetricRef::from).collect();
-        b.push(&Parts {
-            rule: &m.rule,
-            topic: &m.topic,
-            client_id: &m.client_id,
-            device: &m.device,
-            device_type: &m.device_type,
-            received_at: m.received_at,
-            device_time: m.device_time,
-            metrics: &metrics,
-            payload: &m.payload,
-            fields,
-        });
-    }
-
     /// Each message's fields read back from the columns, `None` for one
     /// whose fields were not read.
     fn fields_read_back(flat: &Flat) -> Vec<Option<Vec<(String, String)>>> {
@@ -576,7 +565,7 @@ mod tests {
         let build = |n: usize| {
             let mut b = BatchBuilder::new();
             for ((m, _), s) in readings.iter().zip(&spans).take(n) {
-                push_with_fields(&mut b, m, s.as_deref());
+                b.push_message_with(m, s.as_deref());
             }
             b
         };
