@@ -114,11 +114,16 @@ impl Instance {
     /// Hand a batch to the plugin: `process` for processors and
     /// aggregators, `write` for sinks. Returns the messages to publish.
     /// Plugins of the 0.1.0/0.1.1 worlds get the batch as `list<message>`.
-    /// During the call, `batches.payload-fields` answers with the batch's
-    /// payload fields.
+    /// During the call of a flat-batch world, `batches.payload-fields`
+    /// answers with the batch's payload fields (their spans are of the flat
+    /// batch's text, which a `list<message>` plugin does not get).
     pub fn process(&mut self, flat: &Flat) -> Result<Vec<Outbound>, CallError> {
         let batch = &flat.batch;
-        self.store.data_mut().payload_fields = Some(flat.fields.clone());
+        let flat_world = matches!(
+            self.bound,
+            Bound::BatchProcessor(_) | Bound::BatchAggregator(_) | Bound::BatchSink(_)
+        );
+        self.store.data_mut().payload_fields = flat_world.then(|| flat.fields.clone());
         let result = self.call(batch.len(), |bound, store| match bound {
             Bound::BatchProcessor(p) => p.weir_plugin_batch_processor().call_process(store, batch),
             Bound::BatchAggregator(p) => p.weir_plugin_batch_processor().call_process(store, batch),

@@ -400,6 +400,69 @@ mod tests {
         runs_as_patch("ticker", 2);
     }
 
+    /// A plugin runtime with its store and cache under `dir`.
+    fn runtime(dir: &Path) -> PluginRuntime {
+        let services = Arc::new(HostServices {
+            kv: Arc::new(crate::store::KvStore::open(&dir.join("state.redb")).unwrap()),
+            journals: Arc::new(crate::store::Journals::new(dir.to_path_buf())),
+            metrics: Arc::new(crate::metrics::Metrics::default()),
+            sinks: Arc::new(crate::sinks::Sinks::disabled()),
+        });
+        PluginRuntime::new(Default::default(), dir.join("cache"), services).unwrap()
+    }
+
+    /// The shipped shadow merges the fields the engine read (here, on
+    /// purpose, fewer than the payload holds) rather than parsing the
+    /// payload again; a message whose fields were not read it parses.
+    #[test]
+    fn shadow_merges_the_payload_fields_the_host_read() {
+        use crate::plugin::batch::{BatchBuilder, FieldSpan, Parts};
+        if weir_bundled_plugins::get("shadow").is_none() {
+            eprintln!("SKIPPED: built without plugins (WEIR_SKIP_PLUGIN_BUILD)");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("weir-fields-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let rt = runtime(&dir);
+        let decls = PluginDecls::parse(
+            "[shadow]\ncomponent = \"builtin:shadow\"\ngrants = { keyvalue = [\"shadow\"], publish = [\"$aws/things/+/shadow/#\"] }\n",
+        )
+        .unwrap();
+        let loaded = load(&rt, "shadow", decls.get("shadow").unwrap(), &dir).unwrap();
+        let mut instance = crate::plugin::Instance::new(&rt, Arc::new(loaded)).unwrap();
+        let payload = r#"{"a":1,"b":2}"#;
+        // `b` alone, as if the engine's scan had read just that field.
+        let only_b = [FieldSpan {
+            name: (8, 1),
+            value: (11, 1),
+        }];
+        let mut batch = BatchBuilder::new();
+        for (device, fields) in [("d1", Some(&only_b[..])), ("d2", None)] {
+            batch.push(&Parts {
+                rule: "telemetry",
+                topic: "dt/t/d/telemetry",
+                client_id: device,
+                device,
+                device_type: "t",
+                received_at: 1000,
+                device_time: None,
+                metrics: &[],
+                payload,
+                fields,
+            });
+        }
+        instance.process(&batch.finish()).unwrap();
+        instance.checkpoint().unwrap();
+        let reported = |device: &str| {
+            let stored = rt.services.kv.get("shadow", device).unwrap().unwrap();
+            serde_json::from_slice::<serde_json::Value>(&stored).unwrap()["state"]["reported"]
+                .clone()
+        };
+        assert_eq!(reported("d1"), serde_json::json!({"b": 2}));
+        assert_eq!(reported("d2"), serde_json::json!({"a": 1, "b": 2}));
+        std::fs::remove_dir_all(dir).ok();
+    }
+
     fn runs_as_patch(name: &str, patch: u8) {
         let dir = std::env::temp_dir().join(format!("weir-semver-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -410,13 +473,7 @@ mod tests {
         let patched = as_patch(original, patch);
         assert_ne!(patched, original, "no weir:plugin names were rewritten");
         std::fs::write(dir.join("p.wasm"), &patched).unwrap();
-        let services = Arc::new(HostServices {
-            kv: Arc::new(crate::store::KvStore::open(&dir.join("state.redb")).unwrap()),
-            journals: Arc::new(crate::store::Journals::new(dir.clone())),
-            metrics: Arc::new(crate::metrics::Metrics::default()),
-            sinks: Arc::new(crate::sinks::Sinks::disabled()),
-        });
-        let rt = PluginRuntime::new(Default::default(), dir.join("cache"), services).unwrap();
+        let rt = runtime(&dir);
         let decls = PluginDecls::parse(&format!(
             "[p]\ncomponent = \"p.wasm\"\ngrants = {{ publish = [\"{name}/+\"] }}\n"
         ))
