@@ -54,7 +54,7 @@ pub struct Flat {
     pub fields: Arc<PayloadFields>,
 }
 
-/// PayloadFields of no messages.
+/// Payload fields of no messages.
 pub fn no_fields() -> PayloadFields {
     PayloadFields {
         messages: Vec::new(),
