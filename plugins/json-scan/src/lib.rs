@@ -53,69 +53,75 @@ pub struct Number<'a> {
     pub integer: bool,
 }
 
-/// The offset of the first byte of `bytes` that ends a JSON string or
-/// needs a closer look: a quote, a backslash or a control character.
-///
-/// Eight bytes at a time: in Wasm each turn of a loop is also an epoch
-/// check (the host's call deadline), so a byte loop over a reading's keys
-/// and strings pays it per byte. In each word, a byte is flagged by the
-/// usual "has a zero byte" test of the word XORed with a quote (or a
-/// backslash), or by "has a byte below 0x20"; a borrow can flag a byte
-/// after a flagged one, never before it, so the lowest flagged byte is
-/// the first match.
+/// The offset of the first byte of `bytes` that `flag` marks, eight bytes
+/// at a time: in Wasm each turn of a loop is also an epoch check (the
+/// host's call deadline), so a byte loop over a reading's keys, strings and
+/// numbers pays it per byte. `flag` sets the high bit of each marked byte
+/// of a little-endian word (other bits are ignored); a borrow or carry of
+/// its arithmetic may mark a byte after a marked one, never before it, so
+/// the lowest marked byte is the first match. `byte` is the same test for
+/// the tail shorter than a word.
 #[inline]
-fn string_end(bytes: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
+fn first_marked(
+    bytes: &[u8],
+    flag: impl Fn(u64) -> u64,
+    byte: impl Fn(u8) -> bool,
+) -> Option<usize> {
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    const QUOTE: u64 = ONES * b'"' as u64;
-    const BACKSLASH: u64 = ONES * b'\\' as u64;
-    const SPACE: u64 = ONES * 0x20;
     let mut at = 0;
     while let Some(word) = bytes.get(at..at + 8) {
         let mut eight = [0u8; 8];
         eight.copy_from_slice(word);
-        let w = u64::from_le_bytes(eight);
-        let q = w ^ QUOTE;
-        let b = w ^ BACKSLASH;
-        let flagged = (q.wrapping_sub(ONES) & !q)
-            | (b.wrapping_sub(ONES) & !b)
-            | (w.wrapping_sub(SPACE) & !w);
-        let flagged = flagged & HIGH;
-        if flagged != 0 {
-            return Some(at + (flagged.trailing_zeros() / 8) as usize);
+        let marked = flag(u64::from_le_bytes(eight)) & HIGH;
+        if marked != 0 {
+            return Some(at + (marked.trailing_zeros() / 8) as usize);
         }
         at += 8;
     }
-    let tail = bytes.get(at..)?;
-    tail.iter()
-        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+    bytes
+        .get(at..)?
+        .iter()
+        .position(|&b| byte(b))
         .map(|i| at + i)
 }
 
-/// How many of `bytes` are decimal digits before the first that is not,
-/// eight bytes at a time (see [`string_end`]). In each word XORed with
-/// `0x30` a digit is a byte below 10; adding `0x76` sets the high bit of
-/// every other byte (or it had it already). A carry reaches only bytes
-/// after a flagged one.
+/// Every byte of a word.
+const ONES: u64 = 0x0101_0101_0101_0101;
+
+/// The offset of the first byte of `bytes` that ends a JSON string or
+/// needs a closer look: a quote, a backslash or a control character. A
+/// byte is marked by the usual "has a zero byte" test of the word XORed
+/// with a quote (or a backslash), or by "has a byte below 0x20".
+#[inline]
+fn string_end(bytes: &[u8]) -> Option<usize> {
+    const QUOTE: u64 = ONES * b'"' as u64;
+    const BACKSLASH: u64 = ONES * b'\\' as u64;
+    const SPACE: u64 = ONES * 0x20;
+    first_marked(
+        bytes,
+        |w| {
+            let q = w ^ QUOTE;
+            let b = w ^ BACKSLASH;
+            (q.wrapping_sub(ONES) & !q) | (b.wrapping_sub(ONES) & !b) | (w.wrapping_sub(SPACE) & !w)
+        },
+        |b| b == b'"' || b == b'\\' || b < 0x20,
+    )
+}
+
+/// How many of `bytes` are decimal digits before the first that is not.
+/// In a word XORed with `0x30` a digit is a byte below 10; adding `0x76`
+/// sets the high bit of every other byte (or it had it already).
 #[inline]
 fn digit_run(bytes: &[u8]) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let mut at = 0;
-    while let Some(word) = bytes.get(at..at + 8) {
-        let mut eight = [0u8; 8];
-        eight.copy_from_slice(word);
-        let x = u64::from_le_bytes(eight) ^ (ONES * 0x30);
-        let flagged = (x.wrapping_add(ONES * 0x76) | x) & HIGH;
-        if flagged != 0 {
-            return at + (flagged.trailing_zeros() / 8) as usize;
-        }
-        at += 8;
-    }
-    at + bytes[at..]
-        .iter()
-        .take_while(|b| b.is_ascii_digit())
-        .count()
+    first_marked(
+        bytes,
+        |w| {
+            let x = w ^ (ONES * 0x30);
+            x.wrapping_add(ONES * 0x76) | x
+        },
+        |b| !b.is_ascii_digit(),
+    )
+    .unwrap_or(bytes.len())
 }
 
 /// A position in JSON text. Its steps are `#[inline]`: the engine calls
@@ -327,44 +333,38 @@ impl<'a> Cursor<'a> {
     }
 
     /// Skip one value, checking it; `depth` is how deep it is nested.
-    /// Scalars (most of what a reading holds) are skipped inline; only an
-    /// object or array calls out. In Wasm, a call to a large function is
-    /// costly (a stack check, an epoch check, saving and restoring the
-    /// registers it uses), and `skip_value` is called for every field.
-    #[inline]
     pub fn skip_value(&mut self, depth: usize) -> Option<()> {
         match self.peek()? {
-            b'{' | b'[' => self.skip_nested(depth),
+            b'{' | b'[' if depth >= MAX_DEPTH => None,
+            b'{' => {
+                if self.open(b'{', b'}')? {
+                    loop {
+                        self.key()?;
+                        self.skip_value(depth + 1)?;
+                        if !self.next_member(b'}')? {
+                            break;
+                        }
+                    }
+                }
+                Some(())
+            }
+            b'[' => {
+                if self.open(b'[', b']')? {
+                    loop {
+                        self.skip_value(depth + 1)?;
+                        if !self.next_member(b']')? {
+                            break;
+                        }
+                    }
+                }
+                Some(())
+            }
             b'"' => self.string().map(drop),
             b't' => self.literal("true"),
             b'f' => self.literal("false"),
             b'n' => self.literal("null"),
             _ => self.skip_number(),
         }
-    }
-
-    /// Skip an object or array (next), checking it.
-    #[inline(never)]
-    fn skip_nested(&mut self, depth: usize) -> Option<()> {
-        if depth >= MAX_DEPTH {
-            return None;
-        }
-        let close = match self.peek()? {
-            b'{' => b'}',
-            _ => b']',
-        };
-        if self.open(self.peek()?, close)? {
-            loop {
-                if close == b'}' {
-                    self.key()?;
-                }
-                self.skip_value(depth + 1)?;
-                if !self.next_member(close)? {
-                    break;
-                }
-            }
-        }
-        Some(())
     }
 }
 
