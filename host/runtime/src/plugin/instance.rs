@@ -5,6 +5,7 @@
 use super::batch::Flat;
 use super::bindings::{
     aggregator, batch_aggregator, batch_processor, batch_sink, processor, sink, Outbound,
+    PayloadFields,
 };
 use super::capabilities::PluginState;
 use super::loader::{LoadedPlugin, Pre};
@@ -93,17 +94,23 @@ impl Instance {
         })
     }
 
-    /// Run one call under a fresh deadline; collect what the plugin
+    /// Run one call under a fresh deadline, with `fields` answering
+    /// `batches.payload-fields` for its length; collect what the plugin
     /// published through the import alongside what it returned.
     fn call<R>(
         &mut self,
         messages: usize,
+        fields: Option<Arc<PayloadFields>>,
         f: impl FnOnce(&Bound, &mut Store<PluginState>) -> wasmtime::Result<Result<R, String>>,
     ) -> Result<(R, Vec<Outbound>), CallError> {
         self.store.set_epoch_deadline(self.budget.ticks(messages));
-        self.store.data_mut().outbox.clear();
+        let state = self.store.data_mut();
+        state.outbox.clear();
+        state.payload_fields = fields;
         let result = f(&self.bound, &mut self.store);
-        let published = std::mem::take(&mut self.store.data_mut().outbox);
+        let state = self.store.data_mut();
+        state.payload_fields = None;
+        let published = std::mem::take(&mut state.outbox);
         match result {
             Ok(Ok(r)) => Ok((r, published)),
             Ok(Err(message)) => Err(CallError::Plugin(message)),
@@ -123,27 +130,30 @@ impl Instance {
             self.bound,
             Bound::BatchProcessor(_) | Bound::BatchAggregator(_) | Bound::BatchSink(_)
         );
-        self.store.data_mut().payload_fields = flat_world.then(|| flat.fields.clone());
-        let result = self.call(batch.len(), |bound, store| match bound {
-            Bound::BatchProcessor(p) => p.weir_plugin_batch_processor().call_process(store, batch),
-            Bound::BatchAggregator(p) => p.weir_plugin_batch_processor().call_process(store, batch),
-            Bound::BatchSink(p) => p
-                .weir_plugin_batch_sink()
-                .call_write(store, batch)
-                .map(|r| r.map(|()| Vec::new())),
-            Bound::Processor(p) => p
-                .weir_plugin_processor()
-                .call_process(store, &batch.to_messages()),
-            Bound::Aggregator(p) => p
-                .weir_plugin_processor()
-                .call_process(store, &batch.to_messages()),
-            Bound::Sink(p) => p
-                .weir_plugin_sink()
-                .call_write(store, &batch.to_messages())
-                .map(|r| r.map(|()| Vec::new())),
-        });
-        self.store.data_mut().payload_fields = None;
-        let (mut returned, published) = result?;
+        let fields = flat_world.then(|| flat.fields.clone());
+        let (mut returned, published) =
+            self.call(batch.len(), fields, |bound, store| match bound {
+                Bound::BatchProcessor(p) => {
+                    p.weir_plugin_batch_processor().call_process(store, batch)
+                }
+                Bound::BatchAggregator(p) => {
+                    p.weir_plugin_batch_processor().call_process(store, batch)
+                }
+                Bound::BatchSink(p) => p
+                    .weir_plugin_batch_sink()
+                    .call_write(store, batch)
+                    .map(|r| r.map(|()| Vec::new())),
+                Bound::Processor(p) => p
+                    .weir_plugin_processor()
+                    .call_process(store, &batch.to_messages()),
+                Bound::Aggregator(p) => p
+                    .weir_plugin_processor()
+                    .call_process(store, &batch.to_messages()),
+                Bound::Sink(p) => p
+                    .weir_plugin_sink()
+                    .call_write(store, &batch.to_messages())
+                    .map(|r| r.map(|()| Vec::new())),
+            })?;
         self.check_returned(&returned)?;
         returned.extend(published);
         Ok(returned)
@@ -162,7 +172,7 @@ impl Instance {
 
     /// `checkpoint` for processors and aggregators, `flush` for sinks.
     pub fn checkpoint(&mut self) -> Result<Vec<Outbound>, CallError> {
-        let ((), published) = self.call(0, |bound, store| match bound {
+        let ((), published) = self.call(0, None, |bound, store| match bound {
             Bound::Processor(p) => p.weir_plugin_processor().call_checkpoint(store),
             Bound::Aggregator(p) => p.weir_plugin_processor().call_checkpoint(store),
             Bound::Sink(p) => p.weir_plugin_sink().call_flush(store),
@@ -178,7 +188,7 @@ impl Instance {
         if !matches!(self.bound, Bound::Aggregator(_) | Bound::BatchAggregator(_)) {
             return Ok(Vec::new());
         }
-        let (mut returned, published) = self.call(0, |bound, store| match bound {
+        let (mut returned, published) = self.call(0, None, |bound, store| match bound {
             Bound::Aggregator(p) => p.weir_plugin_aggregator().call_tick(store, now_ms),
             Bound::BatchAggregator(p) => p.weir_plugin_aggregator().call_tick(store, now_ms),
             _ => Ok(Ok(Vec::new())),

@@ -28,9 +28,6 @@ pub fn scan(text: &str) -> Option<Scan<'_>> {
         },
     };
     s.cursor.ws();
-    if s.cursor.peek() == Some(b'{') {
-        s.scan.fields = Some(Vec::with_capacity(8));
-    }
     s.value(Name::Top, 0)?;
     s.cursor.ws();
     s.cursor.at_end().then_some(s.scan)
@@ -79,6 +76,9 @@ impl<'a> Scanner<'a> {
     fn object(&mut self, name: Name<'a>, depth: usize) -> Option<()> {
         if depth > MAX_DEPTH {
             return None;
+        }
+        if let Name::Top = name {
+            self.scan.fields = Some(Vec::with_capacity(8));
         }
         if !self.cursor.open(b'{', b'}')? {
             return Some(());
