@@ -42,20 +42,11 @@ async fn connection(
         api.metrics.count("refused.https", 1);
         tracing::warn!(%peer, reason = %why, "HTTPS connection refused");
     };
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => return refuse(format!("TLS handshake: {e}")),
-        Err(_) => return refuse("no TLS handshake within 10 s".into()),
-    };
-    let Some(cert) = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|chain| chain.first())
-        .map(|c| Arc::<[u8]>::from(c.as_ref()))
-    else {
-        return refuse("no client certificate".into());
-    };
+    let (tls, cert) =
+        match crate::listener::tls::handshake(&acceptor, stream, HANDSHAKE_TIMEOUT).await {
+            Ok((tls, cert)) => (tls, Arc::<[u8]>::from(cert)),
+            Err(why) => return refuse(why),
+        };
     let service =
         hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
             let (api, cert) = (api.clone(), cert.clone());

@@ -8,9 +8,33 @@ use super::connection::{self, Transport};
 use super::Shared;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
+
+/// The TLS handshake of a client that must present a certificate, within
+/// `timeout`: the stream and the client's own certificate (DER), or why
+/// the connection is refused. The MQTT and HTTPS listeners share it.
+pub async fn handshake(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+    timeout: Duration,
+) -> Result<(TlsStream<TcpStream>, Vec<u8>), String> {
+    let tls = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => return Err(format!("TLS handshake: {e}")),
+        Err(_) => return Err(format!("no TLS handshake within {} s", timeout.as_secs())),
+    };
+    let cert = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|c| c.as_ref().to_vec())
+        .ok_or_else(|| "no client certificate".to_string())?;
+    Ok((tls, cert))
+}
 
 pub async fn serve(
     listener: TcpListener,
@@ -24,31 +48,9 @@ pub async fn serve(
         let (acceptor, shared, stop) = (acceptor.clone(), shared.clone(), stop.clone());
         async move {
             let timeout = Duration::from_secs(shared.config.connect_timeout_s);
-            let tls = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    connection::refuse(&shared, &peer, "tls", &format!("TLS handshake: {e}"));
-                    return;
-                }
-                Err(_) => {
-                    connection::refuse(
-                        &shared,
-                        &peer,
-                        "tls",
-                        "no TLS handshake within the connect timeout",
-                    );
-                    return;
-                }
-            };
-            let cert = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|chain| chain.first())
-                .map(|c| c.as_ref().to_vec());
-            let Some(cert_der) = cert else {
-                connection::refuse(&shared, &peer, "tls", "no client certificate");
-                return;
+            let (tls, cert_der) = match handshake(&acceptor, stream, timeout).await {
+                Ok(done) => done,
+                Err(why) => return connection::refuse(&shared, &peer, "tls", &why),
             };
             connection::handle(shared, tls, peer, Transport::Tls { cert_der }, stop).await
         }
