@@ -24,6 +24,9 @@ use weir_plugin::devices::Devices;
 impl ShadowDoc {
     /// Merge one reading (a JSON object) received at `received_at` (ms).
     /// A payload that is not a JSON object changes nothing and is an error.
+    /// (The plugin parses or takes the host's fields first, then calls
+    /// [`ShadowDoc::merge_fields`]; this is the tests' shorthand.)
+    #[cfg(test)]
     pub fn merge(
         &mut self,
         payload: &str,
@@ -176,6 +179,7 @@ impl Shadows {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{json, Value};
 
     /// Parse `payload` and merge it, as the plugin does with a payload the
     /// host did not read.
@@ -190,7 +194,6 @@ mod tests {
         s.merge(device, &fields, received_at, device_type);
         Ok(())
     }
-    use serde_json::{json, Value};
 
     fn value(doc: &ShadowDoc) -> Value {
         serde_json::from_slice(&doc.to_json()).unwrap()
