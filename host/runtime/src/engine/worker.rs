@@ -208,6 +208,38 @@ impl Pending {
     }
 }
 
+/// What a worker has taken off its queue and not yet evaluated.
+///
+/// The queue is emptied in one go (one lock) when the inbox runs dry, and
+/// the inbox is then handed out a round at a time. Taking messages one by
+/// one would, on a full queue, wake a waiting listener for every message
+/// taken (each frees one slot), so a busy worker and its listeners would
+/// trade a thread wake-up per message; emptied at once, the listeners are
+/// woken once per queueful. A worker thus holds at most its queue's
+/// capacity in its inbox besides what waits in the queue.
+#[derive(Default)]
+struct Inbox(VecDeque<Ingest>);
+
+impl Inbox {
+    /// Move up to `max` messages into `batch`, waiting up to 100 ms for
+    /// the first when the inbox and the queue are empty.
+    fn take(
+        &mut self,
+        rx: &flume::Receiver<Ingest>,
+        batch: &mut Vec<Ingest>,
+        max: usize,
+    ) -> Result<(), flume::RecvTimeoutError> {
+        if self.0.is_empty() {
+            let first = rx.recv_timeout(Duration::from_millis(100))?;
+            self.0.push_back(first);
+            self.0.extend(rx.drain());
+        }
+        let n = self.0.len().min(max);
+        batch.extend(self.0.drain(..n));
+        Ok(())
+    }
+}
+
 /// The error a payload that is not JSON gives its rules.
 fn not_json(e: &serde_json::Error) -> String {
     format!("payload is not valid JSON: {e}")
@@ -231,18 +263,11 @@ impl Worker {
         let mut next_to_checkpoint = 0usize;
         let mut last_tick = Instant::now();
         let mut batch: Vec<Ingest> = Vec::with_capacity(self.max_batch);
+        let mut inbox = Inbox::default();
         loop {
             let stopping = self.stop.load(Relaxed);
-            match self.rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(first) => {
-                    batch.push(first);
-                    while batch.len() < self.max_batch {
-                        match self.rx.try_recv() {
-                            Ok(m) => batch.push(m),
-                            Err(_) => break,
-                        }
-                    }
-                }
+            match inbox.take(&self.rx, &mut batch, self.max_batch) {
+                Ok(()) => {}
                 Err(flume::RecvTimeoutError::Timeout) => {
                     if stopping {
                         break;
