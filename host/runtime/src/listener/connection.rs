@@ -67,6 +67,25 @@ fn packet_to_router(packet: Packet) -> Packet {
     }
 }
 
+/// A device's QoS 1 PUBLISH is acknowledged by the host, now that the
+/// engine has it, and goes on to the router at QoS 0: rumqttd forwards a
+/// message at each subscription's QoS whatever it was published with, so
+/// subscribers see no difference, and the router keeps no acknowledgement
+/// to send back. Left to the router, the PUBACK cost a second wake-up of
+/// the connection (the router's notice) for every reading. QoS 0 and 2 go
+/// to the router as they came.
+fn host_acked(
+    publish: rumqttd::protocol::Publish,
+    meta: packets::Meta,
+    to_device: &mut Vec<Packet>,
+) -> rumqttd::protocol::Publish {
+    if meta.qos != 1 {
+        return publish;
+    }
+    to_device.extend(packets::ack(meta));
+    rumqttd::protocol::Publish::new(publish.topic, publish.payload, publish.retain)
+}
+
 /// Read the CONNECT: detect the protocol level, then parse the packet.
 async fn read_connect<S: AsyncRead + Unpin>(
     stream: &mut S,
@@ -403,6 +422,7 @@ pub async fn handle<S>(
                 let mut to_router: Vec<Packet> = Vec::new();
                 let mut to_device: Vec<Packet> = Vec::new();
                 loop {
+                    let head = packets::peek_meta(&buf);
                     let packet = match codec.read(&mut buf, max) {
                         Ok(p) => p,
                         Err(rumqttd::protocol::Error::InsufficientBytes(_)) => break,
@@ -414,6 +434,7 @@ pub async fn handle<S>(
                     };
                     match packet {
                         Packet::Publish(publish, props) => {
+                            let meta = head.unwrap_or_else(|| packets::meta(&publish));
                             let Ok(topic) = std::str::from_utf8(&publish.topic) else {
                                 shared.metrics.protocol_errors.fetch_add(1, Relaxed);
                                 tracing::warn!(client_id = %client, "publish topic is not UTF-8; closing");
@@ -430,8 +451,6 @@ pub async fn handle<S>(
                                 shared.metrics.count("policy.publish_refused", 1);
                                 if codec.is_v5() {
                                     tracing::warn!(client_id = %client, topic, reason = why, "publish refused");
-                                    // QoS and packet id only matter off the hot path.
-                                    let meta = packets::meta(&publish);
                                     if meta.qos > 0 {
                                         to_device.push(Packet::PubAck(PubAck { pkid: meta.pkid, reason: PubAckReason::NotAuthorized }, None));
                                     }
@@ -445,7 +464,7 @@ pub async fn handle<S>(
                                     let (identity, p, cid, t, body) = (identity.clone(), p.clone(), client_id.clone(), topic.to_string(), publish.payload.clone());
                                     let outcome = tokio::task::spawn_blocking(move || identity.provision(&p, &cid, &t, &body)).await.unwrap_or_default();
                                     shared.metrics.count("provisioning.requests", 1);
-                                    to_device.extend(packets::ack(&publish));
+                                    to_device.extend(packets::ack(meta));
                                     for (reply_topic, body) in outcome.replies {
                                         if subscriptions.iter().any(|f| weir_sql::topic::topic_matches(f, &reply_topic)) {
                                             to_device.push(packets::answer(reply_topic, body));
@@ -466,7 +485,7 @@ pub async fn handle<S>(
                                     if reply_topic.ends_with("/rejected") {
                                         shared.metrics.count("jobs.rejected", 1);
                                     }
-                                    to_device.extend(packets::ack(&publish));
+                                    to_device.extend(packets::ack(meta));
                                     // To the requester whether or not it subscribed,
                                     // and to no one else, as AWS's Jobs answers.
                                     to_device.push(packets::answer(reply_topic, body));
@@ -500,15 +519,15 @@ pub async fn handle<S>(
                             }
                             if !to_broker {
                                 shared.metrics.count("basic_ingest.messages", 1);
-                                to_device.extend(packets::ack(&publish));
+                                to_device.extend(packets::ack(meta));
                                 continue;
                             }
                             if publish.retain {
                                 if let Some(retained) = &shared.retained {
-                                    retained.record(topic, &publish.payload, packets::meta(&publish).qos, received_at);
+                                    retained.record(topic, &publish.payload, meta.qos, received_at);
                                 }
                             }
-                            to_router.push(packet_to_router(Packet::Publish(publish, props)));
+                            to_router.push(packet_to_router(Packet::Publish(host_acked(publish, meta, &mut to_device), props)));
                         }
                         Packet::Subscribe(mut subscribe, props) => {
                             let total = subscribe.filters.len();

@@ -30,6 +30,38 @@ pub fn meta(publish: &Publish) -> Meta {
     }
 }
 
+/// QoS, packet id and dup flag of the PUBLISH at the start of `buf` (a
+/// connection's bytes before they are parsed), read from its header: what
+/// [`meta`] gives without copying the packet. `None` when `buf` does not
+/// start with a PUBLISH whose header is all there.
+pub fn peek_meta(buf: &[u8]) -> Option<Meta> {
+    let header = *buf.first()?;
+    if header >> 4 != 3 {
+        return None;
+    }
+    let (qos, dup) = ((header & 0b0110) >> 1, header & 0b1000 != 0);
+    // Remaining length: 1–4 bytes of base-128 varint.
+    let mut i = 1;
+    loop {
+        let b = *buf.get(i)?;
+        i += 1;
+        if b & 0x80 == 0 {
+            break;
+        }
+        if i > 4 {
+            return None;
+        }
+    }
+    if qos == 0 {
+        return Some(Meta { qos, pkid: 0, dup });
+    }
+    // Topic (length-prefixed), then the packet id.
+    let topic_len = usize::from(u16::from_be_bytes([*buf.get(i)?, *buf.get(i + 1)?]));
+    let at = i + 2 + topic_len;
+    let pkid = u16::from_be_bytes([*buf.get(at)?, *buf.get(at + 1)?]);
+    Some(Meta { qos, pkid, dup })
+}
+
 /// A PUBLISH with the given QoS, packet id and dup flag.
 pub fn build(topic: &Bytes, payload: &Bytes, retain: bool, meta: Meta) -> Publish {
     let mut o = BytesMut::with_capacity(5 + topic.len() + payload.len());
@@ -42,8 +74,7 @@ pub fn build(topic: &Bytes, payload: &Bytes, retain: bool, meta: Meta) -> Publis
 }
 
 /// The PUBACK a publish the host took is owed (`None` at QoS 0).
-pub fn ack(publish: &Publish) -> Option<Packet> {
-    let meta = meta(publish);
+pub fn ack(meta: Meta) -> Option<Packet> {
     (meta.qos > 0).then(|| {
         Packet::PubAck(
             PubAck {
@@ -107,6 +138,7 @@ mod tests {
         assert_eq!(p.topic, topic);
         assert_eq!(p.payload, payload);
         let plain = Publish::new("a/b", "x", false);
+        assert_eq!(peek_meta(&plain.serialize()), Some(meta(&plain)));
         assert_eq!(
             meta(&plain),
             Meta {
@@ -115,5 +147,45 @@ mod tests {
                 dup: false
             }
         );
+    }
+
+    #[test]
+    fn peek_meta_reads_what_either_codec_wrote() {
+        use super::super::codec::Codec;
+        // Remaining lengths of one and of two varint bytes.
+        for payload_len in [3, 200, 20_000] {
+            for (qos, pkid, dup) in [
+                (0, 0, false),
+                (1, 1, false),
+                (1, 65_535, true),
+                (2, 300, false),
+            ] {
+                for codec in [Codec::V4, Codec::V5] {
+                    let m = Meta { qos, pkid, dup };
+                    let topic = Bytes::from_static(b"dt/thermostat/dev-1/telemetry");
+                    let payload = Bytes::from(vec![b'x'; payload_len]);
+                    let mut out = BytesMut::new();
+                    codec
+                        .write(
+                            Packet::Publish(build(&topic, &payload, false, m), None),
+                            &mut out,
+                        )
+                        .unwrap();
+                    assert_eq!(peek_meta(&out), Some(m), "{codec:?} {m:?}");
+                    // Only the header is needed: cut after the packet id.
+                    let head = out.len() - payload_len - usize::from(codec.is_v5());
+                    assert_eq!(peek_meta(&out[..head]), Some(m), "{codec:?} {m:?}");
+                    if qos > 0 {
+                        assert_eq!(peek_meta(&out[..head - 1]), None);
+                    }
+                    match codec.read(&mut out, 1 << 20).unwrap() {
+                        Packet::Publish(p, _) => assert_eq!(meta(&p), m),
+                        other => panic!("{other:?}"),
+                    }
+                }
+            }
+        }
+        assert_eq!(peek_meta(&[0x40, 0x02, 0, 1]), None, "a PUBACK");
+        assert_eq!(peek_meta(&[]), None);
     }
 }
