@@ -703,8 +703,10 @@ fn paho_mqtt_over_websockets() {
 }
 
 /// Run tests/clients/paho_device.py against `port`: a quiet series and a
-/// spike raise the zscore alert; the console sees it and the device's
-/// lifecycle event; the shadow holds the spike.
+/// spike raise the zscore alert; the console sees it, the device's
+/// lifecycle event and every reading (at its subscription's QoS 1: the
+/// host acknowledges a device's QoS 1 publishes itself and the broker
+/// still delivers them at QoS 1); the shadow holds the spike.
 fn paho_device_and_console(weir: &Weir, port: u16, device: &str, transport: &str) {
     let script = support::repo_root().join("tests/clients/paho_device.py");
     let out = Command::new("python3")
@@ -736,6 +738,11 @@ fn paho_device_and_console(weir: &Weir, port: u16, device: &str, transport: &str
         .find(|m| m["topic"] == format!("$aws/events/presence/connected/{device}"))
         .expect("a connected event over a $aws subscription");
     assert_eq!(connected["payload"]["clientId"], device);
+    let telemetry = format!("dt/thermostat/{device}/telemetry");
+    let readings: Vec<&Value> = got.iter().filter(|m| m["topic"] == telemetry).collect();
+    assert_eq!(readings.len(), 26, "{stdout}");
+    assert!(readings.iter().all(|m| m["qos"] == 1), "{stdout}");
+    assert_eq!(readings[25]["payload"]["temperature"], 35.0);
     let s = wait_shadow_version(weir, device, 26);
     assert_eq!(s["state"]["reported"]["temperature"], 35.0);
 }

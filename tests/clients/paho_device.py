@@ -5,9 +5,10 @@ Usage: paho_device.py <port> <device-id> [tcp|websockets]
 With `websockets` both clients use paho's WebSocket transport
 (ws://127.0.0.1:<port>/mqtt), as a browser dashboard does.
 
-Subscribes (QoS 1) to the device's alerts and to its lifecycle events,
-connects the device, publishes 25 quiet readings and one spike with QoS 1
-(waiting for every PUBACK), then prints one JSON line per message received
+Subscribes (QoS 1) to the device's alerts, its lifecycle events and its
+telemetry, connects the device, publishes 25 quiet readings and one spike
+with QoS 1 (each must be acknowledged with a PUBACK), then prints one JSON
+line per message received (topic, payload, the QoS it was delivered at)
 and exits 0. Exits 1 when no zscore alert arrives within 20 s.
 """
 
@@ -31,14 +32,15 @@ def client(client_id):
 
 
 def on_message(_client, _userdata, msg):
-    received.append({"topic": msg.topic, "payload": json.loads(msg.payload)})
+    received.append({"topic": msg.topic, "payload": json.loads(msg.payload), "qos": msg.qos})
 
 
 console = client(f"console-{device}")
 console.on_message = on_message
 console.connect("127.0.0.1", port, keepalive=30)
 console.loop_start()
-for topic in (f"weir/alerts/{device}", f"$aws/events/presence/+/{device}"):
+topic = f"dt/thermostat/{device}/telemetry"
+for topic in (f"weir/alerts/{device}", f"$aws/events/presence/+/{device}", topic):
     result, _mid = console.subscribe(topic, qos=1)
     assert result == mqtt.MQTT_ERR_SUCCESS, result
 time.sleep(0.5)
@@ -46,12 +48,18 @@ time.sleep(0.5)
 dev = client(device)
 dev.connect("127.0.0.1", port, keepalive=30)
 dev.loop_start()
-topic = f"dt/thermostat/{device}/telemetry"
+
+
+def publish(reading):
+    info = dev.publish(topic, json.dumps(reading), qos=1)
+    info.wait_for_publish(timeout=10)
+    assert info.is_published(), f"no PUBACK for {reading}"
+
+
 for i in range(25):
-    reading = {"ts": int(time.time() * 1000), "temperature": 20.0 + 0.1 * ((i * 7) % 5 - 2), "humidity": 40.0}
-    dev.publish(topic, json.dumps(reading), qos=1).wait_for_publish(timeout=10)
+    publish({"ts": int(time.time() * 1000), "temperature": 20.0 + 0.1 * ((i * 7) % 5 - 2), "humidity": 40.0})
 # Readings of one device are processed in order, so the spike meets a warm baseline.
-dev.publish(topic, json.dumps({"ts": int(time.time() * 1000), "temperature": 35.0, "humidity": 40.0}), qos=1).wait_for_publish(timeout=10)
+publish({"ts": int(time.time() * 1000), "temperature": 35.0, "humidity": 40.0})
 
 deadline = time.time() + 20
 while time.time() < deadline and not any(m["payload"].get("kind") == "zscore" for m in received):
