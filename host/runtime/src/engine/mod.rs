@@ -150,7 +150,9 @@ pub fn partition_key<'a>(
     }
     if client_id != ingest::HOST_CLIENT_ID
         && !client_id.is_empty()
-        && topic.split('/').any(|level| level == client_id)
+        && topic
+            .split(weir_sql::topic::is_separator)
+            .any(|level| level == client_id)
     {
         return client_id;
     }

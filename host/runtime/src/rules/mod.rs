@@ -179,7 +179,10 @@ impl RuleSet {
     /// their thing and client before asking.
     pub fn device_in<'t>(&self, topic: &'t str) -> Option<&'t str> {
         let level = self.devices.level(topic)?;
-        topic.split('/').nth(level - 1).filter(|d| !d.is_empty())
+        topic
+            .split(weir_sql::topic::is_separator)
+            .nth(level - 1)
+            .filter(|d| !d.is_empty())
     }
 }
 
@@ -263,7 +266,7 @@ impl DeviceRoutes {
 /// MQTT matching of one compiled filter (a wildcard first level never
 /// matches a `$` topic).
 fn filter_matches(filter: &[FilterLevel], topic: &str) -> bool {
-    let mut levels = topic.split('/');
+    let mut levels = topic.split(weir_sql::topic::is_separator);
     for (i, f) in filter.iter().enumerate() {
         match f {
             FilterLevel::Hash => return !(i == 0 && topic.starts_with('$')),
