@@ -95,6 +95,8 @@ pub struct EngineConfig {
     pub max_batch: usize,
     /// Capacity of each worker's queue. When full, listeners stop reading
     /// device sockets: back-pressure reaches devices instead of memory growing.
+    /// A worker empties its queue in one go, so it may also hold up to this
+    /// many messages taken and not yet evaluated.
     pub queue_capacity: usize,
     /// How often plugins checkpoint state and the store flushes to disk (ms).
     pub checkpoint_interval_ms: u64,
