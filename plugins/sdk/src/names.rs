@@ -46,6 +46,26 @@ impl<T> NameMap<T> {
         self.position(name, hint).map(|i| &mut self.entries[i].1)
     }
 
+    /// Whether entry `i` is `name`: the one comparison a lookup at the
+    /// expected position costs.
+    pub fn is_at(&self, name: &str, i: usize) -> bool {
+        self.entries
+            .get(i)
+            .is_some_and(|(n, _)| crate::bytes::same(n, name))
+    }
+
+    /// Index of `name`, searched from the first entry.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.entries
+            .iter()
+            .position(|(n, _)| crate::bytes::same(n, name))
+    }
+
+    /// The value at index `i`.
+    pub fn value_mut(&mut self, i: usize) -> Option<&mut T> {
+        self.entries.get_mut(i).map(|(_, v)| v)
+    }
+
     /// Add `name` (not held yet) with `value`.
     pub fn push(&mut self, name: &str, value: T) -> &mut T {
         self.entries.push((name.to_string(), value));

@@ -222,18 +222,38 @@ fn score(
     events: &mut Vec<Event>,
 ) {
     let mut changed = false;
+    // Where the next held metric is expected: a device sends its metrics
+    // in the same order reading after reading, so right after the last
+    // one found. (Not the metric's position in the reading: fields that
+    // are not scored, as the `ts` most readings start with, are not held
+    // and would put every lookup off by one.)
+    let mut next = 0;
 
-    for (i, (name, value)) in msg.metrics().enumerate() {
+    for (name, value) in msg.metrics() {
         if !value.is_finite() {
             continue;
         }
         let x = value;
-        // Held metrics are all scored ones (see `decode`), so the
-        // settings are consulted only for a metric seen the first time.
-        let state = match device.metrics.get_mut(name, i) {
-            Some(state) => state,
-            None if settings.scores(name) => device.metrics.push(name, MetricState::default()),
-            None => continue,
+        // Held metrics are all scored ones (see `decode`): a name not at
+        // the expected place is checked against the settings before the
+        // held ones are searched, so an unscored field costs a comparison
+        // or two per reading, not a search.
+        let i = if device.metrics.is_at(name, next) {
+            next
+        } else if !settings.scores(name) {
+            continue;
+        } else {
+            match device.metrics.index_of(name) {
+                Some(i) => i,
+                None => {
+                    device.metrics.push(name, MetricState::default());
+                    device.metrics.len() - 1
+                }
+            }
+        };
+        next = i + 1;
+        let Some(state) = device.metrics.value_mut(i) else {
+            continue;
         };
         changed = true;
         let before = state.baseline;
@@ -649,5 +669,58 @@ mod tests {
             String::from_utf8(s.to_json()).unwrap(),
             r#"{"v":1,"metrics":{"temperature":{"n":2,"mean":1.5,"var":0.25,"alerting":false,"calm":0}}}"#
         );
+    }
+
+    /// Unscored fields among the metrics (a leading `ts`) and readings
+    /// whose metrics come in another order score each metric against its
+    /// own baseline, as readings of the scored metrics alone do.
+    #[test]
+    fn metric_order_and_unscored_fields_do_not_mix_baselines() {
+        let with = |metrics: &[(&str, f64)], at: i64| Message {
+            metrics: metrics.iter().map(|&(n, v)| Metric::new(n, v)).collect(),
+            ..reading("d", "x", 0.0, at)
+        };
+        let (mut mixed, mut plain) = (Detector::new(settings(5)), Detector::new(settings(5)));
+        let (mut got, mut want) = (Vec::new(), Vec::new());
+        for i in 0..12 {
+            let (t, h, p) = (
+                20.0 + (i % 3) as f64,
+                40.0 + (i % 4) as f64,
+                1000.0 + (i % 2) as f64,
+            );
+            let at = 1000 + i;
+            let shuffled: Vec<(&str, f64)> = match i % 3 {
+                0 => vec![("ts", at as f64), ("t", t), ("h", h), ("p", p)],
+                1 => vec![("p", p), ("ts", at as f64), ("h", h), ("t", t)],
+                _ => vec![("h", h), ("t", t), ("p", p), ("timestamp", 7.0)],
+            };
+            mixed.observe(&with(&shuffled, at), &mut got);
+            plain.observe(&with(&[("t", t), ("h", h), ("p", p)], at), &mut want);
+        }
+        // A spike on each metric, in the shuffled order.
+        mixed.observe(
+            &with(
+                &[("ts", 2000.0), ("p", 2000.0), ("h", 90.0), ("t", 60.0)],
+                2000,
+            ),
+            &mut got,
+        );
+        plain.observe(
+            &with(&[("t", 60.0), ("h", 90.0), ("p", 2000.0)], 2000),
+            &mut want,
+        );
+        let z = |events: &[Event]| {
+            let mut v: Vec<(String, u64)> = events
+                .iter()
+                .map(|e| (e.metric.clone(), e.z.to_bits()))
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(want.len(), 3, "{want:?}");
+        assert_eq!(z(&got), z(&want));
+        let held = &mixed.device("d").unwrap().metrics;
+        assert_eq!(held.len(), 3);
+        assert!(!held.contains_key("ts") && !held.contains_key("timestamp"));
     }
 }
