@@ -24,7 +24,9 @@ use weir_runtime::engine::Ingest;
 
 #[derive(clap::Args, Clone)]
 pub struct BenchArgs {
-    /// engine (in-process) or mqtt (loopback connections).
+    /// engine (in-process), mqtt (loopback connections), or fleet (the CPU
+    /// `weir` uses serving `--devices` simulated devices at `--rate`
+    /// readings/s in all, measured over `--paced`).
     #[arg(long, default_value = "engine")]
     pub mode: String,
     /// Devices (MQTT connections in mqtt mode).
@@ -161,6 +163,13 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             .unwrap_or(1)
     );
 
+    if args.mode == "fleet" {
+        let result = crate::fleet_bench::run(&running, args.devices, args.rate, args.paced).await;
+        running.shutdown().await;
+        let _ = std::fs::remove_dir_all(&dir);
+        return result;
+    }
+
     let sent: Sent = Arc::new(Mutex::new(HashMap::new()));
     let hist = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
 
@@ -205,7 +214,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             });
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
-        other => anyhow::bail!("unknown --mode {other:?} (engine or mqtt)"),
+        other => anyhow::bail!("unknown --mode {other:?} (engine, mqtt or fleet)"),
     }
 
     let fleet = Arc::new(Mutex::new(Fleet::new(args.devices)));

@@ -8,6 +8,7 @@ mod archive_cmd;
 mod bench;
 mod connect_bench;
 mod eval;
+mod fleet_bench;
 mod identity_cmd;
 mod jobs_cmd;
 mod plugin_cmd;
