@@ -142,3 +142,52 @@ pub async fn run(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_are_read_and_grouped_by_what_they_do() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let worker = std::thread::Builder::new()
+            .name("weir-worker-7".into())
+            .spawn(move || {
+                // Busy until the kernel has counted some of its CPU time.
+                let start = Instant::now();
+                while start.elapsed() < Duration::from_secs(5) {
+                    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+                    let after = &stat[stat.rfind(')').unwrap() + 1..];
+                    let f: Vec<&str> = after.split_whitespace().collect();
+                    if f[11] != "0" || f[12] != "0" {
+                        break;
+                    }
+                }
+                let _ = rx.recv();
+            })
+            .unwrap();
+        let threads = loop {
+            let threads = thread_cpu().unwrap();
+            let busy = threads
+                .iter()
+                .any(|(comm, cpu)| comm == "weir-worker-7" && *cpu > 0.0);
+            if busy || worker.is_finished() {
+                break threads;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        tx.send(()).unwrap();
+        worker.join().unwrap();
+        let (_, cpu) = threads
+            .iter()
+            .find(|(comm, _)| comm == "weir-worker-7")
+            .expect("the named thread");
+        assert!(*cpu > 0.0, "{threads:?}");
+        let roles = by_role(&threads);
+        assert!(roles["engine workers"] >= *cpu);
+        assert_eq!(role("tokio-rt-worker"), "connections (async tasks)");
+        assert_eq!(role("router-0"), "broker router");
+        assert_eq!(role("weir-storage-1"), "storage tiers");
+        assert_eq!(role("weir-epoch"), "other");
+    }
+}
