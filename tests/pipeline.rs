@@ -785,6 +785,69 @@ fn subscribe_sent_with_connect_takes_effect_at_once() {
     read_until(&mut raw, &mut got, b"raw/thello");
 }
 
+/// MQTT keep-alive: a client that goes silent is disconnected after 1.5
+/// times its keep-alive interval (with an AWS lifecycle event saying so);
+/// one that keeps sending, if only PINGREQs, stays connected however long.
+#[test]
+fn keep_alive_ends_silent_connections_only() {
+    use std::io::{Read, Write};
+    let dir = TempDir::new("keep-alive");
+    let weir = Weir::start(&dir.0);
+    let console = Mqtt::connect(weir.addr, "ka-console");
+    console.subscribe("$aws/events/presence/disconnected/+");
+    // CONNECT, MQTT 3.1.1, clean session, keep-alive 1 s.
+    let connect = |client_id: &str| {
+        let mut raw = std::net::TcpStream::connect(weir.addr).expect("connect");
+        raw.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        let mut bytes = vec![0x10, 12 + client_id.len() as u8, 0, 4];
+        bytes.extend_from_slice(b"MQTT");
+        bytes.extend_from_slice(&[4, 0x02, 0, 1, 0, client_id.len() as u8]);
+        bytes.extend_from_slice(client_id.as_bytes());
+        raw.write_all(&bytes).expect("write CONNECT");
+        let mut connack = [0u8; 4];
+        raw.read_exact(&mut connack).expect("CONNACK");
+        assert_eq!(connack, [0x20, 2, 0, 0]);
+        raw
+    };
+    let mut quiet = connect("ka-quiet");
+    let mut busy = connect("ka-busy");
+    let since = Instant::now();
+
+    // The busy client pings every 400 ms for 4 s (well past 1.5 s) and
+    // gets every PINGRESP.
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(400));
+        busy.write_all(&[0xc0, 0]).expect("PINGREQ");
+        let mut pong = [0u8; 2];
+        busy.read_exact(&mut pong).expect("PINGRESP");
+        assert_eq!(pong, [0xd0, 0]);
+    }
+
+    // The quiet one was closed, not before 1.5 s.
+    let mut rest = Vec::new();
+    let _ = quiet.read_to_end(&mut rest);
+    assert!(since.elapsed() >= Duration::from_millis(1500));
+    // (Collected for less than the busy client's keep-alive since its
+    // last PINGREQ, which it then sends again and is answered.)
+    let events = console.collect(Duration::from_millis(500));
+    busy.write_all(&[0xc0, 0]).expect("PINGREQ");
+    let mut pong = [0u8; 2];
+    busy.read_exact(&mut pong).expect("PINGRESP");
+    let quiet_gone: Vec<&Value> = events
+        .iter()
+        .filter(|(t, _)| t == "$aws/events/presence/disconnected/ka-quiet")
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(quiet_gone.len(), 1, "{events:?}");
+    assert_eq!(quiet_gone[0]["disconnectReason"], "MQTT_KEEP_ALIVE_TIMEOUT");
+    assert!(
+        !events.iter().any(|(t, _)| t.ends_with("/ka-busy")),
+        "{events:?}"
+    );
+    weir.stop();
+}
+
 /// AWS's Device Shadow service on the shipped rules: requests published
 /// with mosquitto_pub (an empty get, as AWS's docs send it) and answers on
 /// AWS's topics; desired state set by an app beside the reported state
