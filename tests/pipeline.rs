@@ -816,12 +816,15 @@ fn keep_alive_ends_silent_connections_only() {
 
     // The busy client pings every 400 ms for 4 s (well past 1.5 s) and
     // gets every PINGRESP.
+    let ping = |raw: &mut std::net::TcpStream| {
+        raw.write_all(&[0xc0, 0]).expect("PINGREQ");
+        let mut pong = [0u8; 2];
+        raw.read_exact(&mut pong).expect("PINGRESP");
+        assert_eq!(pong, [0xd0, 0]);
+    };
     for _ in 0..10 {
         std::thread::sleep(Duration::from_millis(400));
-        busy.write_all(&[0xc0, 0]).expect("PINGREQ");
-        let mut pong = [0u8; 2];
-        busy.read_exact(&mut pong).expect("PINGRESP");
-        assert_eq!(pong, [0xd0, 0]);
+        ping(&mut busy);
     }
 
     // The quiet one was closed, not before 1.5 s.
@@ -831,9 +834,7 @@ fn keep_alive_ends_silent_connections_only() {
     // (Collected for less than the busy client's keep-alive since its
     // last PINGREQ, which it then sends again and is answered.)
     let events = console.collect(Duration::from_millis(500));
-    busy.write_all(&[0xc0, 0]).expect("PINGREQ");
-    let mut pong = [0u8; 2];
-    busy.read_exact(&mut pong).expect("PINGRESP");
+    ping(&mut busy);
     let quiet_gone: Vec<&Value> = events
         .iter()
         .filter(|(t, _)| t == "$aws/events/presence/disconnected/ka-quiet")
