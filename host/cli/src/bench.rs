@@ -12,11 +12,12 @@
 
 use crate::rng::Rng;
 use crate::simulate::parse_duration;
+use crate::thread_cpu::Usage;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -228,18 +229,20 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     // Phase 1: flat out.
     let before = running.metrics.messages_processed.load(Relaxed);
     // Timed from the first reading handed over (engine mode makes its readings first).
-    let started = publisher
+    let (started, cpu_before) = publisher
         .send_n(&fleet, args.messages, None, &sent, 0)
         .await?;
     wait_processed(&running, before + args.messages, Duration::from_secs(600)).await;
     let elapsed = started.elapsed();
     let throughput = args.messages as f64 / elapsed.as_secs_f64();
+    let cpu = Usage::now()?.since(&cpu_before);
     println!(
         "sustained: {} readings in {:.2}s = {:.0} msgs/s",
         args.messages,
         elapsed.as_secs_f64(),
         throughput
     );
+    println!("{}", cpu_per_reading(&cpu, args.messages, &args.mode));
     // The engine is done; the storage tiers may still be working through
     // what it handed them (from memory or from their spools). Only when
     // they are through has the pipeline kept up.
@@ -290,6 +293,28 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     running.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// The CPU time phase 1 took per reading, in all and by thread role. The
+/// role "other" includes this bench's own sending (and, over MQTT, the
+/// clients are connection tasks too).
+fn cpu_per_reading(cpu: &BTreeMap<&str, f64>, readings: u64, mode: &str) -> String {
+    let per = |secs: f64| secs * 1e6 / readings.max(1) as f64;
+    let roles: Vec<String> = cpu
+        .iter()
+        .filter(|(_, secs)| per(**secs) >= 0.01)
+        .map(|(role, secs)| format!("{role} {:.2}", per(*secs)))
+        .collect();
+    let clients = if mode == "mqtt" {
+        ", the bench's MQTT clients included"
+    } else {
+        ""
+    };
+    format!(
+        "CPU per reading: {:.2} µs in all{clients} ({}; µs)",
+        per(cpu.values().sum()),
+        roles.join(", ")
+    )
 }
 
 async fn wait_processed(running: &weir_runtime::server::Running, target: u64, limit: Duration) {
@@ -347,7 +372,8 @@ impl Publisher {
 
     /// Send `n` readings round-robin over the devices, at `rate` msgs/s if
     /// given; every `spike_every`-th reading is a spike (0 = none).
-    /// Returns when the first reading was handed over.
+    /// Returns when the first reading was handed over, and the CPU the
+    /// process had used by then.
     async fn send_n(
         &self,
         fleet: &Mutex<Fleet>,
@@ -355,7 +381,7 @@ impl Publisher {
         rate: Option<u64>,
         sent: &Sent,
         spike_every: u64,
-    ) -> Result<Instant> {
+    ) -> Result<(Instant, Usage)> {
         let devices = fleet.lock().map(|f| f.rngs.len()).unwrap_or(1);
         if let (Publisher::Engine(engine), None, 0) = (self, rate, spike_every) {
             // Flat out into the engine: make the readings first, so what is
@@ -377,7 +403,7 @@ impl Publisher {
                     });
                 }
             }
-            let started = Instant::now();
+            let started = (Instant::now(), Usage::now()?);
             for r in readings {
                 if !engine.send(r).await {
                     anyhow::bail!("engine stopped");
@@ -386,6 +412,7 @@ impl Publisher {
             return Ok(started);
         }
         let start = Instant::now();
+        let cpu = Usage::now()?;
         for i in 0..n {
             if let Some(rate) = rate {
                 let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
@@ -435,7 +462,7 @@ impl Publisher {
                 }
             }
         }
-        Ok(start)
+        Ok((start, cpu))
     }
 
     async fn close(&self) {

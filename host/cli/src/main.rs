@@ -16,6 +16,7 @@ mod replay;
 mod rng;
 mod rules_cmd;
 mod simulate;
+mod thread_cpu;
 mod ts_cmd;
 
 use anyhow::{Context, Result};

@@ -73,6 +73,62 @@ pub fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && equal(a.as_bytes(), b.as_bytes())
 }
 
+/// Replace the text of `dst` with `src`, keeping `dst`'s buffer.
+///
+/// Up to 16 bytes are moved as two overlapping loads and stores, with no
+/// copy loop or call. With bulk memory (on for `wasm32-wasip2`) a copy
+/// whose length is known only at run time is a `memory.copy`
+/// instruction, which wasmtime runs as a call out of the instance into the
+/// host: dearer than the copy itself for the short texts readings are
+/// made of (a number, a status word). Longer texts are copied as usual.
+#[inline]
+pub fn assign(dst: &mut String, src: &str) {
+    let n = src.len();
+    dst.clear();
+    if n > 16 {
+        dst.push_str(src);
+        return;
+    }
+    dst.reserve(n);
+    let (from, to) = (src.as_ptr(), dst.as_mut_ptr());
+    // SAFETY: `dst` has room for `n` bytes (reserved above) and `src` holds
+    // `n`; every offset written and read below is below `n`. The bytes
+    // copied are all of `src`, valid UTF-8, so `dst` is valid UTF-8 of
+    // length `n` when its length is set.
+    unsafe {
+        match n {
+            0 => {}
+            1..=3 => {
+                *to = *from;
+                *to.add(n / 2) = *from.add(n / 2);
+                *to.add(n - 1) = *from.add(n - 1);
+            }
+            4..=7 => {
+                move_unaligned::<u32>(from, to, 0);
+                move_unaligned::<u32>(from, to, n - 4);
+            }
+            _ => {
+                move_unaligned::<u64>(from, to, 0);
+                move_unaligned::<u64>(from, to, n - 8);
+            }
+        }
+        dst.as_mut_vec().set_len(n);
+    }
+}
+
+/// Copy one `T` from `from + at` to `to + at`, unaligned.
+///
+/// # Safety
+/// Both ranges `at..at + size_of::<T>()` must be in bounds.
+#[inline(always)]
+unsafe fn move_unaligned<T: Copy>(from: *const u8, to: *mut u8, at: usize) {
+    // SAFETY: the caller keeps both ranges in bounds.
+    unsafe {
+        let v = core::ptr::read_unaligned(from.add(at).cast::<T>());
+        core::ptr::write_unaligned(to.add(at).cast::<T>(), v);
+    }
+}
+
 /// The order of the first differing byte of two words loaded by [`word`]
 /// (first byte least significant).
 fn order(x: u64, y: u64) -> i32 {
@@ -196,5 +252,19 @@ mod tests {
             }
         }
         assert_eq!(compare(&base, &base), 0);
+    }
+
+    #[test]
+    fn assign_copies_every_length_into_any_buffer() {
+        let text = "0123456789abcdefghijé-ü";
+        for end in (0..=text.len()).filter(|&n| text.is_char_boundary(n)) {
+            let src = &text[..end];
+            // Into an empty buffer, a longer text and a shorter one.
+            for start in ["", "a much longer text than any source here", "xy"] {
+                let mut dst = start.to_string();
+                assign(&mut dst, src);
+                assert_eq!(dst, src, "{end} bytes over {start:?}");
+            }
+        }
     }
 }

@@ -52,8 +52,9 @@ pub enum FieldMeta {
     /// `{"timestamp": <secs>}`, as this plugin writes it.
     Stamp(i64),
     /// Whatever another writer stored there, kept until the field is next
-    /// reported.
-    Other(Value),
+    /// reported. Boxed: it is rare, and a field entry stays small (a
+    /// reading's merge walks every entry of its shadow).
+    Other(Box<Value>),
 }
 
 impl FieldMeta {
@@ -61,9 +62,9 @@ impl FieldMeta {
         match &v {
             Value::Object(m) if m.len() == 1 => match m.get("timestamp").and_then(Value::as_i64) {
                 Some(t) => FieldMeta::Stamp(t),
-                None => FieldMeta::Other(v),
+                None => FieldMeta::Other(Box::new(v)),
             },
-            _ => FieldMeta::Other(v),
+            _ => FieldMeta::Other(Box::new(v)),
         }
     }
 }

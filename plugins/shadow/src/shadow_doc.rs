@@ -45,7 +45,7 @@ impl ShadowDoc {
         let secs = received_at.div_euclid(1000);
         for (i, (name, text)) in fields.0.iter().enumerate() {
             let name = NameRef(name);
-            if text == "null" {
+            if weir_plugin::bytes::same(text, "null") {
                 self.reported.shift_remove(&name);
                 self.orphan_meta.shift_remove(&name);
                 continue;
@@ -66,8 +66,7 @@ impl ShadowDoc {
             match held {
                 Some(field) => {
                     // Overwritten in place: no allocation once seen.
-                    field.value.clear();
-                    field.value.push_str(text);
+                    weir_plugin::bytes::assign(&mut field.value, text);
                     field.meta = meta;
                 }
                 None => {
