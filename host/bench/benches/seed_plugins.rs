@@ -8,7 +8,8 @@
 //! slow spell of the machine hits both alike. `WEIR_BENCH_ZSCORE` and
 //! `WEIR_BENCH_SHADOW` name other builds of a plugin, for A/B runs of a
 //! change to one: the engine bench's throughput moves too little with one
-//! plugin to show it through this machine's noise.
+//! plugin to show it through this machine's noise. `WEIR_BENCH_ROUNDS`
+//! sets the number of rounds (more, to profile the plugins under `perf`).
 //!
 //! `cargo bench -p weir-bench --bench seed_plugins`
 
@@ -24,21 +25,22 @@ const DEVICES: usize = 1000;
 const BATCH: usize = 256;
 /// Distinct batches per round: every device about 16 times.
 const BATCHES: usize = 64;
+/// Rounds unless `WEIR_BENCH_ROUNDS` says otherwise.
 const ROUNDS: usize = 40;
 
-/// Reading `i`: device `i % DEVICES`, values wandering around fixed means
-/// (no alerts once warm).
+/// Reading `i`: device `i % DEVICES`, values wandering evenly around fixed
+/// means (never 3.5 deviations off: no alerts once warm).
 fn payload(i: usize) -> (String, String) {
     let device = format!("dev-{:05}", i % DEVICES);
     let n = ((i * 7919) % 101) as f64 / 100.0 - 0.5;
     let payload = format!(
-        "{{\"ts\":{},\"temperature\":{},\"humidity\":{:.1},\"pressure\":{:.1},\"battery\":{:.2},\"rssi\":{},\"fw\":\"1.4.2\",\"status\":\"ok\"}}",
+        "{{\"ts\":{},\"temperature\":{},\"humidity\":{},\"pressure\":{},\"battery\":{},\"rssi\":{},\"fw\":\"1.4.2\",\"status\":\"ok\"}}",
         1_764_300_000_000u64 + i as u64,
-        21.0 + 0.3 * n + 1e-9 * i as f64,
+        21.0 + 0.3 * n,
         40.0 + n,
-        1013.0 + n,
+        1013.0 + 2.0 * n,
         3.7 + 0.01 * n,
-        -60 - (i % 10) as i64,
+        -60.0 + 5.0 * n,
     );
     (device, payload)
 }
@@ -137,8 +139,12 @@ fn main() {
             instance.process(&batch(b)).expect("warm-up");
         }
     }
+    let rounds = std::env::var("WEIR_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(ROUNDS);
     let mut best = [f64::INFINITY; 2];
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds {
         for ((_, instance), best) in plugins.iter_mut().zip(&mut best) {
             let start = Instant::now();
             for b in &batches {
@@ -149,7 +155,7 @@ fn main() {
     }
     for ((name, _), best) in plugins.iter().zip(best) {
         println!(
-            "{name}: best of {ROUNDS} rounds, batch {BATCH}: {:.3} µs per reading",
+            "{name}: best of {rounds} rounds, batch {BATCH}: {:.3} µs per reading",
             best * 1e6
         );
     }

@@ -19,6 +19,13 @@ use weir_json_scan::Cursor;
 /// The fields of a JSON object, in order: name, and the value as JSON.
 pub struct Fields<'a>(pub Vec<(Cow<'a, str>, Cow<'a, str>)>);
 
+impl Fields<'_> {
+    /// Each field's name and value text, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> + Clone {
+        self.0.iter().map(|(name, text)| (&**name, &**text))
+    }
+}
+
 /// Parse `payload` as a JSON object. The error says whether it is not JSON
 /// at all or JSON of another type.
 pub fn parse(payload: &str) -> Result<Fields<'_>, String> {

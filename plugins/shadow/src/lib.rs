@@ -55,7 +55,6 @@ pub mod service;
 pub mod shadow_doc;
 
 use base64::Engine as _;
-use fields::Fields;
 use service::Request;
 use shadow_doc::Shadows;
 use std::borrow::Cow;
@@ -194,36 +193,39 @@ impl Shadow {
         rest: impl FnOnce() -> I,
         skipped: &mut Skipped,
     ) -> Result<(), String> {
-        // The fields as the host read them, else parsed here; parsed
-        // completely before anything changes, so a broken payload leaves
-        // the shadow as it was.
-        let fields = match m.fields() {
-            Some(read) => Fields(
-                read.map(|(name, text)| (Cow::Borrowed(name), Cow::Borrowed(text)))
-                    .collect(),
-            ),
+        match m.fields() {
+            // As the host read them, straight from the batch.
+            Some(read) => self.merge_fields(m, read, rest),
             None => match fields::parse(m.payload()) {
-                Ok(fields) => fields,
+                Ok(fields) => self.merge_fields(m, fields.iter(), rest),
                 Err(e) => {
                     skipped.add(|| format!("device `{}` (rule `{}`): {e}", m.device(), m.rule()));
-                    return Ok(());
+                    Ok(())
                 }
             },
-        };
+        }
+    }
+
+    /// Merge `fields` into the shadow of `m`'s device, loading it (and
+    /// those of the `rest` of the batch) first when it is not in memory.
+    fn merge_fields<'a, 'f, I: Iterator<Item = &'a str>>(
+        &mut self,
+        m: &MessageRef<'_>,
+        fields: impl Iterator<Item = (&'f str, &'f str)> + Clone,
+        rest: impl FnOnce() -> I,
+    ) -> Result<(), String> {
         let (device, at, device_type) = (m.device(), m.received_at(), m.device_type());
         if self
             .shadows
-            .merge_held(device, &fields, at, device_type)
+            .merge_held(device, fields.clone(), at, device_type)
             .is_none()
         {
             self.shadows.load_missing(&self.bucket, rest())?;
-            self.shadows.merge(device, &fields, at, device_type);
+            self.shadows.merge(device, fields, at, device_type);
         }
         Ok(())
     }
 
-    /// Serve one Device Shadow service request and publish its answers.
-    /// Only a failed load of the shadow fails the batch (it is retried).
     fn serve(
         &mut self,
         request: &Request<'_>,

@@ -17,7 +17,6 @@
 //! else) are kept as they are.
 
 pub use crate::doc::{Field, FieldMeta, Name, NameRef, ShadowDoc};
-use crate::fields::Fields;
 use crate::service::{self, Request, Served};
 use weir_plugin::devices::Devices;
 
@@ -36,14 +35,20 @@ impl ShadowDoc {
         // Parsed completely before anything changes: a broken payload
         // leaves the shadow as it was.
         let fields = crate::fields::parse(payload)?;
-        self.merge_fields(&fields, received_at, device_type);
+        self.merge_fields(fields.iter(), received_at, device_type);
         Ok(())
     }
 
-    /// Merge one reading's fields (parsed, or as the host read them).
-    pub fn merge_fields(&mut self, fields: &Fields<'_>, received_at: i64, device_type: &str) {
+    /// Merge one reading's fields (parsed, or as the host read them: taken
+    /// from the batch as they are merged, not collected first).
+    pub fn merge_fields<'f>(
+        &mut self,
+        fields: impl IntoIterator<Item = (&'f str, &'f str)>,
+        received_at: i64,
+        device_type: &str,
+    ) {
         let secs = received_at.div_euclid(1000);
-        for (i, (name, text)) in fields.0.iter().enumerate() {
+        for (i, (name, text)) in fields.into_iter().enumerate() {
             let name = NameRef(name);
             if weir_plugin::bytes::same(text, "null") {
                 self.reported.shift_remove(&name);
@@ -82,7 +87,7 @@ impl ShadowDoc {
         self.version += 1;
         self.timestamp = secs;
         self.deleted = false;
-        if !device_type.is_empty() && self.device_type != device_type {
+        if !device_type.is_empty() && !weir_plugin::bytes::same(&self.device_type, device_type) {
             self.device_type = device_type.to_string();
         }
     }
@@ -123,10 +128,10 @@ impl Shadows {
     }
 
     /// Merge one reading's fields into a device's shadow.
-    pub fn merge(
+    pub fn merge<'f>(
         &mut self,
         device: &str,
-        fields: &Fields<'_>,
+        fields: impl IntoIterator<Item = (&'f str, &'f str)>,
         received_at: i64,
         device_type: &str,
     ) {
@@ -138,10 +143,10 @@ impl Shadows {
     /// As [`Shadows::merge`], for a device already in memory: `None`
     /// (nothing done) when it is not, so the caller loads it first. One
     /// device lookup per reading.
-    pub fn merge_held(
+    pub fn merge_held<'f>(
         &mut self,
         device: &str,
-        fields: &Fields<'_>,
+        fields: impl IntoIterator<Item = (&'f str, &'f str)>,
         received_at: i64,
         device_type: &str,
     ) -> Option<()> {
@@ -190,7 +195,7 @@ mod tests {
         device_type: &str,
     ) -> Result<(), String> {
         let fields = crate::fields::parse(payload)?;
-        s.merge(device, &fields, received_at, device_type);
+        s.merge(device, fields.iter(), received_at, device_type);
         Ok(())
     }
 
