@@ -63,6 +63,9 @@ type Sent = Arc<Mutex<HashMap<(usize, u64), Instant>>>;
 
 struct Fleet {
     rngs: Vec<Rng>,
+    /// Each device's publisher, shared by its readings as a connection's
+    /// is (engine mode).
+    from: Vec<Arc<weir_runtime::engine::Publisher>>,
     seq: u64,
 }
 
@@ -70,6 +73,9 @@ impl Fleet {
     fn new(devices: usize) -> Fleet {
         Fleet {
             rngs: (0..devices).map(|i| Rng::new(i as u64 + 7)).collect(),
+            from: (0..devices)
+                .map(|i| weir_runtime::engine::Publisher::named(&format!("dev-{i:05}")))
+                .collect(),
             seq: 0,
         }
     }
@@ -395,7 +401,7 @@ impl Publisher {
                     readings.push(Ingest {
                         topic: topic(device),
                         payload: Bytes::from(payload),
-                        from: weir_runtime::engine::Publisher::named(&format!("dev-{device:05}")),
+                        from: fleet.from[device].clone(),
                         properties: None,
                         basic_ingest: None,
                         received_at: weir_runtime::clock::now_ms(),
@@ -428,10 +434,10 @@ impl Publisher {
             } else {
                 (i as usize) % devices
             };
-            let (payload, tag) = fleet
-                .lock()
-                .map_err(|_| anyhow::anyhow!("fleet lock"))?
-                .reading(device, spike);
+            let ((payload, tag), from) = {
+                let mut fleet = fleet.lock().map_err(|_| anyhow::anyhow!("fleet lock"))?;
+                (fleet.reading(device, spike), fleet.from[device].clone())
+            };
             if let (Some(tag), Ok(mut m)) = (tag, sent.lock()) {
                 m.insert((device, tag), Instant::now());
             }
@@ -441,9 +447,7 @@ impl Publisher {
                         .send(Ingest {
                             topic: topic(device),
                             payload: Bytes::from(payload),
-                            from: weir_runtime::engine::Publisher::named(&format!(
-                                "dev-{device:05}"
-                            )),
+                            from,
                             properties: None,
                             basic_ingest: None,
                             received_at: weir_runtime::clock::now_ms(),
