@@ -193,8 +193,10 @@ impl Shadow {
         rest: impl FnOnce() -> I,
         skipped: &mut Skipped,
     ) -> Result<(), String> {
+        // The fields as the host read them (its scan checked the whole
+        // payload), else parsed here completely before anything changes:
+        // a broken payload leaves the shadow as it was.
         match m.fields() {
-            // As the host read them, straight from the batch.
             Some(read) => self.merge_fields(m, read, rest),
             None => match fields::parse(m.payload()) {
                 Ok(fields) => self.merge_fields(m, fields.iter(), rest),
