@@ -7,9 +7,9 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::sync::Arc;
 use std::time::Instant;
+use weir_bench::{instance, runtime};
 use weir_runtime::plugin::batch::Flat;
 use weir_runtime::plugin::bindings::{Message, Metric};
-use weir_runtime::plugin::capabilities::HostServices;
 use weir_runtime::plugin::manifest::PluginDecls;
 use weir_runtime::plugin::{loader, Instance, PluginRuntime};
 
@@ -75,20 +75,6 @@ fn native_message(i: usize) -> weir_plugin::Message {
     }
 }
 
-fn runtime(dir: &std::path::Path) -> Arc<PluginRuntime> {
-    let services = Arc::new(HostServices {
-        kv: Arc::new(weir_runtime::store::KvStore::open(&dir.join("state.redb")).expect("store")),
-        journals: Arc::new(weir_runtime::store::Journals::new(dir.to_path_buf())),
-        metrics: Arc::new(weir_runtime::metrics::Metrics::default()),
-        sinks: Arc::new(weir_runtime::sinks::Sinks::disabled()),
-    });
-    let limits = weir_runtime::config::PluginLimits {
-        call_timeout_ms: 10_000,
-        ..Default::default()
-    };
-    Arc::new(PluginRuntime::new(limits, dir.join("cache"), services).expect("runtime"))
-}
-
 /// Rounds of [`best_per_reading`]: the fastest round is the figure least
 /// disturbed by other work on the machine.
 const ROUNDS: usize = 40;
@@ -126,14 +112,12 @@ fn boundary(c: &mut Criterion) {
     let dir = std::env::temp_dir().join(format!("weir-bench-boundary-{}", std::process::id()));
     let rt = runtime(&dir);
     // WEIR_BENCH_ZSCORE names another build of the plugin (for A/B runs).
-    let component = std::env::var("WEIR_BENCH_ZSCORE").unwrap_or_else(|_| "builtin:zscore".into());
-    let decls = PluginDecls::parse(&format!(
-        "[zscore]\ncomponent = {component:?}\ngrants = {{ keyvalue = [\"zscore\"], publish = [\"$weir/alerts/+\"] }}\n",
-    ))
-    .expect("decls");
-    let decl = decls.get("zscore").expect("zscore");
-    let loaded = Arc::new(loader::load(&rt, "zscore", decl, &dir).expect("load zscore"));
-    let mut instance = Instance::new(&rt, loaded).expect("instance");
+    let mut instance = instance(
+        &rt,
+        &dir,
+        "zscore",
+        r#"{ keyvalue = ["zscore"], publish = ["$weir/alerts/+"] }"#,
+    );
     let mut native = zscore::detector::Detector::new(zscore::settings::Settings::default());
 
     // Warm both up on every device.

@@ -13,13 +13,10 @@
 //!
 //! `cargo bench -p weir-bench --bench seed_plugins`
 
-use std::sync::Arc;
 use std::time::Instant;
+use weir_bench::{instance, runtime};
 use weir_runtime::engine::scan;
 use weir_runtime::plugin::batch::{BatchBuilder, Flat, Parts};
-use weir_runtime::plugin::capabilities::HostServices;
-use weir_runtime::plugin::manifest::PluginDecls;
-use weir_runtime::plugin::{loader, Instance, PluginRuntime};
 
 const DEVICES: usize = 1000;
 const BATCH: usize = 256;
@@ -73,34 +70,6 @@ fn batch(from: usize) -> Flat {
         });
     }
     builder.finish()
-}
-
-fn runtime(dir: &std::path::Path) -> Arc<PluginRuntime> {
-    let services = Arc::new(HostServices {
-        kv: Arc::new(weir_runtime::store::KvStore::open(&dir.join("state.redb")).expect("store")),
-        journals: Arc::new(weir_runtime::store::Journals::new(dir.to_path_buf())),
-        metrics: Arc::new(weir_runtime::metrics::Metrics::default()),
-        sinks: Arc::new(weir_runtime::sinks::Sinks::disabled()),
-    });
-    let limits = weir_runtime::config::PluginLimits {
-        call_timeout_ms: 10_000,
-        ..Default::default()
-    };
-    Arc::new(PluginRuntime::new(limits, dir.join("cache"), services).expect("runtime"))
-}
-
-/// An instance of the shipped plugin `name` (or the build named by
-/// `WEIR_BENCH_<NAME>`), with the seed pipeline's grants.
-fn instance(rt: &PluginRuntime, dir: &std::path::Path, name: &str, grants: &str) -> Instance {
-    let component = std::env::var(format!("WEIR_BENCH_{}", name.to_uppercase()))
-        .unwrap_or_else(|_| format!("builtin:{name}"));
-    let decls = PluginDecls::parse(&format!(
-        "[{name}]\ncomponent = {component:?}\ngrants = {grants}\n"
-    ))
-    .expect("decls");
-    let decl = decls.get(name).expect("declared");
-    let loaded = Arc::new(loader::load(rt, name, decl, dir).expect("load"));
-    Instance::new(rt, loaded).expect("instance")
 }
 
 fn main() {
