@@ -33,10 +33,10 @@ impl<T> NameMap<T> {
 
     /// Index of `name`, trying `hint` first.
     fn position(&self, name: &str, hint: usize) -> Option<usize> {
-        let same = |n: &String| crate::bytes::same(n, name);
-        match self.entries.get(hint) {
-            Some((n, _)) if same(n) => Some(hint),
-            _ => self.entries.iter().position(|(n, _)| same(n)),
+        if self.is_at(name, hint) {
+            Some(hint)
+        } else {
+            self.index_of(name)
         }
     }
 
