@@ -108,10 +108,7 @@ fn main() {
             instance.process(&batch(b)).expect("warm-up");
         }
     }
-    let rounds = std::env::var("WEIR_BENCH_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(ROUNDS);
+    let rounds = weir_bench::rounds(ROUNDS);
     let mut best = [f64::INFINITY; 2];
     for _ in 0..rounds {
         for ((_, instance), best) in plugins.iter_mut().zip(&mut best) {

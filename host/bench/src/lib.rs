@@ -8,15 +8,26 @@
 //! - `benches/seed_plugins.rs`: zscore and shadow (issue #2's seed
 //!   pipeline) per reading on their own, on readings shaped like the
 //!   pipeline bench's.
+//! - `benches/scan.rs`: the engine's scan of a reading's JSON payload.
 //!
-//! This library holds what both set up: a plugin runtime and its
-//! instances.
+//! This library holds what they share: a plugin runtime and its
+//! instances, and the number of rounds.
 
 use std::path::Path;
 use std::sync::Arc;
 use weir_runtime::plugin::capabilities::HostServices;
 use weir_runtime::plugin::manifest::PluginDecls;
 use weir_runtime::plugin::{loader, Instance, PluginRuntime};
+
+/// Rounds of a best-of-rounds figure: `default`, unless
+/// `WEIR_BENCH_ROUNDS` says otherwise (more to profile under `perf`, or to
+/// outlast this machine's slow spells in A/B runs).
+pub fn rounds(default: usize) -> usize {
+    std::env::var("WEIR_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(default)
+}
 
 /// A plugin runtime with its store, journals and compile cache under
 /// `dir`, and a call deadline no bench run comes near.
