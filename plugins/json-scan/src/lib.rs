@@ -245,7 +245,8 @@ impl<'a> Cursor<'a> {
         // goes through the full parse (which also rounds correctly).
         let value =
             if !shape.exponent && shape.digits <= 15 && (shape.fraction as usize) < POW10.len() {
-                let v = shape.mantissa as f64 / POW10[shape.fraction as usize];
+                // Below 2^53, so signed (one instruction) converts it exactly.
+                let v = shape.mantissa as i64 as f64 / POW10[shape.fraction as usize];
                 if shape.negative {
                     -v
                 } else {
@@ -397,6 +398,35 @@ mod tests {
                     })
                     .collect();
                 check(&bytes);
+            }
+        }
+    }
+
+    /// Numbers of every length up to 20 digits, with the point anywhere,
+    /// parse as `str::parse` does, at the end of the text or followed by
+    /// more of it.
+    #[test]
+    fn numbers_of_every_length_round_as_parse_does() {
+        let mut r = 99u64;
+        for len in 1..=20usize {
+            for point in 0..len {
+                r = r.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                let mut digits: String = (0..len)
+                    .map(|i| char::from(b'0' + ((r >> (i * 3)) % 10) as u8))
+                    .collect();
+                if digits.starts_with('0') && point != 1 {
+                    digits.replace_range(0..1, "7");
+                }
+                let token = if point == 0 {
+                    digits
+                } else {
+                    format!("{}.{}", &digits[..point], &digits[point..])
+                };
+                for text in [token.clone(), format!("{token},\"x\":1}}")] {
+                    let n = Cursor::new(&text).number().expect(&text);
+                    assert_eq!(n.token, token);
+                    assert_eq!(n.value, token.parse::<f64>().expect("parses"), "{text}");
+                }
             }
         }
     }

@@ -157,6 +157,15 @@ impl<'a> Scanner<'a> {
 /// negative one, or a float for fractions, exponents, `-0` and integers
 /// out of 64-bit range.
 fn json_number(n: &weir_json_scan::Number<'_>) -> Option<Number> {
+    // Up to 15 digits (a `ts` in milliseconds has 13) the value is the
+    // integer exactly: no second parse.
+    if n.integer && n.token.len() <= 15 && n.token != "-0" {
+        return Some(if n.value < 0.0 {
+            Number::from(n.value as i64)
+        } else {
+            Number::from(n.value as u64)
+        });
+    }
     if n.integer {
         if let Some(digits) = n.token.strip_prefix('-') {
             if let Ok(i) = n.token.parse::<i64>() {
