@@ -99,6 +99,11 @@ fn the_quick_scanner_takes_what_devices_send() {
         r#"{"ts":-9223372036854775808,"x":18446744073709551616}"#,
         r#"{"timestamp":18446744073709551615,"y":-9223372036854775809}"#,
         r#"{"ts":1.5e3}"#,
+        // Integers short enough to take their value as computed.
+        r#"{"ts":-42}"#,
+        r#"{"ts":-99999999999999}"#,
+        r#"{"timestamp":999999999999999}"#,
+        r#"{"ts":9999999999999999}"#,
         r#"{"ünï":2.5,"a.b":3,"":7,"o":{"":8}}"#,
         " \t\n{ \"spaced\" :\r1 , \"o\" : { } , \"l\" : [ ] } \n",
         "[1,2,{\"a\":[true,false,null]}]",
