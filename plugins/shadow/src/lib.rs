@@ -228,6 +228,8 @@ impl Shadow {
         Ok(())
     }
 
+    /// Serve one Device Shadow service request and publish its answers.
+    /// Only a failed load of the shadow fails the batch (it is retried).
     fn serve(
         &mut self,
         request: &Request<'_>,
