@@ -1,5 +1,5 @@
-//! Benchmarks of plugins through the real plugin host, run with
-//! `cargo bench -p weir-bench`:
+//! Benchmarks of the engine's per-reading work, plugins through the real
+//! plugin host among it, run with `cargo bench -p weir-bench`:
 //!
 //! - `benches/boundary.rs`: the cost per reading of running zscore as a
 //!   WebAssembly component at batch sizes 1, 16 and 256 against the same
