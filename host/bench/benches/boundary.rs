@@ -75,16 +75,20 @@ fn native_message(i: usize) -> weir_plugin::Message {
     }
 }
 
-/// Rounds of [`best_per_reading`]: the fastest round is the figure least
-/// disturbed by other work on the machine.
+/// Rounds of [`best_per_reading`] unless `WEIR_BENCH_ROUNDS` says: the
+/// fastest round is the figure least disturbed by other work on the machine.
 const ROUNDS: usize = 40;
 
-/// Seconds per reading of the fastest of `ROUNDS` runs of each of `runs`,
+/// Seconds per reading of the fastest of `rounds` runs of each of `runs`,
 /// each processing 64 batches of `batch` readings. The runs alternate, so a
 /// slow spell of the machine hits all alike.
-fn best_per_reading<const N: usize>(batch: usize, mut runs: [&mut dyn FnMut(); N]) -> [f64; N] {
+fn best_per_reading<const N: usize>(
+    batch: usize,
+    rounds: usize,
+    mut runs: [&mut dyn FnMut(); N],
+) -> [f64; N] {
     let mut best = [f64::INFINITY; N];
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds {
         for (run, best) in runs.iter_mut().zip(&mut best) {
             let start = Instant::now();
             run();
@@ -119,6 +123,7 @@ fn boundary(c: &mut Criterion) {
         r#"{ keyvalue = ["zscore"], publish = ["$weir/alerts/+"] }"#,
     );
     let mut native = zscore::detector::Detector::new(zscore::settings::Settings::default());
+    let rounds = weir_bench::rounds(ROUNDS);
 
     // Warm both up on every device.
     let warm: Vec<Message> = (0..DEVICES * 30).map(host_message).collect();
@@ -156,6 +161,7 @@ fn boundary(c: &mut Criterion) {
             .collect();
         let [wasm_best, native_best, flat_best] = best_per_reading(
             batch,
+            rounds,
             [
                 &mut || {
                     for b in &host_batches {
@@ -186,7 +192,7 @@ fn boundary(c: &mut Criterion) {
             ],
         );
         println!(
-            "batch {batch}: best of {ROUNDS} rounds per reading: wasm {:.3} µs, native {:.3} µs (ratio {:.2}x), native on flat batches {:.3} µs (ratio {:.2}x)",
+            "batch {batch}: best of {rounds} rounds per reading: wasm {:.3} µs, native {:.3} µs (ratio {:.2}x), native on flat batches {:.3} µs (ratio {:.2}x)",
             wasm_best * 1e6,
             native_best * 1e6,
             wasm_best / native_best,

@@ -4,46 +4,9 @@
 //! this way; `checkpoint` (or `flush`) stores `dirty_entries` with one
 //! `set-many` and then calls `saved`.
 
+use crate::device_table::Table;
 use crate::kv::Bucket;
-use foldhash::fast::RandomState;
-use hashbrown::{Equivalent, HashMap};
 use std::collections::HashSet;
-use std::hash::{Hash, Hasher};
-
-/// A device id as a map key. It hashes its bytes with one `write`: `str`'s
-/// own `Hash` adds a terminator byte, which foldhash folds in with a
-/// 128-bit sponge (a call to a 128-bit shift and an extra multiply per
-/// lookup in Wasm), and a map with one string key needs no terminator.
-#[derive(Debug, PartialEq, Eq)]
-struct Key(String);
-
-/// A borrowed [`Key`], for lookups without allocating.
-struct KeyRef<'a>(&'a str);
-
-impl Hash for Key {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        KeyRef(&self.0).hash(state)
-    }
-}
-
-impl Hash for KeyRef<'_> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write(self.0.as_bytes())
-    }
-}
-
-impl Equivalent<Key> for KeyRef<'_> {
-    #[inline]
-    fn equivalent(&self, key: &Key) -> bool {
-        crate::bytes::same(self.0, &key.0)
-    }
-}
-
-impl From<&KeyRef<'_>> for Key {
-    fn from(key: &KeyRef<'_>) -> Key {
-        Key(key.0.to_string())
-    }
-}
 
 /// One device's state and whether it changed since it was last saved.
 #[derive(Debug)]
@@ -54,13 +17,13 @@ struct Slot<T> {
 
 #[derive(Debug)]
 pub struct Devices<T> {
-    states: HashMap<Key, Slot<T>, RandomState>,
+    states: Table<Slot<T>>,
 }
 
 impl<T> Default for Devices<T> {
     fn default() -> Self {
         Devices {
-            states: HashMap::default(),
+            states: Table::default(),
         }
     }
 }
@@ -76,7 +39,7 @@ impl<T: Default> Devices<T> {
         let mut seen = HashSet::new();
         devices
             .into_iter()
-            .filter(|d| !self.states.contains_key(&KeyRef(d)) && seen.insert(*d))
+            .filter(|d| !self.states.contains(d) && seen.insert(*d))
             .map(String::from)
             .collect()
     }
@@ -139,12 +102,10 @@ impl<T: Default> Devices<T> {
     /// The slot of `device`, created when new (one lookup; the key is
     /// allocated only for a new device).
     fn slot(&mut self, device: &str) -> &mut Slot<T> {
-        self.states
-            .entry_ref(&KeyRef(device))
-            .or_insert_with(|| Slot {
-                state: T::default(),
-                dirty: false,
-            })
+        self.states.get_or_insert_with(device, || Slot {
+            state: T::default(),
+            dirty: false,
+        })
     }
 
     /// The state of `device`, created with its default when new. The key is
@@ -164,28 +125,29 @@ impl<T: Default> Devices<T> {
     /// is not (load it first). One lookup, nothing inserted, so a batch of
     /// known devices costs one lookup per message instead of a pass looking
     /// for new devices and then another.
+    #[inline(always)]
     pub fn track_held(&mut self, device: &str) -> Option<(&mut T, &mut bool)> {
         self.states
-            .get_mut(&KeyRef(device))
+            .get_mut(device)
             .map(|slot| (&mut slot.state, &mut slot.dirty))
     }
 
     pub fn get(&self, device: &str) -> Option<&T> {
-        self.states.get(&KeyRef(device)).map(|s| &s.state)
+        self.states.get(device).map(|s| &s.state)
     }
 
     /// Note that `device` changed and must be saved.
     pub fn mark_dirty(&mut self, device: &str) {
-        if let Some(slot) = self.states.get_mut(&KeyRef(device)) {
+        if let Some(slot) = self.states.get_mut(device) {
             slot.dirty = true;
         }
     }
 
-    /// Visit every device (in no particular order); those for which `f`
+    /// Visit every device (in the order they were first held); those for which `f`
     /// returns true are marked changed.
     pub fn update_each(&mut self, mut f: impl FnMut(&str, &mut T) -> bool) {
         for (name, slot) in self.states.iter_mut() {
-            if f(&name.0, &mut slot.state) {
+            if f(name, &mut slot.state) {
                 slot.dirty = true;
             }
         }
@@ -193,23 +155,19 @@ impl<T: Default> Devices<T> {
 
     /// Every changed device, sorted, encoded by `encode`, as bucket entries.
     pub fn dirty_entries(&self, encode: impl Fn(&T) -> Vec<u8>) -> Vec<(String, Vec<u8>)> {
-        let mut dirty: Vec<(&String, &Slot<T>)> = self
-            .states
-            .iter()
-            .filter(|(_, s)| s.dirty)
-            .map(|(k, s)| (&k.0, s))
-            .collect();
+        let mut dirty: Vec<(&str, &Slot<T>)> =
+            self.states.iter().filter(|(_, s)| s.dirty).collect();
         dirty.sort_by(|a, b| a.0.cmp(b.0));
         dirty
             .into_iter()
-            .map(|(d, s)| (d.clone(), encode(&s.state)))
+            .map(|(d, s)| (d.to_string(), encode(&s.state)))
             .collect()
     }
 
     /// The entries from [`Devices::dirty_entries`] were stored.
     pub fn saved(&mut self, entries: &[(String, Vec<u8>)]) {
         for (device, _) in entries {
-            if let Some(slot) = self.states.get_mut(&KeyRef(device)) {
+            if let Some(slot) = self.states.get_mut(device) {
                 slot.dirty = false;
             }
         }

@@ -68,6 +68,7 @@ pub mod batch;
 pub mod bindings;
 pub mod bytes;
 pub mod config;
+mod device_table;
 pub mod devices;
 pub mod journal;
 pub mod kv;

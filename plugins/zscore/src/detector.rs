@@ -107,6 +107,34 @@ pub struct Detector {
     settings: Settings,
     mode: Mode,
     devices: Devices<DeviceState>,
+    /// The last field found not scored (most readings carry the same one,
+    /// `ts`): checked with one comparison before the settings' lists.
+    unscored: Unscored,
+}
+
+/// The name of the last field [`Settings::scores`] turned down.
+#[derive(Debug, Default)]
+struct Unscored(Option<Box<str>>);
+
+impl Unscored {
+    /// Whether `name` is the remembered field.
+    #[inline(always)]
+    fn is(&self, name: &str) -> bool {
+        self.0
+            .as_deref()
+            .is_some_and(|u| weir_plugin::bytes::same(u, name))
+    }
+
+    /// Whether `settings` score `name`, remembering it when they do not.
+    #[cold]
+    #[inline(never)]
+    fn check(&mut self, settings: &Settings, name: &str) -> bool {
+        let scored = settings.scores(name);
+        if !scored {
+            self.0 = Some(name.into());
+        }
+        scored
+    }
 }
 
 impl Detector {
@@ -115,6 +143,7 @@ impl Detector {
             mode: Mode::from_half_life(settings.half_life),
             settings,
             devices: Devices::new(),
+            unscored: Unscored::default(),
         }
     }
 
@@ -162,13 +191,19 @@ impl Detector {
     pub fn observe<'m>(&mut self, msg: impl Into<MessageRef<'m>>, events: &mut Vec<Event>) {
         let msg = msg.into();
         let (device, dirty) = self.devices.track(msg.device());
-        score(&self.settings, self.mode, device, dirty, &msg, events);
+        let scoring = Scoring {
+            settings: &self.settings,
+            mode: self.mode,
+            unscored: &mut self.unscored,
+        };
+        score(scoring, device, dirty, &msg, events);
     }
 
     /// As [`Detector::observe`], for a message whose device is held:
     /// `false` (nothing done) when it is not, so the caller loads it first
     /// (with [`Detector::load_missing`]). A batch of known devices then
     /// costs one device lookup per message.
+    #[inline(always)]
     pub fn observe_held<'m>(
         &mut self,
         msg: impl Into<MessageRef<'m>>,
@@ -177,7 +212,12 @@ impl Detector {
         let msg = msg.into();
         match self.devices.track_held(msg.device()) {
             Some((device, dirty)) => {
-                score(&self.settings, self.mode, device, dirty, &msg, events);
+                let scoring = Scoring {
+                    settings: &self.settings,
+                    mode: self.mode,
+                    unscored: &mut self.unscored,
+                };
+                score(scoring, device, dirty, &msg, events);
                 true
             }
             None => false,
@@ -211,16 +251,29 @@ impl Detector {
     }
 }
 
+/// What scoring a reading needs besides the device: the settings, the
+/// baseline mode and the memo of the last unscored field.
+struct Scoring<'a> {
+    settings: &'a Settings,
+    mode: Mode,
+    unscored: &'a mut Unscored,
+}
+
 /// Score `msg` against its device's state (`device`, and `dirty`, set
 /// when the state changed).
+#[inline(always)]
 fn score(
-    settings: &Settings,
-    mode: Mode,
+    scoring: Scoring<'_>,
     device: &mut DeviceState,
     dirty: &mut bool,
     msg: &MessageRef<'_>,
     events: &mut Vec<Event>,
 ) {
+    let Scoring {
+        settings,
+        mode,
+        unscored,
+    } = scoring;
     let mut changed = false;
     // Where the next held metric is expected: a device sends its metrics
     // in the same order reading after reading, so right after the last
@@ -237,10 +290,11 @@ fn score(
         // Held metrics are all scored ones (see `decode`): a name not at
         // the expected place is checked against the settings before the
         // held ones are searched, so an unscored field costs a comparison
-        // or two per reading, not a search.
+        // per reading (with the last unscored name, which is the `ts` most
+        // readings carry), not a search.
         let i = if device.metrics.is_at(name, next) {
             next
-        } else if !settings.scores(name) {
+        } else if unscored.is(name) || !unscored.check(settings, name) {
             continue;
         } else {
             match device.metrics.index_of(name) {
@@ -669,6 +723,33 @@ mod tests {
             String::from_utf8(s.to_json()).unwrap(),
             r#"{"v":1,"metrics":{"temperature":{"n":2,"mean":1.5,"var":0.25,"alerting":false,"calm":0}}}"#
         );
+    }
+
+    /// The memo of the last unscored field never turns a scored metric
+    /// down: not one named "" (the memo starts empty), not one read after
+    /// unscored fields that take turns.
+    #[test]
+    fn the_unscored_memo_never_hides_a_scored_metric() {
+        let with = |metrics: &[(&str, f64)], at: i64| Message {
+            metrics: metrics.iter().map(|&(n, v)| Metric::new(n, v)).collect(),
+            ..reading("d", "x", 0.0, at)
+        };
+        let mut det = Detector::new(settings(5));
+        let mut events = Vec::new();
+        for i in 0..8 {
+            let unscored = if i % 2 == 0 { "ts" } else { "timestamp" };
+            let metrics = [
+                ("", 10.0 + (i % 2) as f64),
+                (unscored, 1.0),
+                ("t", 20.0 + (i % 3) as f64),
+            ];
+            det.observe(&with(&metrics, 1000 + i), &mut events);
+        }
+        let held = &det.device("d").unwrap().metrics;
+        assert_eq!(held.len(), 2, "{held:?}");
+        assert_eq!(held[""].baseline.n, 8);
+        assert_eq!(held["t"].baseline.n, 8);
+        assert!(events.is_empty(), "{events:?}");
     }
 
     /// Unscored fields among the metrics (a leading `ts`) and readings
