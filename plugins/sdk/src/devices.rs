@@ -143,8 +143,8 @@ impl<T: Default> Devices<T> {
         }
     }
 
-    /// Visit every device (in the order they were first held); those for which `f`
-    /// returns true are marked changed.
+    /// Visit every device, in the order they were first held; those for
+    /// which `f` returns true are marked changed.
     pub fn update_each(&mut self, mut f: impl FnMut(&str, &mut T) -> bool) {
         for (name, slot) in self.states.iter_mut() {
             if f(name, &mut slot.state) {
