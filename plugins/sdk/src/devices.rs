@@ -206,4 +206,23 @@ mod tests {
         assert!(d.dirty_entries(|v| v.to_string().into_bytes()).is_empty());
         assert_eq!(d.get("b"), Some(&1));
     }
+
+    #[test]
+    fn devices_are_visited_in_the_order_first_held() {
+        let mut d: Devices<u32> = Devices::new();
+        let ids: Vec<String> = (0..100)
+            .map(|i| format!("dev-{}", (i * 37) % 100))
+            .collect();
+        for id in &ids {
+            d.insert_default(id);
+        }
+        d.insert_default(&ids[5]);
+        let mut seen = Vec::new();
+        d.update_each(|name, _| {
+            seen.push(name.to_string());
+            false
+        });
+        assert_eq!(seen, ids);
+        assert!(d.dirty_entries(|v| v.to_string().into_bytes()).is_empty());
+    }
 }
