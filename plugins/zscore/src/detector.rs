@@ -190,12 +190,8 @@ impl Detector {
     /// to `events`.
     pub fn observe<'m>(&mut self, msg: impl Into<MessageRef<'m>>, events: &mut Vec<Event>) {
         let msg = msg.into();
-        let (device, dirty) = self.devices.track(msg.device());
-        let scoring = Scoring {
-            settings: &self.settings,
-            mode: self.mode,
-            unscored: &mut self.unscored,
-        };
+        let (devices, scoring) = self.split();
+        let (device, dirty) = devices.track(msg.device());
         score(scoring, device, dirty, &msg, events);
     }
 
@@ -210,18 +206,25 @@ impl Detector {
         events: &mut Vec<Event>,
     ) -> bool {
         let msg = msg.into();
-        match self.devices.track_held(msg.device()) {
+        let (devices, scoring) = self.split();
+        match devices.track_held(msg.device()) {
             Some((device, dirty)) => {
-                let scoring = Scoring {
-                    settings: &self.settings,
-                    mode: self.mode,
-                    unscored: &mut self.unscored,
-                };
                 score(scoring, device, dirty, &msg, events);
                 true
             }
             None => false,
         }
+    }
+
+    /// The devices' states and what scoring one needs, borrowed apart.
+    #[inline(always)]
+    fn split(&mut self) -> (&mut Devices<DeviceState>, Scoring<'_>) {
+        let scoring = Scoring {
+            settings: &self.settings,
+            mode: self.mode,
+            unscored: &mut self.unscored,
+        };
+        (&mut self.devices, scoring)
     }
 
     /// The outbound message of an event: topic `<alert_topic>/<device>`,
