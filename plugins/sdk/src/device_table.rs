@@ -160,21 +160,22 @@ impl<V> Table<V> {
     /// is copied only then).
     #[inline(always)]
     pub fn get_or_insert_with(&mut self, id: &str, new: impl FnOnce() -> V) -> &mut V {
-        let at = match self.find(id) {
+        let hash = self.hash(id);
+        let at = match self.find_hashed(hash, id) {
             Some(at) => at,
-            None => self.insert(id, new()),
+            None => self.insert(hash, id, new()),
         };
         &mut self.entries[at].value
     }
 
-    /// Add `id` (not held) with `value`; its entry's position.
+    /// Add `id` (not held; hashing to `hash`) with `value`; its entry's
+    /// position.
     #[cold]
     #[inline(never)]
-    fn insert(&mut self, id: &str, value: V) -> usize {
+    fn insert(&mut self, hash: u64, id: &str, value: V) -> usize {
         if (self.entries.len() + 1) * 4 > self.slots.len() {
             self.grow();
         }
-        let hash = self.hash(id);
         let at = self.entries.len();
         self.entries.push(Entry {
             id: id.into(),
