@@ -513,6 +513,75 @@ fn republish_actions_publish_and_feed_the_rules() {
     weir.stop();
 }
 
+/// AWS's binary payloads: `SELECT * FROM 'topic/subtopic'` (and with a
+/// WHERE that reads no field) forwards a payload that is not JSON as the
+/// bytes it came as; a rule that also routes to a plugin sends that action
+/// to its error action, once, and still republishes.
+#[test]
+fn select_star_forwards_binary_payloads_as_they_came() {
+    let dir = TempDir::new("binary");
+    let rules = dir.0.join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("plugins.toml"),
+        "[echo]\ncomponent = \"builtin:echo\"\ngrants = { publish = [\"echo/+\"] }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        rules.join("raw.toml"),
+        "sql = \"SELECT * FROM 'topic/subtopic'\"\n[[actions]]\nrepublish = \"out/raw\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        rules.join("sampled.toml"),
+        "sql = \"SELECT * FROM 'topic/subtopic' WHERE timestamp() % 1 = 0\"\n[[actions]]\nrepublish = \"out/sampled\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        rules.join("mixed.toml"),
+        "sql = \"SELECT * FROM 'topic/subtopic'\"\n[[actions]]\nplugin = \"echo\"\ndevice = \"${clientid()}\"\n[[actions]]\nrepublish = \"out/mixed\"\n[error_action]\nrepublish = \"out/errors\"\n",
+    )
+    .unwrap();
+    let weir = Weir::start_with_rules(&dir.0, &rules, "");
+    let watcher = Mqtt::connect(weir.addr, "watcher-bin");
+    watcher.subscribe("out/#");
+    let device = Mqtt::connect(weir.addr, "dev-bin");
+    let bytes: Vec<u8> = vec![0x00, 0x01, 0x02, 0xff, b'{'];
+    device.publish("topic/subtopic", bytes.clone());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut got: Vec<(String, Vec<u8>)> = Vec::new();
+    while got.len() < 4 {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            break;
+        };
+        match watcher.incoming.recv_timeout(left) {
+            Ok(m) => got.push(m),
+            Err(_) => break,
+        }
+    }
+    got.sort();
+    let topics: Vec<&str> = got.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(
+        topics,
+        ["out/errors", "out/mixed", "out/raw", "out/sampled"],
+        "{got:?}"
+    );
+    for (topic, payload) in &got[1..] {
+        assert_eq!(payload, &bytes, "{topic}");
+    }
+    // The plugin action failed, once, with AWS's error document.
+    let doc: Value = serde_json::from_slice(&got[0].1).expect("error document");
+    assert_eq!(doc["ruleName"], "mixed", "{doc}");
+    assert_eq!(doc["failures"].as_array().map(Vec::len), Some(1), "{doc}");
+    let message = doc["failures"][0]["errorMessage"].as_str().unwrap_or("");
+    assert!(message.contains("not valid JSON"), "{doc}");
+    assert!(message.contains("encode(*, 'base64')"), "{doc}");
+    assert_eq!(weir.counter("messages_malformed"), 1);
+    device.disconnect();
+    watcher.disconnect();
+    weir.stop();
+}
+
 /// AWS Basic Ingest: a publish to `$aws/rules/<rule>/<topic>` goes to that
 /// rule alone, whatever its FROM says, with `<topic>` as its topic; nothing
 /// reaches subscribers, and an unknown rule's message is dead-lettered.

@@ -192,9 +192,12 @@ fn eval(args: &EvalArgs) -> Result<ExitCode> {
         }
     };
     let json: Result<serde_json::Value, _> = serde_json::from_str(payload);
+    // A `SELECT *` of a payload that is not JSON outputs the bytes as they came.
+    let raw = json.is_err() && statement.outputs_raw();
+    let text = payload;
     let payload = match &json {
         Ok(v) => Payload::Json(v),
-        Err(e) if statement.reads_json() => {
+        Err(e) if statement.reads_json() && !raw => {
             warn!("error: the payload is not valid JSON and the statement reads it: {e}");
             return Ok(ExitCode::from(2));
         }
@@ -211,6 +214,13 @@ fn eval(args: &EvalArgs) -> Result<ExitCode> {
         trace_id: None,
         lookup: None,
     };
+    if raw {
+        if !statement.where_matches(&message) {
+            return Ok(ExitCode::from(1));
+        }
+        say!("{text}");
+        return Ok(ExitCode::SUCCESS);
+    }
     match statement.eval(&message) {
         Ok(Some(v)) => {
             say!("{}", serde_json::to_string(&v)?);

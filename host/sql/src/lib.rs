@@ -131,6 +131,7 @@ pub struct Statement {
     topic_filter: String,
     reads_payload: bool,
     reads_json: bool,
+    outputs_raw: bool,
     /// The SET clause's variable names, in order.
     variables: Vec<String>,
 }
@@ -150,11 +151,13 @@ impl Statement {
         let query = compile::query(&q);
         let reads_payload = query_reads(&query, Reads::Any);
         let reads_json = query_reads(&query, Reads::Json);
+        let outputs_raw = is_select_star(&query) && !clauses_read(&query, Reads::Json);
         Ok(Statement {
             query,
             topic_filter,
             reads_payload,
             reads_json,
+            outputs_raw,
             variables: q.set.into_iter().map(|a| a.name).collect(),
         })
     }
@@ -248,8 +251,22 @@ impl Statement {
     /// unchanged, so a runtime may forward the raw bytes (needed for binary
     /// payloads, which have no JSON form).
     pub fn is_select_star(&self) -> bool {
-        !self.query.value && matches!(self.query.items.as_slice(), [Item::Merge(Node::Star)])
+        is_select_star(&self.query)
     }
+
+    /// True for a `SELECT *` whose WHERE and SET read no field of the
+    /// payload: on a payload that is not JSON (binary, plain text, empty)
+    /// its output is the payload's bytes as they came, as AWS IoT's
+    /// `SELECT * FROM 'topic/subtopic'` forwards a binary payload. Such an
+    /// output is not a JSON value, so [`Statement::eval`] does not give it:
+    /// the runtime forwards the bytes itself.
+    pub fn outputs_raw(&self) -> bool {
+        self.outputs_raw
+    }
+}
+
+fn is_select_star(q: &CQuery) -> bool {
+    !q.value && matches!(q.items.as_slice(), [Item::Merge(Node::Star)])
 }
 
 /// What a payload read counts: any read, or only those that need JSON.
@@ -261,11 +278,17 @@ pub(crate) enum Reads {
 }
 
 fn query_reads(q: &CQuery, reads: Reads) -> bool {
+    clauses_read(q, reads)
+        || q.items.iter().any(|i| match i {
+            Item::Merge(n) | Item::Named(_, n) => node_reads(n, reads),
+        })
+}
+
+/// Whether the clauses other than SELECT's items (SET, WHERE and a nested
+/// FROM) read the payload, counting what `reads` counts.
+fn clauses_read(q: &CQuery, reads: Reads) -> bool {
     let node = |n: &Node| node_reads(n, reads);
     q.set.iter().any(node)
-        || q.items.iter().any(|i| match i {
-            Item::Merge(n) | Item::Named(_, n) => node(n),
-        })
         || q.where_.as_ref().is_some_and(node)
         || q.from.as_ref().is_some_and(node)
 }
@@ -351,6 +374,22 @@ mod tests {
         assert!(Statement::parse("SELECT * FROM 'x'")
             .unwrap()
             .is_select_star());
+    }
+
+    #[test]
+    fn select_star_outputs_raw_bytes_unless_a_clause_reads_a_field() {
+        let raw = |sql: &str| Statement::parse(sql).unwrap().outputs_raw();
+        // AWS's binary-payload examples.
+        assert!(raw("SELECT * FROM 'topic/subtopic'"));
+        assert!(raw(
+            "SELECT * FROM 'topic/subtopic' WHERE timestamp() % 12 = 0"
+        ));
+        // A field read needs JSON; so does any other projection.
+        assert!(!raw("SELECT * FROM 'x' WHERE temperature > 50"));
+        assert!(!raw("SET @t = temperature SELECT * FROM 'x'"));
+        assert!(!raw("SELECT *, timestamp() AS ts FROM 'x'"));
+        assert!(!raw("SELECT a FROM 'x'"));
+        assert!(!raw("SELECT VALUE * FROM 'x'"));
     }
 
     #[test]

@@ -116,24 +116,60 @@ pub fn whole_to_int(f: f64) -> Num {
     }
 }
 
-/// Parse a string as a number (AWS's String → Decimal conversion). Integers
-/// stay Ints so that `"5" + 1` is `6`.
+/// Parse a string as a number: AWS's String → Decimal conversion, the one
+/// every operator, `cast` and function uses. AWS converts only strings
+/// matching `^-?\d+(\.\d+)?((?i)E-?\d+)?$` ("0", "-1.2", "5E-12"), so
+/// " 5 ", "+5", ".5", "5." and "1E+3" are not numbers. Integers stay Ints
+/// (`'12' > 9` compares 12 with 9); anything with a fraction or an exponent
+/// is a Decimal.
 pub fn parse_num(s: &str) -> Option<Num> {
-    let t = s.trim();
-    if t.is_empty()
-        || !t
-            .bytes()
-            .all(|b| b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.' | b'e' | b'E'))
-    {
+    if !is_aws_number(s) {
         return None;
     }
-    if let Ok(i) = t.parse::<i64>() {
-        return Some(Num::Int(i));
+    if !s.bytes().any(|b| matches!(b, b'.' | b'e' | b'E')) {
+        if let Ok(i) = s.parse::<i64>() {
+            return Some(Num::Int(i));
+        }
     }
-    match t.parse::<f64>() {
+    match s.parse::<f64>() {
         Ok(f) if f.is_finite() => Some(Num::Dec(f)),
         _ => None,
     }
+}
+
+/// Whether `s` matches AWS's `^-?\d+(\.\d+)?((?i)E-?\d+)?$` (ASCII digits).
+fn is_aws_number(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while b.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i > start
+    };
+    if b.first() == Some(&b'-') {
+        i += 1;
+    }
+    if !digits(&mut i) {
+        return false;
+    }
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if b.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    i == b.len()
 }
 
 impl<'a> V<'a> {
@@ -226,7 +262,9 @@ impl<'a> V<'a> {
         self.to_num().map(Num::as_f64)
     }
 
-    /// AWS "to Int": Decimals are rounded down.
+    /// `cast(… AS Int)`'s conversion, which the functions whose tables say
+    /// "rounded down to the nearest Int" (`bitand`, `chr`, `lpad`, `trunc`,
+    /// …) also use: Decimals (and numeric strings) are rounded down.
     pub fn to_int(&self) -> Option<i64> {
         match self.to_num()? {
             Num::Int(i) => Some(i),
@@ -238,6 +276,28 @@ impl<'a> V<'a> {
                     None
                 }
             }
+        }
+    }
+
+    /// AWS's standard "to Int" conversion (data types, "To Int"), which
+    /// `get`'s index follows ("Any Type (converted to Int)"): a Decimal is
+    /// "rounded to the nearest Int" (halves away from zero, as AWS's
+    /// `round(-1.5)` is -2); a String is parsed as a Decimal whose decimal
+    /// places are truncated. Anything else has no Int.
+    pub fn to_int_standard(&self) -> Option<i64> {
+        let r = match self {
+            V::Int(i) => return Some(*i),
+            V::Dec(d) => d.round(),
+            V::Str(s) => match parse_num(s)? {
+                Num::Int(i) => return Some(i),
+                Num::Dec(d) => d.trunc(),
+            },
+            _ => return None,
+        };
+        if r.abs() < 9.2e18 {
+            Some(r as i64)
+        } else {
+            None
         }
     }
 
@@ -356,13 +416,22 @@ pub enum Arith {
     Mod,
 }
 
-/// `+ - * / %` per AWS's tables: Int op Int is Int (integer division for `/`),
-/// any Decimal makes a Decimal, numeric strings are converted, anything else
-/// (and division by zero) is Undefined.
+/// `+ - * / %` per AWS's tables: `+` with a String operand concatenates
+/// (see [`concat_plus`]); otherwise Int op Int is Int (integer division for
+/// `/`), any Decimal makes a Decimal, numeric strings are converted and make
+/// a Decimal ("If all strings convert to decimals correctly, a Decimal value
+/// is returned"), anything else (and division by zero) is Undefined.
 pub fn arith<'a>(op: Arith, a: &V, b: &V) -> V<'a> {
+    let strings = matches!(a, V::Str(_)) || matches!(b, V::Str(_));
+    if op == Arith::Add && strings {
+        return concat_plus(a, b);
+    }
     let (Some(x), Some(y)) = (a.to_num(), b.to_num()) else {
         return V::Undef;
     };
+    if strings {
+        return float_arith(op, x.as_f64(), y.as_f64());
+    }
     match (x, y) {
         (Num::Int(i), Num::Int(j)) => {
             let r = match op {
@@ -388,6 +457,24 @@ pub fn arith<'a>(op: Arith, a: &V, b: &V) -> V<'a> {
             }
         }
         _ => float_arith(op, x.as_f64(), y.as_f64()),
+    }
+}
+
+/// `+` with a String operand: AWS's table converts the other operand to a
+/// string ("String + Any Value" and "Any Value + String") and concatenates,
+/// so `'1' + 2` is `"12"`. The conversion is AWS's "to String", as `cast(…
+/// AS String)` and `concat` do it ([`V::to_str`]); Null and Undefined have
+/// no string form there, so `'a' + null`, `'a' + undefined` and the
+/// reverse are Undefined (the table's "Other Value" row).
+fn concat_plus<'a>(a: &V, b: &V) -> V<'a> {
+    match (a.to_str(), b.to_str()) {
+        (Some(x), Some(y)) => {
+            let mut s = String::with_capacity(x.len() + y.len());
+            s.push_str(&x);
+            s.push_str(&y);
+            V::Str(Cow::Owned(s))
+        }
+        _ => V::Undef,
     }
 }
 
@@ -476,16 +563,73 @@ mod tests {
         ));
         assert!(matches!(arith(Arith::Div, &V::Int(7), &V::Dec(2.0)), V::Dec(d) if d == 3.5));
         assert!(arith(Arith::Div, &V::Int(7), &V::Int(0)).is_undef());
-        assert!(matches!(
-            arith(Arith::Add, &V::Str("5".into()), &V::Int(1)),
-            V::Int(6)
-        ));
-        assert!(arith(Arith::Add, &V::Str("x".into()), &V::Int(1)).is_undef());
         assert!(arith(Arith::Add, &V::Bool(true), &V::Int(1)).is_undef());
         assert!(matches!(
             arith(Arith::Mul, &V::Int(i64::MAX), &V::Int(2)),
             V::Dec(_)
         ));
+    }
+
+    #[test]
+    fn plus_with_a_string_concatenates() {
+        let s = |x: &str| V::Str(Cow::Owned(x.to_string()));
+        let plus = |a: &V, b: &V| arith(Arith::Add, a, b).into_json();
+        assert_eq!(plus(&s("5"), &V::Int(1)), Some(json!("51")));
+        assert_eq!(plus(&V::Int(1), &s("5")), Some(json!("15")));
+        assert_eq!(plus(&s("1"), &s("2")), Some(json!("12")));
+        assert_eq!(plus(&s("x"), &V::Dec(2.5)), Some(json!("x2.5")));
+        assert_eq!(plus(&s("x"), &V::Bool(true)), Some(json!("xtrue")));
+        let arr = json!([1, "a"]);
+        assert_eq!(plus(&s("x"), &V::Json(&arr)), Some(json!(r#"x[1,"a"]"#)));
+        assert_eq!(plus(&s("x"), &V::Null), None);
+        assert_eq!(plus(&V::Undef, &s("x")), None);
+        assert_eq!(plus(&s("x"), &V::Undef), None);
+    }
+
+    #[test]
+    fn other_operators_on_numeric_strings_give_decimals() {
+        let s = |x: &str| V::Str(Cow::Owned(x.to_string()));
+        assert!(matches!(arith(Arith::Div, &s("5"), &V::Int(2)), V::Dec(d) if d == 2.5));
+        assert!(matches!(arith(Arith::Div, &s("6"), &V::Int(2)), V::Dec(d) if d == 3.0));
+        assert!(matches!(arith(Arith::Sub, &V::Int(5), &s("2")), V::Dec(d) if d == 3.0));
+        assert!(matches!(arith(Arith::Mul, &s("1.5"), &s("2")), V::Dec(d) if d == 3.0));
+        assert!(matches!(arith(Arith::Mod, &s("8"), &V::Int(3)), V::Dec(d) if d == 2.0));
+        assert!(arith(Arith::Div, &s("5"), &V::Int(0)).is_undef());
+        assert!(arith(Arith::Sub, &s("x"), &V::Int(1)).is_undef());
+        assert!(arith(Arith::Sub, &s(" 5"), &V::Int(1)).is_undef());
+    }
+
+    #[test]
+    fn strings_convert_only_in_aws_number_form() {
+        assert_eq!(parse_num("0"), Some(Num::Int(0)));
+        assert_eq!(parse_num("-12"), Some(Num::Int(-12)));
+        assert_eq!(parse_num("-1.2"), Some(Num::Dec(-1.2)));
+        assert_eq!(parse_num("5E-12"), Some(Num::Dec(5e-12)));
+        assert_eq!(parse_num("5e3"), Some(Num::Dec(5000.0)));
+        assert_eq!(parse_num("2.50"), Some(Num::Dec(2.5)));
+        for bad in [
+            "", " 5 ", " 5", "5 ", "+5", ".5", "5.", "1E+3", "1e", "-", "--5", "5-", "1.2.3",
+            "0x10", "NaN", "inf", "1_000", "１",
+        ] {
+            assert_eq!(parse_num(bad), None, "{bad:?}");
+        }
+        // Every conversion goes through it.
+        assert_eq!(compare(&V::Str(" 5".into()), &V::Int(1)), None);
+        assert_eq!(V::Str("+5".into()).to_int(), None);
+        assert_eq!(V::Str(".5".into()).to_f64(), None);
+    }
+
+    #[test]
+    fn standard_int_conversion() {
+        assert_eq!(V::Dec(1.5).to_int_standard(), Some(2));
+        assert_eq!(V::Dec(1.4).to_int_standard(), Some(1));
+        assert_eq!(V::Dec(-1.5).to_int_standard(), Some(-2));
+        assert_eq!(V::Str("1.7".into()).to_int_standard(), Some(1));
+        assert_eq!(V::Str("-1.7".into()).to_int_standard(), Some(-1));
+        assert_eq!(V::Str("2".into()).to_int_standard(), Some(2));
+        assert_eq!(V::Str(" 2".into()).to_int_standard(), None);
+        assert_eq!(V::Bool(true).to_int_standard(), None);
+        assert_eq!(V::Dec(1e30).to_int_standard(), None);
     }
 
     #[test]

@@ -77,6 +77,12 @@ pub struct Output<'a> {
     pub device_time: Option<&'a Value>,
     /// Where its top-level fields are in `payload`, when a scan read them.
     pub fields: Option<&'a [FieldSpan]>,
+    /// The output is the message's payload as it came, which is not JSON:
+    /// a `SELECT *` of a binary or plain-text payload
+    /// ([`weir_sql::Statement::outputs_raw`]). `payload` is then empty;
+    /// republish actions forward the message's bytes, and plugin actions,
+    /// which take JSON readings, refuse it.
+    pub raw: bool,
 }
 
 /// The field a device's own time is read from, when the action sets none.
@@ -92,6 +98,19 @@ impl<'a> Output<'a> {
             metrics: Cow::Owned(metrics(value)),
             device_time: device_time_field(value),
             fields: None,
+            raw: false,
+        }
+    }
+
+    /// The output of a `SELECT *` of a payload that is not JSON: the bytes
+    /// themselves (see [`Output::raw`](Output#structfield.raw)).
+    pub fn raw() -> Output<'a> {
+        Output {
+            payload: Cow::Borrowed(""),
+            metrics: Cow::Borrowed(&[]),
+            device_time: None,
+            fields: None,
+            raw: true,
         }
     }
 
@@ -105,6 +124,7 @@ impl<'a> Output<'a> {
                 metrics: Cow::Owned(metrics(value)),
                 device_time: device_time_field(value),
                 fields: None,
+                raw: false,
             },
             Err(_) => Output::new(value),
         }
@@ -118,6 +138,7 @@ impl<'a> Output<'a> {
             metrics: Cow::Borrowed(&scan.metrics),
             device_time: scan.device_time(),
             fields: scan.fields.as_deref(),
+            raw: false,
         }
     }
 }

@@ -58,7 +58,9 @@ struct State {
     local: VecDeque<Ingest>,
     /// Republish actions' outputs, with the hops of the message that made
     /// them: published (and fed back) after the messages being evaluated.
-    republished: Vec<(Outbound, u8)>,
+    /// Republish actions' messages (topic, payload, hops), published and
+    /// fed back once the round's rules are evaluated.
+    republished: Vec<(String, Bytes, u8)>,
     matches: Vec<usize>,
 }
 
@@ -373,8 +375,8 @@ impl Worker {
         while let Some(ingest) = state.local.pop_front() {
             self.evaluate(state, ingest);
         }
-        for (out, hops) in std::mem::take(&mut state.republished) {
-            self.route_outputs(state, [out], hops);
+        for (topic, payload, hops) in std::mem::take(&mut state.republished) {
+            self.route_one(state, topic, payload, hops);
         }
         self.deliver(state);
     }
@@ -433,31 +435,25 @@ impl Worker {
             if let Some(text) = passthrough_text {
                 let result =
                     scanned.get_or_insert_with(|| scan::scan(text).map_err(|e| not_json(&e)));
-                match result {
-                    Ok(Some(scan)) => {
-                        // The actions' templates do not read the payload.
-                        let sql_message =
-                            self.sql_message(&ingest, weir_sql::Payload::Binary(&ingest.payload));
-                        let output = message::Output::scanned(text, scan);
-                        // A pass-through statement has no SET clause.
-                        let vars = weir_sql::Variables::default();
-                        self.queue_actions(
-                            state,
-                            rule,
-                            rule_index,
-                            &ingest,
-                            (&sql_message, &vars),
-                            &output,
-                        );
-                        continue;
-                    }
-                    Err(e) => {
-                        malformed = true;
-                        self.fail(state, rule_index, &ingest, "sql", e.clone());
-                        continue;
-                    }
-                    // A repeated key: parse it like any other payload.
-                    Ok(None) => {}
+                // Not JSON: the parse below finds so too, and the statement
+                // (a `SELECT *`) outputs the bytes as they came. A repeated
+                // key: parse it like any other payload.
+                if let Ok(Some(scan)) = result {
+                    // The actions' templates do not read the payload.
+                    let sql_message =
+                        self.sql_message(&ingest, weir_sql::Payload::Binary(&ingest.payload));
+                    let output = message::Output::scanned(text, scan);
+                    // A pass-through statement has no SET clause.
+                    let vars = weir_sql::Variables::default();
+                    self.queue_actions(
+                        state,
+                        rule,
+                        rule_index,
+                        &ingest,
+                        (&sql_message, &vars),
+                        &output,
+                    );
+                    continue;
                 }
             }
             let parsed = parsed.get_or_insert_with(|| {
@@ -465,7 +461,7 @@ impl Worker {
             });
             let payload = match &*parsed {
                 Ok(v) => weir_sql::Payload::Json(v),
-                Err(e) if rule.statement.reads_json() => {
+                Err(e) if rule.statement.reads_json() && !rule.statement.outputs_raw() => {
                     malformed = true;
                     self.fail(state, rule_index, &ingest, "sql", e.clone());
                     continue;
@@ -487,6 +483,29 @@ impl Worker {
                         continue;
                     }
                     message::Output::passthrough(payload, &ingest.payload)
+                }
+                // A `SELECT *` of a payload that is not JSON (binary, plain
+                // text): the bytes themselves, as AWS IoT forwards them.
+                (Err(e), true) => {
+                    if !rule.statement.where_matches_with(&sql_message, &vars) {
+                        continue;
+                    }
+                    // Plugins take JSON readings: the rule's plugin actions
+                    // fail, once for all of them, and its republish actions
+                    // still forward the bytes.
+                    if rule
+                        .actions
+                        .iter()
+                        .any(|a| matches!(a.target, Target::Plugin(_)))
+                    {
+                        malformed = true;
+                        let why = format!(
+                            "{e}; a plugin takes JSON readings (to hand one the bytes, \
+                             select them: SELECT encode(*, 'base64') AS data …)"
+                        );
+                        self.fail(state, rule_index, &ingest, "sql", why);
+                    }
+                    message::Output::raw()
                 }
                 _ => match rule.statement.eval_with(&sql_message, &vars) {
                     Ok(Some(v)) => {
@@ -562,7 +581,11 @@ impl Worker {
             let plugin = match &action.target {
                 Target::Plugin(p) => p,
                 Target::Republish(topic) => {
-                    let payload = &output.payload;
+                    let payload = if output.raw {
+                        ingest.payload.clone()
+                    } else {
+                        Bytes::copy_from_slice(output.payload.as_bytes())
+                    };
                     if let Err(e) =
                         queue_republish(state, topic, sql_message, vars, payload, ingest.hops)
                     {
@@ -571,6 +594,10 @@ impl Worker {
                     continue;
                 }
             };
+            // Not JSON: the caller reported the rule's plugin actions failed.
+            if output.raw {
+                continue;
+            }
             let (params, alike) = match &rendered {
                 Some((previous, params)) if previous.renders_like(action) => (params, true),
                 _ => {
@@ -636,7 +663,7 @@ impl Worker {
                 let plugin = match &error_action.target {
                     Target::Plugin(p) => p,
                     Target::Republish(topic) => {
-                        let payload = &output.payload;
+                        let payload = Bytes::from(output.payload.into_owned());
                         if let Err(e) =
                             queue_republish(state, topic, &sql_message, &vars, payload, ingest.hops)
                         {
@@ -832,28 +859,33 @@ impl Worker {
         hops: u8,
     ) {
         for out in outputs {
-            self.metrics.published.fetch_add(1, Relaxed);
             let payload = Bytes::from(out.payload.into_bytes());
-            if let Err(e) = crate::broker::publish(&mut self.publisher, &out.topic, payload.clone())
-            {
-                tracing::error!(error = %e, topic = %out.topic, "broker refused a plugin publish");
-            }
-            if hops + 1 >= MAX_HOPS {
-                self.metrics.loops_stopped.fetch_add(1, Relaxed);
-                tracing::warn!(topic = %out.topic, "message crossed the engine {MAX_HOPS} times; not fed back (rule loop?)");
-                continue;
-            }
-            self.metrics.messages_internal.fetch_add(1, Relaxed);
-            state.local.push_back(Ingest {
-                topic: out.topic,
-                payload,
-                from: Publisher::host(),
-                properties: None,
-                basic_ingest: None,
-                received_at: crate::clock::now_ms(),
-                hops: hops + 1,
-            });
+            self.route_one(state, out.topic, payload, hops);
         }
+    }
+
+    /// Publish one message a plugin or a republish action made, and feed
+    /// it back to the rules unless it has crossed the engine too often.
+    fn route_one(&mut self, state: &mut State, topic: String, payload: Bytes, hops: u8) {
+        self.metrics.published.fetch_add(1, Relaxed);
+        if let Err(e) = crate::broker::publish(&mut self.publisher, &topic, payload.clone()) {
+            tracing::error!(error = %e, topic = %topic, "broker refused a plugin publish");
+        }
+        if hops + 1 >= MAX_HOPS {
+            self.metrics.loops_stopped.fetch_add(1, Relaxed);
+            tracing::warn!(topic = %topic, "message crossed the engine {MAX_HOPS} times; not fed back (rule loop?)");
+            return;
+        }
+        self.metrics.messages_internal.fetch_add(1, Relaxed);
+        state.local.push_back(Ingest {
+            topic,
+            payload,
+            from: Publisher::host(),
+            properties: None,
+            basic_ingest: None,
+            received_at: crate::clock::now_ms(),
+            hops: hops + 1,
+        });
     }
 
     fn tick(&mut self, state: &mut State) {
@@ -926,7 +958,7 @@ fn queue_republish(
     template: &weir_sql::Template,
     msg: &weir_sql::Message<'_>,
     vars: &weir_sql::Variables<'_>,
-    payload: &str,
+    payload: Bytes,
     hops: u8,
 ) -> Result<(), String> {
     let topic = template
@@ -935,11 +967,7 @@ fn queue_republish(
     if let Some(why) = crate::listener::policy::refuse_publish(&topic) {
         return Err(format!("cannot republish to {topic:?}: {why}"));
     }
-    let out = Outbound {
-        topic: topic.into_owned(),
-        payload: payload.to_string(),
-    };
-    state.republished.push((out, hops));
+    state.republished.push((topic.into_owned(), payload, hops));
     Ok(())
 }
 

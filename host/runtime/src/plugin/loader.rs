@@ -6,6 +6,7 @@ use super::bindings::{
     aggregator, batch_aggregator, batch_processor, batch_sink, host, processor, sink,
 };
 use super::capabilities::PluginState;
+use super::instance::CallError;
 use super::manifest::{Grants, PluginDecl};
 use super::{PluginError, PluginRuntime};
 use std::path::Path;
@@ -281,7 +282,7 @@ pub fn load(
     }
     .map_err(|e| PluginError::load(name, format!("{e:#}")))?;
 
-    Ok(LoadedPlugin {
+    let loaded = LoadedPlugin {
         name: Arc::from(name),
         kind,
         decl: decl.clone(),
@@ -289,7 +290,48 @@ pub fn load(
         grants: Arc::new(grants.clone()),
         settings: Arc::new(decl.settings_text()),
         pre,
-    })
+    };
+    first_call(rt, loaded)
+}
+
+/// Instantiate `loaded` once and make the call that sets it up: a plugin
+/// reads its settings and opens its buckets when first called (the SDK's
+/// `new`), so one whose settings it refuses would fail every batch. It is
+/// refused here instead, at startup or by a reload (which then keeps the
+/// last good version), with the plugin's own message. The call hands it
+/// an empty batch (`process`, or `write` for a sink). A trap is not
+/// refused here: what a plugin does when it traps (its batch to the error
+/// action, the instance replaced, quarantine after repeated failures) is
+/// the runtime's to handle, batch by batch.
+///
+/// The call runs on a thread of its own, as the engine's workers call
+/// plugins: loading may happen inside the async runtime, where WASI's
+/// blocking calls (a guest writing to stderr as it panics) must not run.
+fn first_call(rt: &PluginRuntime, loaded: LoadedPlugin) -> Result<LoadedPlugin, PluginError> {
+    let loaded = Arc::new(loaded);
+    let name = loaded.name.clone();
+    let probe = || {
+        let mut instance = crate::plugin::Instance::new(rt, loaded.clone())?;
+        Ok::<_, PluginError>(instance.process(&crate::plugin::batch::Flat::from_messages(&[])))
+    };
+    let called = std::thread::scope(|s| s.spawn(probe).join())
+        .map_err(|_| PluginError::load(&name, "its first call panicked the host"))??;
+    match called {
+        Ok(_) => {}
+        Err(CallError::Plugin(e)) => {
+            return Err(PluginError::load(
+                &name,
+                format!("it refused its first call (an empty batch): {e}"),
+            ))
+        }
+        Err(e @ CallError::Trap(_)) => tracing::warn!(
+            plugin = %name,
+            error = %e,
+            "the plugin's first call (an empty batch) trapped; loading it anyway"
+        ),
+    }
+    Arc::into_inner(loaded)
+        .ok_or_else(|| PluginError::load(&name, "the instance of its first call is still held"))
 }
 
 /// A linker with the always-available interfaces plus the granted ones.
@@ -409,6 +451,39 @@ mod tests {
             sinks: Arc::new(crate::sinks::Sinks::disabled()),
         });
         PluginRuntime::new(Default::default(), dir.join("cache"), services).unwrap()
+    }
+
+    /// A plugin that refuses its settings is refused at load, with its own
+    /// message, instead of failing every batch once it runs; with good
+    /// settings the same plugin loads.
+    #[test]
+    fn a_plugin_that_refuses_its_settings_is_refused_at_load() {
+        if weir_bundled_plugins::get("zscore").is_none() {
+            eprintln!("SKIPPED: built without plugins (WEIR_SKIP_PLUGIN_BUILD)");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("weir-settings-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let rt = runtime(&dir);
+        let decl = |settings: &str| {
+            let text = format!(
+                "[zscore]\ncomponent = \"builtin:zscore\"\nsettings = {{ {settings} }}\ngrants = {{ keyvalue = [\"zscore\"], publish = [\"$weir/alerts/+\"] }}\n"
+            );
+            PluginDecls::parse(&text)
+                .unwrap()
+                .get("zscore")
+                .unwrap()
+                .clone()
+        };
+        let refused = load(&rt, "zscore", &decl("threshold = \"abc\""), &dir)
+            .err()
+            .expect("a threshold that is not a number is refused")
+            .to_string();
+        assert!(refused.contains("zscore"), "{refused}");
+        assert!(refused.contains("threshold"), "{refused}");
+        assert!(refused.contains("first call"), "{refused}");
+        load(&rt, "zscore", &decl("threshold = 3.5"), &dir).expect("good settings load");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// The shipped shadow merges the fields the engine read (here, on

@@ -404,9 +404,24 @@ pub fn evaluate(rules: &RuleSet, case: &Case, now_ms: i64) -> Outcome {
     };
     let parsed: Result<Value, String> =
         serde_json::from_str(&bytes).map_err(|e| format!("payload is not valid JSON: {e}"));
+    // A `SELECT *` of a payload that is not JSON outputs the bytes as they
+    // came (as the engine forwards them); a case expects them as a string.
+    let raw = parsed.is_err() && rule.statement.outputs_raw();
     let payload = match &parsed {
         Ok(v) => Payload::Json(v),
-        Err(e) if rule.statement.reads_json() => return Outcome::Error(e.clone()),
+        Err(e) if rule.statement.reads_json() && !raw => return Outcome::Error(e.clone()),
+        // A plugin takes JSON readings: the engine sends the rule's plugin
+        // actions to its error action (republish actions still forward the
+        // bytes).
+        Err(e)
+            if raw
+                && rule
+                    .actions
+                    .iter()
+                    .any(|a| matches!(a.target, super::Target::Plugin(_))) =>
+        {
+            return Outcome::Error(format!("{e}; a plugin takes JSON readings"))
+        }
         Err(_) => Payload::Binary(bytes.as_bytes()),
     };
     let message = Message {
@@ -421,7 +436,15 @@ pub fn evaluate(rules: &RuleSet, case: &Case, now_ms: i64) -> Outcome {
         lookup: None,
     };
     let vars = rule.statement.bind(&message);
-    match rule.statement.eval_with(&message, &vars) {
+    let result = if raw {
+        Ok(rule
+            .statement
+            .where_matches_with(&message, &vars)
+            .then(|| Value::String(bytes.clone())))
+    } else {
+        rule.statement.eval_with(&message, &vars)
+    };
+    match result {
         Ok(Some(output)) => Outcome::Output {
             output,
             actions: rule

@@ -40,7 +40,9 @@ pub(super) fn call<'a>(f: Func, args: &[V<'a>]) -> V<'a> {
                         Err(_) => V::Undef,
                     },
                 },
-                Err(_) => V::Undef,
+                // AWS: "The function returns NULL if the string cannot be
+                // decoded."
+                Err(_) => V::Null,
             }
         }
         Func::Md5 => hash::<md5::Md5>(a),
@@ -87,6 +89,11 @@ mod tests {
         assert!(matches!(&e, V::Str(s) if s == "aGVsbG8="));
         let d = call(Func::Decode, &[e, V::Str("base64".into())]);
         assert!(matches!(&d, V::Str(s) if s == "hello"));
+        let bad = call(
+            Func::Decode,
+            &[V::Str("***".into()), V::Str("base64".into())],
+        );
+        assert!(matches!(bad, V::Null));
         let h = call(Func::Md5, &[V::Str("hello".into())]);
         assert!(matches!(&h, V::Str(s) if s == "5d41402abc4b2a76b9719d911017c592"));
     }

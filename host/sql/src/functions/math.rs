@@ -58,17 +58,23 @@ pub(super) fn call<'a>(f: Func, args: &[V<'a>]) -> V<'a> {
             }),
             None => V::Undef,
         },
+        // "If the argument is not a valid ASCII value, the result is
+        // Undefined."
         Func::Chr => a
             .to_int()
-            .and_then(|i| u32::try_from(i).ok())
-            .and_then(char::from_u32)
-            .map(|c| V::Str(c.to_string().into()))
+            .and_then(|i| u8::try_from(i).ok())
+            .filter(u8::is_ascii)
+            .map(|b| V::Str(char::from(b).to_string().into()))
             .unwrap_or(V::Undef),
         // AWS documents remainder as equivalent to mod.
         Func::Mod | Func::Remainder => arith(Arith::Mod, a, b),
-        Func::Nanvl => match a.to_num() {
-            Some(n) if !n.as_f64().is_nan() => n.into_v(),
-            _ => b.clone(),
+        // AWS's table: Undefined, Null and a NaN Decimal give the second
+        // argument; a Decimal that is not NaN and any other value (a
+        // string, a Boolean, …) give the first, as it is.
+        Func::Nanvl => match a {
+            V::Undef | V::Null => b.clone(),
+            V::Dec(d) if d.is_nan() => b.clone(),
+            _ => a.clone(),
         },
         Func::Rand => V::Dec(rand_f64()),
         Func::Trunc => trunc(a, b),
@@ -102,17 +108,22 @@ fn round_with<'a>(a: &V, f: fn(f64) -> f64) -> V<'a> {
     }
 }
 
-/// `trunc(x, places)`: cut (toward zero) to `places` decimal places.
+/// `trunc(x, places)`: cut (toward zero) to `places` decimal places. AWS:
+/// "If the second argument is less than zero, it is set to zero."
 fn trunc<'a>(a: &V, b: &V) -> V<'a> {
-    let (Some(x), Some(places)) = (a.to_num(), b.to_int()) else {
+    let places = match b.to_num() {
+        Some(Num::Dec(d)) if d < 0.0 => Some(0),
+        Some(Num::Int(i)) if i < 0 => Some(0),
+        _ => b.to_int(),
+    };
+    let (Some(x), Some(places)) = (a.to_num(), places) else {
         return V::Undef;
     };
     match x {
         Num::Int(i) => V::Int(i),
         Num::Dec(d) => {
-            if places <= 0 {
-                let p = 10f64.powi((-places).min(308) as i32);
-                let r = (d / p).trunc() * p;
+            if places == 0 {
+                let r = d.trunc();
                 return if r.abs() < 9.2e18 {
                     V::Int(r as i64)
                 } else {
@@ -205,6 +216,57 @@ mod tests {
         assert_eq!(c(Func::Trunc, &[V::Dec(2.3), V::Int(0)]), Some(2.into()));
         assert_eq!(c(Func::Bitand, &[V::Int(13), V::Int(5)]), Some(5.into()));
         assert_eq!(c(Func::Sqrt, &[V::Int(-1)]), None);
+    }
+
+    #[test]
+    fn trunc_negative_places_are_zero() {
+        assert_eq!(c(Func::Trunc, &[V::Dec(2.3), V::Int(-1)]), Some(2.into()));
+        assert_eq!(
+            c(Func::Trunc, &[V::Dec(123.45), V::Int(-2)]),
+            Some(123.into())
+        );
+        assert_eq!(
+            c(Func::Trunc, &[V::Dec(-123.45), V::Dec(-1.5)]),
+            Some((-123).into())
+        );
+        assert_eq!(
+            c(Func::Trunc, &[V::Dec(123.45), V::Dec(-1e30)]),
+            Some(123.into())
+        );
+        assert_eq!(c(Func::Trunc, &[V::Int(123), V::Int(-2)]), Some(123.into()));
+    }
+
+    #[test]
+    fn nanvl_table() {
+        let s = |x: &str| V::Str(x.to_string().into());
+        assert_eq!(c(Func::Nanvl, &[V::Int(8), V::Int(3)]), Some(8.into()));
+        assert_eq!(c(Func::Nanvl, &[V::Dec(2.5), V::Int(3)]), Some(2.5.into()));
+        assert_eq!(
+            c(Func::Nanvl, &[V::Dec(f64::NAN), V::Int(3)]),
+            Some(3.into())
+        );
+        assert_eq!(c(Func::Nanvl, &[V::Undef, V::Int(3)]), Some(3.into()));
+        assert_eq!(c(Func::Nanvl, &[V::Null, V::Int(3)]), Some(3.into()));
+        assert_eq!(c(Func::Nanvl, &[s("x"), V::Int(3)]), Some("x".into()));
+        assert_eq!(c(Func::Nanvl, &[s("5"), V::Int(3)]), Some("5".into()));
+        assert_eq!(
+            c(Func::Nanvl, &[V::Bool(false), V::Int(3)]),
+            Some(false.into())
+        );
+    }
+
+    #[test]
+    fn chr_is_ascii_only() {
+        assert_eq!(c(Func::Chr, &[V::Int(65)]), Some("A".into()));
+        assert_eq!(c(Func::Chr, &[V::Dec(65.9)]), Some("A".into()));
+        assert_eq!(c(Func::Chr, &[V::Str("49".into())]), Some("1".into()));
+        assert_eq!(c(Func::Chr, &[V::Int(0)]), Some("\0".into()));
+        assert_eq!(c(Func::Chr, &[V::Int(127)]), Some("\u{7f}".into()));
+        assert_eq!(c(Func::Chr, &[V::Int(128)]), None);
+        assert_eq!(c(Func::Chr, &[V::Int(233)]), None);
+        assert_eq!(c(Func::Chr, &[V::Int(0x1F600)]), None);
+        assert_eq!(c(Func::Chr, &[V::Int(-1)]), None);
+        assert_eq!(c(Func::Chr, &[V::Bool(true)]), None);
     }
 
     #[test]

@@ -35,9 +35,9 @@ pub(super) fn call<'a>(f: Func, args: &mut [V<'a>], re: Option<&Regex>) -> V<'a>
                 None => -1,
             })
         }),
-        Func::Lpad | Func::Rpad => match (string_arg(a), b.to_int()) {
-            (Some(s), Some(n)) if (0..=1_000_000).contains(&n) => {
-                let pad = " ".repeat(n as usize);
+        Func::Lpad | Func::Rpad => match (string_arg(a), pad_count(b)) {
+            (Some(s), Some(n)) => {
+                let pad = " ".repeat(n);
                 Some(owned(if f == Func::Lpad {
                     pad + &s
                 } else {
@@ -104,6 +104,17 @@ fn with_regex<'a>(
             f(&r)
         }
     }
+}
+
+/// `lpad`/`rpad`'s count: a Decimal (or numeric String) rounded down to an
+/// Int, then, as AWS says, "The Int argument must be between 0 and 1000. If
+/// the provided value is outside of this valid range, the argument is set to
+/// the nearest valid value (0 or 1000)".
+fn pad_count(v: &V) -> Option<usize> {
+    Some(match v.to_num()? {
+        Num::Int(i) => i.clamp(0, 1000) as usize,
+        Num::Dec(d) => d.floor().clamp(0.0, 1000.0) as usize,
+    })
 }
 
 /// `substring(s, start[, end])`: 0-based, end exclusive, both clamped to the string.
@@ -215,6 +226,26 @@ mod tests {
             c(Func::Substring, vec![s("012345"), V::Int(3), V::Int(1)]),
             Some("".into())
         );
+    }
+
+    #[test]
+    fn pad_count_is_clamped_to_0_through_1000() {
+        for f in [Func::Lpad, Func::Rpad] {
+            assert_eq!(c(f, vec![s("x"), V::Int(-1)]), Some("x".into()));
+            assert_eq!(c(f, vec![s("x"), V::Dec(-2.5e30)]), Some("x".into()));
+            let long = |n: V<'static>| match c(f, vec![s("x"), n]) {
+                Some(Value::String(t)) => t.len(),
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(long(V::Int(1000)), 1001);
+            assert_eq!(long(V::Int(5000)), 1001);
+            assert_eq!(long(V::Dec(1e30)), 1001);
+            assert_eq!(long(s("2.9")), 3);
+            assert_eq!(c(f, vec![s("x"), V::Bool(true)]), None);
+            assert_eq!(c(f, vec![s("x"), V::Null]), None);
+        }
+        assert_eq!(c(Func::Lpad, vec![s("x"), V::Int(2)]), Some("  x".into()));
+        assert_eq!(c(Func::Rpad, vec![s("x"), V::Int(2)]), Some("x  ".into()));
     }
 
     #[test]

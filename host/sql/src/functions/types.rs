@@ -19,6 +19,7 @@ pub(super) fn call<'a>(f: Func, args: &mut [V<'a>]) -> V<'a> {
         Func::Get => {
             let key = arg(args, 1).clone();
             match args.first_mut() {
+                Some(V::Str(s)) => char_at(s, &key),
                 Some(base) => get(std::mem::replace(base, V::Undef), &key),
                 None => V::Undef,
             }
@@ -70,13 +71,26 @@ pub fn get<'a>(base: V<'a>, key: &V) -> V<'a> {
     }
 }
 
+/// `get(string, index)`: AWS's "String | Any Type (converted to Int)" row,
+/// the character at the 0-based index; Undefined when the index does not
+/// convert or is outside the string.
+fn char_at<'a>(s: &str, key: &V) -> V<'a> {
+    index(key)
+        .and_then(|i| s.chars().nth(i))
+        .map(|c| V::Str(Cow::Owned(c.to_string())))
+        .unwrap_or(V::Undef)
+}
+
+/// An array or string index: AWS's standard "to Int" conversion (a Decimal
+/// rounds to the nearest Int, a numeric String is truncated), and not
+/// negative.
+fn index(key: &V) -> Option<usize> {
+    key.to_int_standard().and_then(|i| usize::try_from(i).ok())
+}
+
 fn lookup<'v>(v: &'v Value, key: &V) -> Option<&'v Value> {
     match v {
-        Value::Array(arr) => match key {
-            V::Int(i) => usize::try_from(*i).ok().and_then(|i| arr.get(i)),
-            V::Str(s) => s.trim().parse::<usize>().ok().and_then(|i| arr.get(i)),
-            _ => None,
-        },
+        Value::Array(arr) => index(key).and_then(|i| arr.get(i)),
         Value::Object(map) => match key {
             V::Str(s) => map.get(s.as_ref()),
             V::Int(_) => map.get(key.to_str()?.as_ref()),
@@ -158,6 +172,42 @@ mod tests {
             None
         );
         assert_eq!(t("enrichArray", json!({"k": 1}), json!({"a": 3})), None);
+    }
+
+    #[test]
+    fn get_string_is_the_character_at_a_0_based_index() {
+        let g = |s: &str, k: V<'static>| {
+            call(Func::Get, &mut [V::Str(s.to_string().into()), k]).into_json()
+        };
+        assert_eq!(g("abc", V::Int(0)), Some(json!("a")));
+        assert_eq!(g("abc", V::Int(1)), Some(json!("b")));
+        assert_eq!(g("abc", V::Int(2)), Some(json!("c")));
+        assert_eq!(g("héllo", V::Int(1)), Some(json!("é")));
+        assert_eq!(g("abc", V::Int(3)), None);
+        assert_eq!(g("abc", V::Int(-1)), None);
+        assert_eq!(g("abc", V::Dec(1.6)), Some(json!("c")));
+        assert_eq!(g("abc", V::Str("1.9".into())), Some(json!("b")));
+        assert_eq!(g("abc", V::Str(" 1".into())), None);
+        assert_eq!(g("abc", V::Bool(true)), None);
+        // No conversion of the first argument: a number is not a string.
+        assert_eq!(
+            call(Func::Get, &mut [V::Int(123), V::Int(0)]).into_json(),
+            None
+        );
+    }
+
+    #[test]
+    fn array_index_converts_to_int() {
+        let v = json!(["a", "b", "c"]);
+        let at = |k: V| get(V::Json(&v), &k).into_json();
+        assert_eq!(at(V::Dec(1.4)), Some(json!("b")));
+        assert_eq!(at(V::Dec(1.5)), Some(json!("c")));
+        assert_eq!(at(V::Dec(-1.5)), None);
+        assert_eq!(at(V::Str("1".into())), Some(json!("b")));
+        assert_eq!(at(V::Str("1.9".into())), Some(json!("b")));
+        assert_eq!(at(V::Str(" 1".into())), None);
+        assert_eq!(at(V::Str("+1".into())), None);
+        assert_eq!(at(V::Bool(true)), None);
     }
 
     #[test]
