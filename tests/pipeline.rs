@@ -383,6 +383,25 @@ fn mosquitto_clients_publish_and_subscribe() {
         let last = wait_shadow_version(&weir, device, 26);
         assert_eq!(last["state"]["reported"]["temperature"], 35.0, "{last}");
     }
+    // QoS 0 and 1, as AWS IoT: a QoS 2 subscription is granted QoS 1.
+    let out = Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-q",
+            "2",
+            "-t",
+            "qos/two",
+            "-d",
+            "-W",
+            "1",
+        ])
+        .output()
+        .expect("mosquitto_sub");
+    let debug = String::from_utf8_lossy(&out.stdout);
+    assert!(debug.contains("Subscribed (mid: 1): 1"), "{debug}");
     weir.stop();
 }
 

@@ -219,9 +219,12 @@ fn init_logging() {
     use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=warn"));
+    // Colours only for a terminal: a log redirected to a file stays text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .finish()
         .with(tracing_subscriber::filter::filter_fn(|m| {
             !is_router_disconnect_noise(m) && !is_router_span(m)

@@ -1,8 +1,57 @@
 //! Plugin settings (`wasi:config/store`): the `settings` table of the
 //! plugin's declaration, as strings.
 
+use std::cell::RefCell;
 use std::fmt::Display;
 use std::str::FromStr;
+
+thread_local! {
+    /// The keys asked for since [`start_reading`]: what the plugin's `new`
+    /// reads, to tell a setting it never reads (a typo) from one it does.
+    static READ: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Start noting the keys read (the SDK calls it before the plugin's `new`).
+pub(crate) fn start_reading() {
+    READ.with(|read| read.borrow_mut().clear());
+}
+
+/// The declared settings whose keys were not read since [`start_reading`]:
+/// `Err` naming them, and the keys that were read, when there are any. A
+/// setting the plugin never reads is most likely a typo (`thresold`), which
+/// would otherwise leave the default silently in force.
+pub(crate) fn check_all_read(declared: &[(String, String)]) -> Result<(), String> {
+    READ.with(|read| {
+        let read = read.borrow();
+        let unread: Vec<&str> = declared
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .filter(|k| !read.iter().any(|r| r == k))
+            .collect();
+        if unread.is_empty() {
+            return Ok(());
+        }
+        let mut known: Vec<&str> = read.iter().map(String::as_str).collect();
+        known.sort_unstable();
+        known.dedup();
+        let names = |keys: &[&str]| {
+            keys.iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        Err(format!(
+            "unknown setting{} {} (this plugin reads {})",
+            if unread.len() == 1 { "" } else { "s" },
+            names(&unread),
+            if known.is_empty() {
+                "no settings".to_string()
+            } else {
+                names(&known)
+            }
+        ))
+    })
+}
 
 /// The setting `key`, or `None` when it is not set. A host error is logged
 /// and treated as "not set"; use [`try_get`] to see it.
@@ -18,6 +67,7 @@ pub fn get(key: &str) -> Option<String> {
 
 /// The setting `key`, or `None` when it is not set.
 pub fn try_get(key: &str) -> Result<Option<String>, String> {
+    READ.with(|read| read.borrow_mut().push(key.to_string()));
     #[cfg(target_arch = "wasm32")]
     {
         use crate::bindings::host::wasi::config::store;
@@ -111,6 +161,29 @@ mod tests {
         assert!(
             err.starts_with("setting `threshold`: invalid value `abc`"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_setting_never_read_is_named_with_the_ones_that_are() {
+        let declared = |keys: &[&str]| -> Vec<(String, String)> {
+            keys.iter()
+                .map(|k| (k.to_string(), "1".to_string()))
+                .collect()
+        };
+        start_reading();
+        assert_eq!(check_all_read(&[]), Ok(()));
+        let _ = get("threshold");
+        let _ = get("warmup");
+        assert_eq!(check_all_read(&declared(&["threshold"])), Ok(()));
+        assert_eq!(
+            check_all_read(&declared(&["thresold", "warmup"])),
+            Err("unknown setting `thresold` (this plugin reads `threshold`, `warmup`)".into())
+        );
+        start_reading();
+        assert_eq!(
+            check_all_read(&declared(&["a", "b"])),
+            Err("unknown settings `a`, `b` (this plugin reads no settings)".into())
         );
     }
 

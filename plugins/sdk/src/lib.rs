@@ -312,7 +312,13 @@ pub mod __private {
                 .map_err(|_| "plugin re-entered while busy".to_string())?;
             if cell.is_none() {
                 match init {
-                    Some(init) => *cell = Some(init().map_err(|e| format!("plugin setup: {e}"))?),
+                    Some(init) => {
+                        crate::config::start_reading();
+                        let value = init().map_err(|e| format!("plugin setup: {e}"))?;
+                        crate::config::check_all_read(&crate::config::get_all()?)
+                            .map_err(|e| format!("plugin setup: {e}"))?;
+                        *cell = Some(value);
+                    }
                     None => return Ok(R::default()),
                 }
             }

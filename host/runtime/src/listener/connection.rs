@@ -544,6 +544,12 @@ pub async fn handle<S>(
                                 }
                                 let allowed = principal.as_ref().is_none_or(|p| p.policy.allows_subscribe(&f.path));
                                 if allowed {
+                                    // QoS 0 and 1, as AWS IoT: a QoS 2
+                                    // subscription is granted QoS 1.
+                                    let mut f = f;
+                                    if f.qos == rumqttd::protocol::QoS::ExactlyOnce {
+                                        f.qos = rumqttd::protocol::QoS::AtLeastOnce;
+                                    }
                                     kept.push(f);
                                 } else {
                                     shared.metrics.policy_violations.fetch_add(1, Relaxed);

@@ -453,9 +453,10 @@ mod tests {
         PluginRuntime::new(Default::default(), dir.join("cache"), services).unwrap()
     }
 
-    /// A plugin that refuses its settings is refused at load, with its own
-    /// message, instead of failing every batch once it runs; with good
-    /// settings the same plugin loads.
+    /// A plugin that refuses its settings (a value that does not parse, a
+    /// key it does not read) is refused at load, with its own message,
+    /// instead of failing every batch, or silently keeping a default, once
+    /// it runs; with good settings the same plugin loads.
     #[test]
     fn a_plugin_that_refuses_its_settings_is_refused_at_load() {
         if weir_bundled_plugins::get("zscore").is_none() {
@@ -482,6 +483,13 @@ mod tests {
         assert!(refused.contains("zscore"), "{refused}");
         assert!(refused.contains("threshold"), "{refused}");
         assert!(refused.contains("first call"), "{refused}");
+        // A setting the plugin never reads is a typo, not a default.
+        let typo = load(&rt, "zscore", &decl("thresold = 2"), &dir)
+            .err()
+            .expect("a misspelt setting is refused")
+            .to_string();
+        assert!(typo.contains("unknown setting `thresold`"), "{typo}");
+        assert!(typo.contains("`threshold`"), "{typo}");
         load(&rt, "zscore", &decl("threshold = 3.5"), &dir).expect("good settings load");
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use toml::Spanned;
-use weir_sql::{EvalError, Message, Statement, Template, TopicTrie, Variables};
+use weir_sql::{Message, Statement, Template, TopicTrie, Variables};
 
 /// The file in the rules directory that declares plugin instances.
 pub const PLUGINS_FILE: &str = "plugins.toml";
@@ -114,16 +114,33 @@ impl Action {
 
     /// Render the action's templates against `msg` and the variables its
     /// rule's statement bound for it, with the engine's defaults (device:
-    /// the client id; device type: empty).
+    /// the client id; device type: empty). A `device` template that renders
+    /// empty (`${topic(3)}` of `dt/thermostat//telemetry`) is an error: no
+    /// plugin should keep state for a device named "".
     pub fn render_params<'a>(
         &'a self,
         msg: &'a Message<'a>,
         vars: &'a Variables<'a>,
-    ) -> Result<ActionParams<'a>, EvalError> {
-        let render =
-            |t: &'a Option<Template>| t.as_ref().map(|t| t.render_cow_with(msg, vars)).transpose();
+    ) -> Result<ActionParams<'a>, String> {
+        let render = |t: &'a Option<Template>| {
+            t.as_ref()
+                .map(|t| t.render_cow_with(msg, vars))
+                .transpose()
+                .map_err(|e| e.to_string())
+        };
+        let device = match render(&self.device)? {
+            Some(d) if d.is_empty() => {
+                return Err(
+                    "the action's `device` template renders empty for this message \
+                     (an empty topic level?)"
+                        .to_string(),
+                )
+            }
+            Some(d) => d,
+            None => Cow::Borrowed(msg.client_id),
+        };
         Ok(ActionParams {
-            device: render(&self.device)?.unwrap_or(Cow::Borrowed(msg.client_id)),
+            device,
             device_type: render(&self.device_type)?.unwrap_or_default(),
             device_time: render(&self.device_time)?,
         })
@@ -809,6 +826,25 @@ mod tests {
         // No rule, or a rule whose device is not a topic level.
         assert_eq!(set.device_in("dt/thermostat/dev-1/status"), None);
         assert_eq!(set.device_in("$weir/alerts/dev-1"), None);
+    }
+
+    /// `dt/thermostat//telemetry`: the shipped rule's device is an empty
+    /// topic level, which no plugin should keep state for.
+    #[test]
+    fn a_device_template_that_renders_empty_is_an_error() {
+        let set = load_dir(Path::new("/nonexistent/weir-rules")).expect("shipped rules");
+        let (_, rule) = set.by_name("telemetry").expect("telemetry rule");
+        let payload = serde_json::json!({ "temperature": 21.5 });
+        let action = &rule.actions[0];
+        let vars = Variables::default();
+        let empty = Message::new("dt/thermostat//telemetry", &payload);
+        let err = action
+            .render_params(&empty, &vars)
+            .expect_err("empty device");
+        assert!(err.contains("`device`"), "{err}");
+        let named = Message::new("dt/thermostat/dev-1/telemetry", &payload);
+        let params = action.render_params(&named, &vars).expect("device");
+        assert_eq!(params.device, "dev-1");
     }
 
     #[test]

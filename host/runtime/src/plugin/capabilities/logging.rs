@@ -25,5 +25,19 @@ impl Host for PluginState {
             Level::Warn => tracing::warn!(plugin, context, "{message}"),
             Level::Error | Level::Critical => tracing::error!(plugin, context, "{message}"),
         }
+        // What a plugin warns about (shadow skipping a reading that is not
+        // a JSON object, say) is counted where an operator looks:
+        // `plugin.<name>.log_warnings` / `.log_errors` in `weir status`.
+        match level {
+            Level::Warn => self
+                .services
+                .metrics
+                .count(&format!("plugin.{plugin}.log_warnings"), 1),
+            Level::Error | Level::Critical => self
+                .services
+                .metrics
+                .count(&format!("plugin.{plugin}.log_errors"), 1),
+            _ => {}
+        }
     }
 }
