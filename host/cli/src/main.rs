@@ -307,6 +307,11 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
                 config.data_dir = d;
             }
             if let Some(r) = rules {
+                // Without `--rules`, a missing ./rules means the shipped
+                // rules; a directory named on the command line must exist.
+                if !r.is_dir() {
+                    anyhow::bail!("--rules {}: no such directory", r.display());
+                }
                 config.rules_dir = r;
             }
             if let Some(t) = tls_listen {

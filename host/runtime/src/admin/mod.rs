@@ -283,8 +283,16 @@ pub async fn query(data_dir: &Path, request: &Request) -> Result<Value, AdminErr
 
 /// Answer from the data directory when no instance is running.
 pub fn query_offline(data_dir: &Path, request: &Request) -> Result<Value, AdminError> {
-    let kv = KvStore::open(&crate::server::state_path(data_dir))
-        .map_err(|e| AdminError::Failed(e.to_string()))?;
+    // Reading must not create: a mistyped --data-dir would otherwise come
+    // back as an empty store ("no shadow for device …").
+    let state = crate::server::state_path(data_dir);
+    if !state.exists() {
+        return Err(AdminError::Failed(format!(
+            "no running weir and no data in {} (is --data-dir right?)",
+            data_dir.display()
+        )));
+    }
+    let kv = KvStore::open(&state).map_err(|e| AdminError::Failed(e.to_string()))?;
     let ts_path = crate::sinks::timeseries::store_path(data_dir);
     let ts = match request {
         Request::TsQuery { .. } | Request::TsSeries { .. } if ts_path.exists() => Some(Arc::new(
