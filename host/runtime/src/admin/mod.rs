@@ -286,7 +286,15 @@ pub fn query_offline(data_dir: &Path, request: &Request) -> Result<Value, AdminE
     // Reading must not create: a mistyped --data-dir would otherwise come
     // back as an empty store ("no shadow for device …").
     let state = crate::server::state_path(data_dir);
-    if !state.exists() {
+    let reads = matches!(
+        request,
+        Request::Shadow { .. }
+            | Request::State { .. }
+            | Request::StateKeys { .. }
+            | Request::TsQuery { .. }
+            | Request::TsSeries { .. }
+    );
+    if reads && !state.exists() {
         return Err(AdminError::Failed(format!(
             "no running weir and no data in {} (is --data-dir right?)",
             data_dir.display()

@@ -69,3 +69,19 @@ pub struct Ingest {
     /// 0 for messages from devices; +1 each time a plugin's output re-enters.
     pub hops: u8,
 }
+
+impl Ingest {
+    /// A message the host itself publishes (a lifecycle event, a plugin's
+    /// or a republish action's output), received now, `hops` deep.
+    pub fn from_host(topic: String, payload: Bytes, hops: u8) -> Ingest {
+        Ingest {
+            topic,
+            payload,
+            from: Publisher::host(),
+            properties: None,
+            basic_ingest: None,
+            received_at: crate::clock::now_ms(),
+            hops,
+        }
+    }
+}

@@ -3,7 +3,7 @@
 //! each plugin one batch per round, and routes what comes back.
 
 use super::generation::{Current, Generation};
-use super::ingest::{Ingest, Publisher, MAX_HOPS};
+use super::ingest::{Ingest, MAX_HOPS};
 use super::message::{self, Context, Failure};
 use super::scan;
 use crate::metrics::Metrics;
@@ -877,15 +877,9 @@ impl Worker {
             return;
         }
         self.metrics.messages_internal.fetch_add(1, Relaxed);
-        state.local.push_back(Ingest {
-            topic,
-            payload,
-            from: Publisher::host(),
-            properties: None,
-            basic_ingest: None,
-            received_at: crate::clock::now_ms(),
-            hops: hops + 1,
-        });
+        state
+            .local
+            .push_back(Ingest::from_host(topic, payload, hops + 1));
     }
 
     fn tick(&mut self, state: &mut State) {
@@ -974,6 +968,7 @@ fn queue_republish(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::ingest::Publisher;
     use crate::plugin::batch::{MetricRef, Parts};
 
     fn origin() -> Origin {

@@ -2,7 +2,6 @@
 //! `$aws/events/presence/{connected,disconnected}/<clientId>`, published to
 //! the broker (subscribers) and the engine (rules).
 
-use crate::engine::Publisher;
 use crate::engine::{EngineHandle, Ingest};
 use crate::store::KvStore;
 use bytes::Bytes;
@@ -130,17 +129,7 @@ impl Presence {
     pub async fn emit(&self, topic: String, doc: serde_json::Value) {
         let payload = Bytes::from(doc.to_string());
         self.publish_raw(topic.clone(), payload.clone());
-        self.engine
-            .send(Ingest {
-                topic,
-                payload,
-                from: Publisher::host(),
-                properties: None,
-                basic_ingest: None,
-                received_at: crate::clock::now_ms(),
-                hops: 0,
-            })
-            .await;
+        self.engine.send(Ingest::from_host(topic, payload, 0)).await;
     }
 
     /// Publish to the broker only; `retain` keeps it for later subscribers.
