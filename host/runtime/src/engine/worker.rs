@@ -56,10 +56,9 @@ struct State {
     pending: Pending,
     /// Plugin outputs that re-enter the engine this round.
     local: VecDeque<Ingest>,
-    /// Republish actions' outputs, with the hops of the message that made
-    /// them: published (and fed back) after the messages being evaluated.
-    /// Republish actions' messages (topic, payload, hops), published and
-    /// fed back once the round's rules are evaluated.
+    /// Republish actions' messages (topic, payload, and the hops of the
+    /// message that made them): published (and fed back) after the
+    /// messages being evaluated.
     republished: Vec<(String, Bytes, u8)>,
     matches: Vec<usize>,
 }
