@@ -46,7 +46,10 @@ pub(super) fn call<'a>(f: Func, args: &[V<'a>]) -> V<'a> {
         Func::Bitnot => a.to_int().map(|x| V::Int(!x)).unwrap_or(V::Undef),
         Func::Ceil => round_with(a, f64::ceil),
         Func::Floor => round_with(a, f64::floor),
-        Func::Round => round_with(a, |d| (d + 0.5).floor()),
+        // Halves away from zero, as AWS's examples give them (`round(1.5)`
+        // = 2, `round(-1.5)` = -2; the prose's "rounded up" would make the
+        // latter -1).
+        Func::Round => round_with(a, f64::round),
         Func::Sign => match a.to_num() {
             Some(Num::Int(i)) => V::Int(i.signum()),
             Some(Num::Dec(d)) => V::Int(if d > 0.0 {
