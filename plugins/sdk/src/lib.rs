@@ -90,7 +90,11 @@ pub use bindings::host::weir::plugin::types::Outbound;
 /// A processor: a batch of messages in, messages out (`processor-plugin`).
 pub trait Processor: Sized + 'static {
     /// Build the plugin, typically from its settings ([`config`]). Called
-    /// once, before the first batch.
+    /// once, before the first batch: the host makes that call when it
+    /// loads the plugin, so an `Err` here refuses the plugin (at startup,
+    /// or a reload, which keeps the last good version). Read every setting
+    /// the plugin takes here: a declared setting `new` does not read is
+    /// taken for a typo, and refused with the keys it does read.
     fn new() -> Result<Self, String>;
 
     /// Process a batch. Returned messages are published by the host under
@@ -124,7 +128,8 @@ pub trait Aggregator: Processor {
 /// A sink: writes batches somewhere through host capabilities (`sink-plugin`).
 pub trait Sink: Sized + 'static {
     /// Build the plugin, typically from its settings. Called once, before the
-    /// first batch.
+    /// first batch, when the host loads the plugin; as [`Processor::new`],
+    /// it must read every setting the plugin takes.
     fn new() -> Result<Self, String>;
 
     /// Write a batch. `Err` sends the whole batch to the rule's error action.
