@@ -107,12 +107,17 @@ pub fn num_from_json(n: &Number) -> Num {
     whole_to_int(f)
 }
 
+/// A float with no fraction left (a floor, round or trunc) as an Int, when
+/// it is within the Int range (never for NaN or infinities).
+pub fn whole_as_i64(r: f64) -> Option<i64> {
+    (r.abs() < 9.2e18).then_some(r as i64)
+}
+
 /// `10.0` is processed as the Int `10` in SQL version 2016-03-23.
 pub fn whole_to_int(f: f64) -> Num {
-    if f.is_finite() && f.fract() == 0.0 && f.abs() < 9.2e18 {
-        Num::Int(f as i64)
-    } else {
-        Num::Dec(f)
+    match whole_as_i64(f).filter(|_| f.fract() == 0.0) {
+        Some(i) => Num::Int(i),
+        None => Num::Dec(f),
     }
 }
 
@@ -268,14 +273,7 @@ impl<'a> V<'a> {
     pub fn to_int(&self) -> Option<i64> {
         match self.to_num()? {
             Num::Int(i) => Some(i),
-            Num::Dec(d) => {
-                let f = d.floor();
-                if f.abs() < 9.2e18 {
-                    Some(f as i64)
-                } else {
-                    None
-                }
-            }
+            Num::Dec(d) => whole_as_i64(d.floor()),
         }
     }
 
@@ -285,19 +283,14 @@ impl<'a> V<'a> {
     /// `round(-1.5)` is -2); a String is parsed as a Decimal whose decimal
     /// places are truncated. Anything else has no Int.
     pub fn to_int_standard(&self) -> Option<i64> {
-        let r = match self {
-            V::Int(i) => return Some(*i),
-            V::Dec(d) => d.round(),
+        match self {
+            V::Int(i) => Some(*i),
+            V::Dec(d) => whole_as_i64(d.round()),
             V::Str(s) => match parse_num(s)? {
-                Num::Int(i) => return Some(i),
-                Num::Dec(d) => d.trunc(),
+                Num::Int(i) => Some(i),
+                Num::Dec(d) => whole_as_i64(d.trunc()),
             },
-            _ => return None,
-        };
-        if r.abs() < 9.2e18 {
-            Some(r as i64)
-        } else {
-            None
+            _ => None,
         }
     }
 

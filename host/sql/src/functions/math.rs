@@ -2,7 +2,7 @@
 //! random sources behind `rand()` and `newuuid()`.
 
 use super::{arg, Func};
-use crate::value::{arith, dec, Arith, Num, V};
+use crate::value::{arith, dec, whole_as_i64, Arith, Num, V};
 use std::cell::Cell;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -99,16 +99,14 @@ fn bit<'a>(a: &V, b: &V, f: fn(i64, i64) -> i64) -> V<'a> {
 fn round_with<'a>(a: &V, f: fn(f64) -> f64) -> V<'a> {
     match a.to_num() {
         Some(Num::Int(i)) => V::Int(i),
-        Some(Num::Dec(d)) => {
-            let r = f(d);
-            if r.abs() < 9.2e18 {
-                V::Int(r as i64)
-            } else {
-                dec(r)
-            }
-        }
+        Some(Num::Dec(d)) => whole(f(d)),
         None => V::Undef,
     }
+}
+
+/// A rounded Decimal as an Int, or still a Decimal beyond the Int range.
+fn whole<'a>(r: f64) -> V<'a> {
+    whole_as_i64(r).map_or_else(|| dec(r), V::Int)
 }
 
 /// `trunc(x, places)`: cut (toward zero) to `places` decimal places. AWS:
@@ -126,12 +124,7 @@ fn trunc<'a>(a: &V, b: &V) -> V<'a> {
         Num::Int(i) => V::Int(i),
         Num::Dec(d) => {
             if places == 0 {
-                let r = d.trunc();
-                return if r.abs() < 9.2e18 {
-                    V::Int(r as i64)
-                } else {
-                    dec(r)
-                };
+                return whole(d.trunc());
             }
             // Work on the shortest decimal text so 2.31 does not become 2.3099999.
             let text = format!("{d}");
