@@ -197,7 +197,7 @@ fn eval(args: &EvalArgs) -> Result<ExitCode> {
     let text = payload;
     let payload = match &json {
         Ok(v) => Payload::Json(v),
-        Err(e) if statement.reads_json() && !raw => {
+        Err(e) if statement.needs_json() => {
             warn!("error: the payload is not valid JSON and the statement reads it: {e}");
             return Ok(ExitCode::from(2));
         }

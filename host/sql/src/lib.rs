@@ -263,6 +263,13 @@ impl Statement {
     pub fn outputs_raw(&self) -> bool {
         self.outputs_raw
     }
+
+    /// Whether a payload that is not JSON fails the statement: it reads
+    /// JSON ([`reads_json`](Self::reads_json)) and is not a `SELECT *` that
+    /// then outputs the bytes ([`outputs_raw`](Self::outputs_raw)).
+    pub fn needs_json(&self) -> bool {
+        self.reads_json && !self.outputs_raw
+    }
 }
 
 fn is_select_star(q: &CQuery) -> bool {
@@ -390,6 +397,11 @@ mod tests {
         assert!(!raw("SELECT *, timestamp() AS ts FROM 'x'"));
         assert!(!raw("SELECT a FROM 'x'"));
         assert!(!raw("SELECT VALUE * FROM 'x'"));
+        let needs = |sql: &str| Statement::parse(sql).unwrap().needs_json();
+        assert!(!needs("SELECT * FROM 'x'"));
+        assert!(!needs("SELECT encode(*, 'base64') AS data FROM 'x'"));
+        assert!(needs("SELECT * FROM 'x' WHERE temperature > 50"));
+        assert!(needs("SELECT a FROM 'x'"));
     }
 
     #[test]

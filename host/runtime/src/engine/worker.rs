@@ -460,7 +460,7 @@ impl Worker {
             });
             let payload = match &*parsed {
                 Ok(v) => weir_sql::Payload::Json(v),
-                Err(e) if rule.statement.reads_json() && !rule.statement.outputs_raw() => {
+                Err(e) if rule.statement.needs_json() => {
                     malformed = true;
                     self.fail(state, rule_index, &ingest, "sql", e.clone());
                     continue;
@@ -492,16 +492,8 @@ impl Worker {
                     // Plugins take JSON readings: the rule's plugin actions
                     // fail, once for all of them, and its republish actions
                     // still forward the bytes.
-                    if rule
-                        .actions
-                        .iter()
-                        .any(|a| matches!(a.target, Target::Plugin(_)))
-                    {
+                    if let Some(why) = rule.plugins_refuse(e) {
                         malformed = true;
-                        let why = format!(
-                            "{e}; a plugin takes JSON readings (to hand one the bytes, \
-                             select them: SELECT encode(*, 'base64') AS data …)"
-                        );
                         self.fail(state, rule_index, &ingest, "sql", why);
                     }
                     message::Output::raw()

@@ -161,6 +161,28 @@ pub struct Rule {
     pub passthrough: bool,
 }
 
+impl Rule {
+    /// Whether any of its actions (not its error action) is a plugin's:
+    /// such a rule needs a JSON output to hand on.
+    pub fn has_plugin_actions(&self) -> bool {
+        self.actions
+            .iter()
+            .any(|a| matches!(a.target, Target::Plugin(_)))
+    }
+
+    /// Why this rule's plugin actions fail on a payload that is not JSON
+    /// (`not_json`, the parse error) while its `SELECT *` forwards the
+    /// bytes; `None` when it has no plugin action.
+    pub fn plugins_refuse(&self, not_json: &str) -> Option<String> {
+        self.has_plugin_actions().then(|| {
+            format!(
+                "{not_json}; a plugin takes JSON readings (to hand one the bytes, \
+                 select them: SELECT encode(*, 'base64') AS data …)"
+            )
+        })
+    }
+}
+
 /// Every enabled rule, ready to dispatch.
 pub struct RuleSet {
     pub rules: Vec<Arc<Rule>>,

@@ -409,20 +409,16 @@ pub fn evaluate(rules: &RuleSet, case: &Case, now_ms: i64) -> Outcome {
     let raw = parsed.is_err() && rule.statement.outputs_raw();
     let payload = match &parsed {
         Ok(v) => Payload::Json(v),
-        Err(e) if rule.statement.reads_json() && !raw => return Outcome::Error(e.clone()),
+        Err(e) if rule.statement.needs_json() => return Outcome::Error(e.clone()),
         // A plugin takes JSON readings: the engine sends the rule's plugin
         // actions to its error action (republish actions still forward the
         // bytes).
-        Err(e)
-            if raw
-                && rule
-                    .actions
-                    .iter()
-                    .any(|a| matches!(a.target, super::Target::Plugin(_))) =>
-        {
-            return Outcome::Error(format!("{e}; a plugin takes JSON readings"))
+        Err(e) => {
+            if let Some(why) = raw.then(|| rule.plugins_refuse(e)).flatten() {
+                return Outcome::Error(why);
+            }
+            Payload::Binary(bytes.as_bytes())
         }
-        Err(_) => Payload::Binary(bytes.as_bytes()),
     };
     let message = Message {
         topic,
