@@ -6,23 +6,25 @@ use std::fmt::Display;
 use std::str::FromStr;
 
 thread_local! {
-    /// The keys asked for since [`start_reading`]: what the plugin's `new`
-    /// reads, to tell a setting it never reads (a typo) from one it does.
-    static READ: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    /// The keys asked for between [`start_reading`] and [`check_all_read`]:
+    /// what the plugin's `new` reads, to tell a setting it never reads (a
+    /// typo) from one it does. `None` outside `new`, so a plugin that reads
+    /// settings per batch notes nothing (and grows nothing).
+    static READ: RefCell<Option<Vec<String>>> = const { RefCell::new(None) };
 }
 
 /// Start noting the keys read (the SDK calls it before the plugin's `new`).
 pub(crate) fn start_reading() {
-    READ.with(|read| read.borrow_mut().clear());
+    READ.with(|read| *read.borrow_mut() = Some(Vec::new()));
 }
 
 /// The declared settings whose keys were not read since [`start_reading`]:
 /// `Err` naming them, and the keys that were read, when there are any. A
 /// setting the plugin never reads is most likely a typo (`thresold`), which
-/// would otherwise leave the default silently in force.
+/// would otherwise leave the default silently in force. Stops the noting.
 pub(crate) fn check_all_read(declared: &[(String, String)]) -> Result<(), String> {
     READ.with(|read| {
-        let read = read.borrow();
+        let read = read.borrow_mut().take().unwrap_or_default();
         let unread: Vec<&str> = declared
             .iter()
             .map(|(k, _)| k.as_str())
@@ -67,7 +69,11 @@ pub fn get(key: &str) -> Option<String> {
 
 /// The setting `key`, or `None` when it is not set.
 pub fn try_get(key: &str) -> Result<Option<String>, String> {
-    READ.with(|read| read.borrow_mut().push(key.to_string()));
+    READ.with(|read| {
+        if let Some(read) = read.borrow_mut().as_mut() {
+            read.push(key.to_string());
+        }
+    });
     #[cfg(target_arch = "wasm32")]
     {
         use crate::bindings::host::wasi::config::store;
@@ -173,13 +179,22 @@ mod tests {
         };
         start_reading();
         assert_eq!(check_all_read(&[]), Ok(()));
-        let _ = get("threshold");
-        let _ = get("warmup");
+        let new = || {
+            start_reading();
+            let _ = get("threshold");
+            let _ = get("warmup");
+        };
+        new();
         assert_eq!(check_all_read(&declared(&["threshold"])), Ok(()));
+        new();
         assert_eq!(
             check_all_read(&declared(&["thresold", "warmup"])),
             Err("unknown setting `thresold` (this plugin reads `threshold`, `warmup`)".into())
         );
+        // Reads after the check (a plugin reading settings per batch) are
+        // not noted.
+        let _ = get("threshold");
+        READ.with(|read| assert!(read.borrow().is_none()));
         start_reading();
         assert_eq!(
             check_all_read(&declared(&["a", "b"])),
